@@ -1,0 +1,1 @@
+"""Diagnostics: complexity tables, gradient flow, feature probes and plots."""

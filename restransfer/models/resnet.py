@@ -1,0 +1,167 @@
+"""One functional builder for every ResNet, ResNeXt, Wide ResNet, CIFAR ResNet and plain twin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from restransfer.errors import ConfigError
+from restransfer.models import heads
+from restransfer.models.blocks import BLOCKS, NORMS, STYLES, BlockOptions, conv, norm, relu
+from restransfer.models.layers import PREPROCESSING_MODES, Preprocess
+from restransfer.models.specs import ResNetSpec
+
+MIN_SIZE = 32
+POOLINGS = (None, "avg", "max")
+# The preprocessing that each style's published weights were trained with.
+STYLE_PREPROCESSING = {"torchvision": "torch", "keras": "caffe"}
+
+
+def _check_choice(key: str, value, allowed: Sequence) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {list(allowed)}. Received {key}={value!r}.")
+
+
+def _check_input_shape(input_shape, spec: ResNetSpec) -> tuple:
+    if input_shape is None:
+        return (spec.default_size, spec.default_size, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ConfigError(
+            f"input_shape must be (height, width, 3) with RGB channels last. Received input_shape={input_shape}."
+        )
+    for dim in input_shape[:2]:
+        if dim is not None and dim < MIN_SIZE:
+            raise ConfigError(
+                f"input_shape must be at least {MIN_SIZE}x{MIN_SIZE} pixels (or None for any size). "
+                f"Received input_shape={input_shape}; upscale the images instead."
+            )
+    return input_shape
+
+
+def _stage_dilations(spec: ResNetSpec, output_stride: int) -> list[tuple[int, int]]:
+    """(stride, dilation) per stage; dilation replaces stride to keep the resolution."""
+    strides = [1] + [2] * (len(spec.repeats) - 1)
+    if spec.stem == "cifar":
+        if output_stride not in (4, 32):
+            raise ConfigError(
+                "output_stride applies to ImageNet-style networks (8, 16 or 32); a CIFAR ResNet always "
+                f"has output stride 4. Received output_stride={output_stride}."
+            )
+        return [(s, 1) for s in strides]
+    _check_choice("output_stride", output_stride, (8, 16, 32))
+    current_stride, dilation, plan = 4, 1, []
+    for stride in strides:
+        if stride > 1 and current_stride * stride > output_stride:
+            dilation *= stride
+            stride = 1
+        current_stride *= stride
+        plan.append((stride, dilation))
+    return plan
+
+
+def _stem(x, spec: ResNetSpec, opts: BlockOptions):
+    if spec.stem == "cifar":
+        x = conv(x, spec.widths[0], 3, "conv1", opts)
+        return relu(norm(x, "conv1", opts), "conv1_relu")
+    x = conv(x, 64, 7, "conv1", opts, stride=2)
+    x = relu(norm(x, "conv1", opts), "conv1_relu")
+    # The paper counts the max pool as the start of conv2_x (He et al. 2015, Table 1).
+    x = keras.layers.ZeroPadding2D(1, name="conv2_pool_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, name="conv2_pool")(x)
+
+
+def build_resnet(
+    spec: ResNetSpec,
+    *,
+    name: str = "resnet",
+    num_classes: int | None = None,
+    include_top: bool = True,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    style: str = "torchvision",
+    norm: str = "batch",
+    norm_groups: int | None = None,
+    output_stride: int = 32,
+    zero_init_residual: bool = False,
+    drop_path_rate: float = 0.0,
+    dropout: float = 0.0,
+    classifier_activation: str | None = "softmax",
+    preprocessing: str | None = None,
+    shortcut: str | None = None,
+) -> keras.Model:
+    """Build a functional ResNet from a variant spec.
+
+    Args:
+        spec: the variant (see ``restransfer.models.specs.SPECS``).
+        name: the model's name.
+        num_classes: classes of the head; the spec's default (1000 or 10) when None.
+        include_top: add global pooling and the classifier; else end at the last stage.
+        input_shape: ``(height, width, 3)``, at least 32 px, or ``None`` dims for any size.
+        pooling: without the top, ``None`` (feature map), ``"avg"`` or ``"max"``.
+        style: ``"torchvision"`` (v1.5) or ``"keras"`` (v1 as keras.applications).
+        norm: ``"batch"``, ``"group"``, ``"layer"`` or ``"instance"``.
+        norm_groups: groups for ``norm="group"`` (default: up to 32, >= 2 channels each).
+        output_stride: 32, or 16/8 with dilated last stages for dense prediction.
+        zero_init_residual: start each residual branch's last norm at gamma 0.
+        drop_path_rate: stochastic depth, rising linearly to this rate at the last block.
+        dropout: dropout rate before the classifier.
+        classifier_activation: ``"softmax"`` or ``None`` for logits; always float32.
+        preprocessing: add a ``Preprocess`` layer (``"auto"`` picks the style's weights'
+            normalisation) so the model takes RGB pixels in 0-255; ``None`` for none.
+        shortcut: ``"A"`` or ``"B"`` to override the spec's shortcut type.
+
+    Returns:
+        A ``keras.Model`` whose layer names start with their stage (``conv1`` ... ``conv5``).
+    """
+    _check_choice("style", style, list(STYLES))
+    _check_choice("norm", norm, NORMS)
+    _check_choice("pooling", pooling, POOLINGS)
+    _check_choice("shortcut", shortcut, (None, "A", "B"))
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ConfigError(f"drop_path_rate must be in [0, 1). Received drop_path_rate={drop_path_rate}.")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1). Received dropout={dropout}.")
+    if preprocessing == "auto":
+        preprocessing = STYLE_PREPROCESSING[style]
+    _check_choice("preprocessing", preprocessing, (None, "auto", *PREPROCESSING_MODES))
+    input_shape = _check_input_shape(input_shape, spec)
+    opts = BlockOptions(
+        style=STYLES[style], norm=norm, norm_groups=norm_groups, zero_init_residual=zero_init_residual,
+        residual=spec.residual, shortcut=shortcut or spec.shortcut, groups=spec.groups,
+        width_per_group=spec.width_per_group,
+    )
+    block_fn = BLOCKS[spec.block]
+    total_blocks = sum(spec.repeats)
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = Preprocess(preprocessing, name="preprocess")(inputs) if preprocessing else inputs
+    x = _stem(x, spec, opts)
+    index = 0
+    previous_dilation = 1
+    for stage, (repeats, width, (stride, dilation)) in enumerate(
+        zip(spec.repeats, spec.widths, _stage_dilations(spec, output_stride)), start=2
+    ):
+        for b in range(repeats):
+            drop_rate = drop_path_rate * index / max(total_blocks - 1, 1)
+            x = block_fn(
+                x, width, f"conv{stage}_block{b + 1}", opts,
+                stride=stride if b == 0 else 1,
+                # As torchvision: a newly dilated stage's first block keeps the old dilation.
+                dilation=previous_dilation if b == 0 else dilation,
+                drop_rate=drop_rate,
+            )
+            index += 1
+        previous_dilation = dilation
+
+    if include_top:
+        outputs = heads.classifier(
+            x, num_classes or spec.default_classes, dropout=dropout, activation=classifier_activation
+        )
+    elif pooling:
+        pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+        outputs = pool(name=f"{pooling}_pool")(x)
+    else:
+        outputs = x
+    return keras.Model(inputs, outputs, name=name)

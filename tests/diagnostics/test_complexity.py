@@ -1,0 +1,27 @@
+import pytest
+
+import restransfer as rt
+from restransfer.diagnostics.complexity import stage_table
+
+
+@pytest.mark.parametrize("name,giga_macs", [("resnet50", 4.09), ("resnext50_32x4d", 4.23), ("resnet18", 1.82)])
+def test_multiply_adds_match_published(name, giga_macs):
+    rows = stage_table(rt.create_model(name))
+    assert sum(r.macs for r in rows) / 1e9 == pytest.approx(giga_macs, abs=0.01)
+    assert [r.stage for r in rows] == ["conv1", "conv2", "conv3", "conv4", "conv5", "head"]
+
+
+def test_hand_counted_stem():
+    rows = stage_table(rt.create_model("cifar_resnet20"))
+    conv1 = rows[0]
+    assert conv1.output_shape == (32, 32, 16)
+    assert conv1.macs == 32 * 32 * 16 * 3 * 3 * 3
+    assert conv1.params == 3 * 3 * 3 * 16 + 4 * 16  # kernel, gamma, beta, moving mean and variance
+
+
+def test_frozen_stages_are_marked():
+    model = rt.create_model("cifar_resnet20")
+    rt.freeze_stages(model, ["conv1", "conv2"])
+    rows = {r.stage: r for r in stage_table(model)}
+    assert not rows["conv1"].trainable and rows["conv1"].trainable_params == 0
+    assert rows["conv3"].trainable and rows["conv3"].trainable_params > 0

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The full test suite, from a fresh clone: the README's test command and what CI runs.
+#  1. everything under the TensorFlow backend, in .venv (the project with its dev and jax extras);
+#  2. the model code under KERAS_BACKEND=jax in .venv-jax, which holds keras + jax and no
+#     TensorFlow at all: the GPU path must not need it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[dev,jax]"
+.venv/bin/python -m pytest "$@"
+
+[ -x .venv-jax/bin/python ] || "$PY" -m venv .venv-jax
+.venv-jax/bin/python -m pip install -q --upgrade pip
+.venv-jax/bin/python -m pip install -q "keras>=3.8" "jax[cpu]" numpy h5py safetensors pyyaml pydantic rich pytest pytest-timeout
+.venv-jax/bin/python -m pip install -q --no-deps -e .
+KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -m "not tensorflow" tests/models tests/test_backend.py
