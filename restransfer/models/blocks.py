@@ -13,8 +13,10 @@ import keras
 
 from restransfer.models.layers import DropPath, ZeroPadShortcut
 
-NORMS = ("batch", "group", "layer", "instance")
-_NORM_SUFFIX = {"batch": "bn", "group": "gn", "layer": "ln", "instance": "in"}
+# "sync_batch" shares BatchNorm statistics across replicas (tf.distribute); under JAX data
+# parallelism plain "batch" already sees the global batch.
+NORMS = ("batch", "sync_batch", "group", "layer", "instance")
+_NORM_SUFFIX = {"batch": "bn", "sync_batch": "bn", "group": "gn", "layer": "ln", "instance": "in"}
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,11 @@ def norm(x, name: str, opts: BlockOptions, *, zero_init: bool = False):
     gamma = "zeros" if zero_init else "ones"
     layer_name = f"{name}_{_NORM_SUFFIX[opts.norm]}"
     eps = opts.style.epsilon
-    if opts.norm == "batch":
-        return keras.layers.BatchNormalization(epsilon=eps, gamma_initializer=gamma, name=layer_name)(x)
+    if opts.norm in ("batch", "sync_batch"):
+        return keras.layers.BatchNormalization(
+            epsilon=eps, gamma_initializer=gamma, name=layer_name,
+            synchronized=opts.norm == "sync_batch" and keras.backend.backend() == "tensorflow",
+        )(x)
     channels = x.shape[-1]
     groups = {
         "group": norm_groups_for(channels, opts.norm_groups),

@@ -101,7 +101,8 @@ def build_resnet(
         input_shape: ``(height, width, 3)``, at least 32 px, or ``None`` dims for any size.
         pooling: without the top, ``None`` (feature map), ``"avg"`` or ``"max"``.
         style: ``"torchvision"`` (v1.5) or ``"keras"`` (v1 as keras.applications).
-        norm: ``"batch"``, ``"group"``, ``"layer"`` or ``"instance"``.
+        norm: ``"batch"``, ``"sync_batch"`` (statistics across replicas), ``"group"``,
+            ``"layer"`` or ``"instance"``.
         norm_groups: groups for ``norm="group"`` (default: up to 32, >= 2 channels each).
         output_stride: 32, or 16/8 with dilated last stages for dense prediction.
         zero_init_residual: start each residual branch's last norm at gamma 0.

@@ -180,3 +180,11 @@ def test_list_models_covers_the_families():
                  "plain_resnet50", "plain_cifar_resnet56"]:
         assert name in names
     assert rt.list_models("cifar_*") == sorted(n for n in names if n.startswith("cifar_"))
+
+
+def test_sync_batch_norm_keeps_batch_norm_names():
+    model = rt.create_model("cifar_resnet20", norm="sync_batch")
+    bn = model.get_layer("conv1_bn")
+    assert isinstance(bn, keras.layers.BatchNormalization)
+    # Under JAX data parallelism the batch statistics are global already.
+    assert bn.synchronized == (keras.backend.backend() == "tensorflow")
