@@ -15,6 +15,7 @@ from restransfer.errors import RestransferError
 
 COMMAND_MODULES = (
     "restransfer.models.commands",
+    "restransfer.bench.commands",
 )
 
 

@@ -1,0 +1,167 @@
+"""`restransfer bench train|inference|pipeline|maxbatch`: throughput numbers as JSON."""
+
+from __future__ import annotations
+
+_BOOL = {"true": True, "false": False, "auto": "auto", "on": True, "off": False}
+
+
+def _jit(value: str):
+    try:
+        return _BOOL[value.lower()]
+    except KeyError:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected true, false or auto; got {value!r}") from None
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help="training and inference throughput vs keras.applications")
+    sub = parser.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+
+    train = sub.add_parser(
+        "train", help="images/s through fit() on synthetic data, side by side with keras.applications",
+        description="Every value list multiplies into cases; each case measures our model and the "
+                    "keras.applications ResNet of its depth, interleaved round by round.",
+    )
+    train.add_argument("--preset", help="named settings: cpu, gpu, gpu-smoke (value options then filter nothing; "
+                                        "--steps/--rounds/--warmup still override)")
+    train.add_argument("--models", nargs="+", default=["resnet50"])
+    train.add_argument("--style", choices=("keras", "torchvision"), default="keras")
+    train.add_argument("--image-size", type=int, nargs="+", default=[224])
+    train.add_argument("--batch-size", type=int, nargs="+", default=[32])
+    train.add_argument("--precision", nargs="+", default=["float32"],
+                       help="Keras dtype policies: float32, mixed_bfloat16, mixed_float16")
+    train.add_argument("--jit-compile", type=_jit, nargs="+", default=["auto"], help="true, false or auto")
+    train.add_argument("--steps-per-execution", type=int, default=1)
+    train.add_argument("--no-reference", action="store_true", help="skip the keras.applications model")
+    train.add_argument("--steps", type=int, help="timed steps per model per round (default 10)")
+    train.add_argument("--rounds", type=int, help="rounds of alternation between ours and the reference (default 3)")
+    train.add_argument("--warmup", type=int, help="untimed steps after compilation (default 2)")
+    train.add_argument("--peak-tflops", type=float, help="device peak for MFU (H100/H200/A100 known)")
+    train.add_argument("--out", help="write the JSON results here")
+    train.set_defaults(handler=_train)
+
+    maxbatch = sub.add_parser("maxbatch", help="the largest training batch that fits in device memory")
+    maxbatch.add_argument("--models", nargs="+", default=["resnet50", "resnext101_32x8d"])
+    maxbatch.add_argument("--image-size", type=int, default=224)
+    maxbatch.add_argument("--precision", default="mixed_bfloat16")
+    maxbatch.add_argument("--start", type=int, default=256, help="first batch size tried")
+    maxbatch.add_argument("--limit", type=int, default=4096, help="stop doubling here")
+    maxbatch.add_argument("--timeout", type=int, default=600, help="seconds per try")
+    maxbatch.add_argument("--out")
+    maxbatch.set_defaults(handler=_maxbatch)
+
+    infer = sub.add_parser("inference", help="images/s of the Keras model and of its exported SavedModel")
+    infer.add_argument("--models", nargs="+", default=["resnet50"])
+    infer.add_argument("--style", choices=("keras", "torchvision"), default="keras")
+    infer.add_argument("--image-size", type=int, default=224)
+    infer.add_argument("--batch-size", type=int, default=32)
+    infer.add_argument("--steps", type=int, default=10)
+    infer.add_argument("--rounds", type=int, default=3)
+    infer.add_argument("--out")
+    infer.set_defaults(handler=_inference)
+
+    pipe = sub.add_parser("pipeline", help="fine-tune images/s with the real input pipeline vs synthetic data")
+    pipe.add_argument("--model", default="resnet18")
+    pipe.add_argument("--image-size", type=int, default=128)
+    pipe.add_argument("--batch-size", type=int, default=16)
+    pipe.add_argument("--images", type=int, default=256, help="JPEGs generated for the folder source")
+    pipe.add_argument("--steps", type=int, default=8)
+    pipe.add_argument("--rounds", type=int, default=2)
+    pipe.add_argument("--workdir", help="folder for the generated JPEGs (default: a temporary folder)")
+    pipe.add_argument("--out")
+    pipe.set_defaults(handler=_pipeline)
+
+
+def _print_and_write(records, args, settings, notes="") -> int:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from restransfer.bench.results import markdown_table, write_results
+
+    Console().print(Markdown(markdown_table(records)))
+    if args.out:
+        path = write_results(args.out, records, settings=settings, notes=notes)
+        print(f"wrote {path}")
+    return 0
+
+
+def _train(args) -> int:
+    import itertools
+
+    from restransfer.bench.presets import get_preset
+    from restransfer.bench.training import TrainCase, run_training
+    from restransfer.models.registry import check_model_name
+
+    if args.preset:
+        preset = get_preset(args.preset)
+        cases = list(preset.cases)
+        steps, rounds, warmup = preset.steps, preset.rounds, preset.warmup
+    else:
+        for name in args.models:
+            check_model_name(name)
+        cases = [
+            TrainCase(model, image_size=size, batch_size=batch, precision=precision, jit_compile=jit,
+                      style=args.style, steps_per_execution=args.steps_per_execution,
+                      reference=not args.no_reference)
+            for model, size, batch, precision, jit in itertools.product(
+                args.models, args.image_size, args.batch_size, args.precision, args.jit_compile)
+        ]
+        steps, rounds, warmup = 10, 3, 2
+    steps = args.steps or steps
+    rounds = args.rounds or rounds
+    warmup = args.warmup if args.warmup is not None else warmup
+    records = run_training(cases, steps=steps, rounds=rounds, warmup=warmup, peak_tflops=args.peak_tflops)
+    settings = {"preset": args.preset, "steps": steps, "rounds": rounds, "warmup": warmup,
+                "cases": [c.case_id for c in cases]}
+    return _print_and_write(records, args, settings)
+
+
+def _maxbatch(args) -> int:
+    from restransfer.bench.maxbatch import largest_batch
+
+    records = [
+        largest_batch(model, image_size=args.image_size, precision=args.precision, start=args.start,
+                      limit=args.limit, timeout=args.timeout)
+        for model in args.models
+    ]
+    for record in records:
+        print(f"{record['model']}: largest batch {record['largest_batch']} "
+              f"(first failure {record['first_failure']})")
+    if args.out:
+        from restransfer.bench.results import write_results
+
+        print(f"wrote {write_results(args.out, records, settings=vars(args) | {'handler': None})}")
+    return 0
+
+
+def _inference(args) -> int:
+    from restransfer.bench.inference import run_inference
+
+    records = [
+        record
+        for model in args.models
+        for record in run_inference(model, style=args.style, image_size=args.image_size,
+                                    batch_size=args.batch_size, steps=args.steps, rounds=args.rounds)
+    ]
+    for record in records:
+        print(f"{record['model']} {record['implementation']}: {record['img_per_s']:.1f} img/s")
+    if args.out:
+        from restransfer.bench.results import write_results
+
+        print(f"wrote {write_results(args.out, records, settings=vars(args) | {'handler': None})}")
+    return 0
+
+
+def _pipeline(args) -> int:
+    from restransfer.bench.pipeline import run_pipeline
+
+    records = run_pipeline(args.model, image_size=args.image_size, batch_size=args.batch_size,
+                           images=args.images, steps=args.steps, rounds=args.rounds, workdir=args.workdir)
+    for record in records:
+        print(f"{record['model']} {record['data']}: {record['img_per_s']:.1f} img/s")
+    if args.out:
+        from restransfer.bench.results import write_results
+
+        print(f"wrote {write_results(args.out, records, settings=vars(args) | {'handler': None})}")
+    return 0
