@@ -1,0 +1,70 @@
+"""The two image ops shared by training, `data check` and the exported serving graph.
+
+Serving equals evaluation because export builds its graph from exactly these functions:
+
+    image = decode_image(tf.io.read_file(path))        # uint8 [H, W, 3], RGB
+    image = resize_for_eval(image, (224, 224))         # float32 [224, 224, 3], 0..255
+
+Decoding policy (pure TensorFlow ops, so it lives inside a SavedModel):
+- JPEG (baseline, progressive, grayscale and CMYK), PNG (8/16-bit, palette), GIF (first frame),
+  BMP and WebP decode with ``tf.io.decode_image``; TensorFlow 2.21 decodes WebP natively.
+- Grayscale becomes RGB by repeating the channel; CMYK JPEGs are converted to RGB by libjpeg.
+- Alpha is composited over white, not dropped: transparent pixels often hold arbitrary colour
+  (black, or leftovers of an editor) that dropping the alpha channel would expose.
+
+Resize policy: the whole image is resized to ``image_size`` with bilinear interpolation and
+antialiasing (aspect ratio not preserved, nothing cropped away), the same geometry as
+``keras.utils.image_dataset_from_directory``; antialiasing keeps large downscales from aliasing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+
+def decode_image(contents: tf.Tensor) -> tf.Tensor:
+    """Decode encoded image bytes to an RGB ``uint8 [H, W, 3]`` tensor.
+
+    Args:
+        contents: scalar ``tf.string`` with the file's bytes (JPEG, PNG, GIF, BMP or WebP).
+
+    Returns:
+        ``tf.uint8`` tensor ``[H, W, 3]``.
+
+    Example:
+        >>> image = decode_image(tf.io.read_file("cat.jpg"))
+    """
+    image = tf.io.decode_image(contents, channels=0, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, None])
+    channels = tf.shape(image)[-1]
+    has_alpha = tf.logical_or(tf.equal(channels, 2), tf.equal(channels, 4))
+
+    def composite() -> tf.Tensor:
+        color = tf.cast(image[..., :-1], tf.float32)
+        alpha = tf.cast(image[..., -1:], tf.float32) / 255.0
+        over_white = color * alpha + 255.0 * (1.0 - alpha)
+        return tf.cast(tf.round(over_white), tf.uint8)
+
+    color = tf.cond(has_alpha, composite, lambda: image)
+    color = tf.cond(tf.equal(tf.shape(color)[-1], 1),
+                    lambda: tf.tile(color, [1, 1, 3]), lambda: color)
+    color.set_shape([None, None, 3])
+    return color
+
+
+def resize_for_eval(image: tf.Tensor, image_size: Sequence[int]) -> tf.Tensor:
+    """Resize a decoded image to ``image_size`` the way evaluation and serving do.
+
+    Args:
+        image: ``[H, W, 3]`` (or batched ``[B, H, W, 3]``) uint8 or float image in 0..255.
+        image_size: ``(height, width)``.
+
+    Returns:
+        ``tf.float32`` tensor ``[height, width, 3]`` in 0..255.
+    """
+    height, width = (int(s) for s in image_size)
+    resized = tf.image.resize(image, (height, width), method="bilinear", antialias=True)
+    # Antialiased bilinear weights are positive, but float round-off can leave -1e-5 or 255.00002.
+    return tf.clip_by_value(tf.cast(resized, tf.float32), 0.0, 255.0)

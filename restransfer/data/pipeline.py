@@ -1,0 +1,228 @@
+"""`load_data`: a source's listing -> checked files -> fast tf.data pipelines.
+
+Per split: read + decode + `resize_for_eval` in parallel (AUTOTUNE), `cache` (decode once),
+then for training shuffle, batch, augment batched (every epoch, after the cache), one-hot
+labels, prefetch. Validation and test are never augmented.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from restransfer.data.augment import build_augment
+from restransfer.data.check import DataReport, check_listing
+from restransfer.data.image_ops import decode_image, resize_for_eval
+from restransfer.data.schema import DataConfig, data_config_error
+from restransfer.data.sources import (
+    Listing,
+    Part,
+    arrays_listing,
+    csv_listing,
+    digits_listing,
+    folder_listing,
+    tfds_listing,
+)
+from restransfer.errors import ConfigError, DataError
+
+# "auto" caches in memory when the decoded split takes at most this share of free memory.
+_MEMORY_SHARE = 0.25
+_MEMORY_FALLBACK_BYTES = 2 << 30
+
+
+@dataclass
+class DataBundle:
+    """What `load_data` returns; datasets yield ``(float32 [B, h, w, 3] 0..255, one-hot)``."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    class_names: list[str]
+    num_train: int
+    num_val: int
+    report: DataReport
+    image_size: tuple[int, int]
+    test: tf.data.Dataset | None = None
+    num_test: int = 0
+    cache: dict[str, str] = field(default_factory=dict)  # part -> memory | file | none
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any) -> DataBundle:
+    """Load a dataset as batched tf.data pipelines, after checking every file.
+
+    Args:
+        seed: seed of the split, the shuffle and the augmentation.
+        run_dir: the run folder: file cache (``cache: file``) and ``data_skipped.json`` go here.
+        **kwargs: the fields of :class:`DataConfig` (``source``, ``image_size``, ...); for
+            ``source="arrays"`` also ``x_train, y_train, x_val, y_val, class_names``.
+
+    Returns:
+        A :class:`DataBundle`.
+
+    Raises:
+        ConfigError: an option has a bad value.
+        DataError: files are missing, unreadable or leave a class without images (the message
+            lists the files; ``skip_bad=True`` trains without unreadable files instead).
+
+    Example:
+        >>> data = load_data(source="digits", classes=[5, 6, 7, 8, 9], per_class=10,
+        ...                  image_size=32, batch_size=16)
+        >>> images, labels = next(iter(data.train))
+    """
+    from pydantic import ValidationError
+
+    kwargs.setdefault("source", "digits")
+    try:
+        config = DataConfig.model_validate(kwargs, context={"base_dir": Path.cwd()}).root
+    except ValidationError as error:
+        raise ConfigError(data_config_error(error)) from None
+    run_dir = Path(run_dir) if run_dir is not None else None
+    listing = make_listing(config, seed)
+    report = check_listing(listing, skip_bad=config.skip_bad, run_dir=run_dir)
+    listing = report.usable_listing(listing)
+    if run_dir is not None and report.skipped:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "data_skipped.json").write_text(json.dumps(report.skipped_json(), indent=2))
+    size = tuple(config.image_size)
+    augment = build_augment(config.augment, size, seed)
+    num_classes = len(listing.class_names)
+    datasets, caches = {}, {}
+    for name, part in listing.parts.items():
+        training = name == "train"
+        cache = _cache_mode(config.cache, part, size, training, run_dir)
+        caches[name] = cache
+        datasets[name] = build_dataset(
+            part, num_classes, size, config.batch_size, training=training,
+            augment=augment if training else None, cache=cache,
+            cache_path=_cache_path(run_dir, name, part, size, config) if cache == "file" else None,
+            shuffle_buffer=config.shuffle_buffer, seed=seed)
+    return DataBundle(
+        train=datasets["train"], val=datasets["val"], test=datasets.get("test"),
+        class_names=listing.class_names, num_train=len(listing.parts["train"]),
+        num_val=len(listing.parts["val"]), num_test=len(listing.parts.get("test", ())),
+        report=report, image_size=size, cache=caches)
+
+
+def make_listing(config: Any, seed: int) -> Listing:
+    """The `Listing` for a validated source model (``DataConfig(...).root``)."""
+    if config.source == "folder":
+        return folder_listing(config.path, config.val_path, config.test_path,
+                              config.validation_split, seed)
+    if config.source == "csv":
+        return csv_listing(config.path, config.val_path, config.test_path,
+                           config.validation_split, seed)
+    if config.source == "digits":
+        return digits_listing(config.classes, config.per_class, config.val_per_class, seed)
+    if config.source == "arrays":
+        return arrays_listing(config.x_train, config.y_train, config.x_val, config.y_val,
+                              config.class_names, config.x_test, config.y_test)
+    return tfds_listing(config.name, config.data_dir, config.train_split, config.val_split,
+                        config.test_split, config.image_key, config.label_key)
+
+
+def build_dataset(part: Part, num_classes: int, image_size: tuple[int, int], batch_size: int, *,
+                  training: bool, augment=None, cache: str = "memory",
+                  cache_path: Path | None = None, shuffle_buffer: int | None = None,
+                  seed: int = 0) -> tf.data.Dataset:
+    """Batched ``(images, one-hot labels)`` for one split (see the module docstring)."""
+    ds = _decoded(part, image_size)
+    if training and cache != "none":
+        # Training images are augmented next, so 8-bit storage (4x less memory) costs nothing;
+        # evaluation keeps float32 so it equals the exported serving graph exactly.
+        ds = ds.map(lambda x, y: (tf.cast(tf.round(x), tf.uint8), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    if cache == "memory":
+        ds = ds.cache()
+    elif cache == "file":
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        # A run stopped mid-epoch leaves a lock file that would block every later run.
+        for stale in cache_path.parent.glob(cache_path.name + "*.lockfile"):
+            stale.unlink()
+        ds = ds.cache(str(cache_path))
+    if training:
+        buffer = min(shuffle_buffer or len(part), max(len(part), 1))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def finish(images: tf.Tensor, labels: tf.Tensor):
+        images = tf.cast(images, tf.float32)
+        labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
+        if augment is not None:
+            images, labels = augment(images, labels)
+        return images, labels
+
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _decoded(part: Part, image_size: tuple[int, int]) -> tf.data.Dataset:
+    """Unbatched ``(float32 [h, w, 3] 0..255, int64 label)`` elements of a part."""
+    if part.paths is not None:
+        ds = tf.data.Dataset.from_tensor_slices((part.paths, part.labels))
+
+        def load(path, label):
+            return resize_for_eval(decode_image(tf.io.read_file(path)), image_size), label
+    elif part.images is not None:
+        ds = tf.data.Dataset.from_tensor_slices((part.images, part.labels))
+
+        def load(image, label):
+            return resize_for_eval(image, image_size), label
+    else:
+        ds = part.dataset
+
+        def load(image, label):
+            return resize_for_eval(image, image_size), label
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if part.paths is not None:
+        # Last resort only: every file passed `check_listing` (decoded with these same ops), so
+        # this drops nothing unless a file changes on disk during training.
+        ds = ds.ignore_errors(log_warning=True)
+    return ds
+
+
+def _cache_mode(mode: str, part: Part, image_size: tuple[int, int], training: bool,
+                run_dir: Path | None) -> str:
+    if mode != "auto":
+        if mode == "file" and run_dir is None:
+            raise ConfigError("cache: file needs a run folder (run_dir) to write the cache to; "
+                              "use cache: memory or none, or pass run_dir.")
+        return mode
+    needed = len(part) * image_size[0] * image_size[1] * 3 * (1 if training else 4)
+    if needed <= _memory_budget():
+        return "memory"
+    return "file" if run_dir is not None else "none"
+
+
+def _memory_budget() -> float:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * _MEMORY_SHARE
+    except (ValueError, OSError, AttributeError):
+        return _MEMORY_FALLBACK_BYTES
+
+
+def _cache_path(run_dir: Path, name: str, part: Part, image_size: tuple[int, int],
+                config: Any) -> Path:
+    """A cache file name that changes whenever the cached content would."""
+    digest = hashlib.sha1(repr((tuple(image_size), config.source)).encode())
+    digest.update(part.labels.tobytes())
+    if part.paths is not None:
+        for path in part.paths:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    elif part.images is not None:
+        digest.update(np.ascontiguousarray(part.images).tobytes())
+    else:
+        digest.update(repr(sorted(config.model_dump(include={"name", "data_dir", "train_split",
+                                                              "val_split", "test_split"}).items()))
+                      .encode())
+    return Path(run_dir) / "cache" / f"{name}-{digest.hexdigest()[:16]}"

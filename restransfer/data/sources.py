@@ -1,0 +1,355 @@
+"""Sources: list what to load per split (files, in-memory arrays or a TFDS dataset) and the classes.
+
+Nothing here decodes images; `pipeline.py` turns a `Listing` into tf.data datasets and
+`check.py` verifies files first. Every split is deterministic given the seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from restransfer.errors import DataError
+
+# Extensions that `decode_image` reads; anything else in a class folder is ignored and counted.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+
+@dataclass
+class Part:
+    """One split: integer labels plus exactly one of file paths, NumPy images or a dataset."""
+
+    labels: np.ndarray
+    paths: list[str] | None = None
+    images: np.ndarray | None = None
+    dataset: Any = None  # tf.data.Dataset of (uint8 [H, W, 3], int64 label), for TFDS
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, keep: np.ndarray) -> Part:
+        """The part restricted to the boolean mask ``keep`` (file and array parts only)."""
+        paths = [p for p, k in zip(self.paths, keep) if k] if self.paths is not None else None
+        images = self.images[keep] if self.images is not None else None
+        return Part(labels=self.labels[keep], paths=paths, images=images)
+
+
+@dataclass
+class Listing:
+    """What a source yields: class names and the parts ``train``, ``val`` and maybe ``test``."""
+
+    class_names: list[str]
+    parts: dict[str, Part]
+    ignored: dict[str, list[str]] = field(default_factory=dict)  # reason -> paths
+    roots: dict[str, Path] = field(default_factory=dict)  # part -> folder or CSV file
+
+    def counts(self) -> dict[str, list[int]]:
+        k = len(self.class_names)
+        return {name: np.bincount(part.labels, minlength=k).tolist()
+                for name, part in self.parts.items()}
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int,
+                     class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, val)`` with ``round(fraction * n)`` (at least 1) of each class in val.
+
+    Every class keeps at least one image on each side; a class too small for that is an error
+    that names it.
+    """
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label, name in enumerate(class_names):
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2:
+            raise DataError(
+                f"class '{name}' has {len(members)} image(s); validation_split={fraction} needs "
+                "at least 2 per class (one to train on, one to validate). Add images, remove "
+                "the class folder, or give a separate val_path.")
+        members = rng.permutation(members)
+        n_val = min(max(1, round(fraction * len(members))), len(members) - 1)
+        val.extend(members[:n_val])
+        train.extend(members[n_val:])
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
+
+
+# ---------------------------------------------------------------------------------- folders
+def scan_folder(root: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Map class folder name -> sorted image paths, and reason -> ignored paths.
+
+    Hidden files and folders (``.DS_Store``, ``.ipynb_checkpoints``) and files without an
+    image extension are ignored and reported; class folders may hold subfolders.
+    """
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist or is not a folder; it should hold "
+                        "one subfolder per class (e.g. {root}/cat/1.jpg).")
+    classes: dict[str, list[str]] = {}
+    ignored: dict[str, list[str]] = {"hidden": [], "not an image": []}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            ignored["hidden"].append(entry.path)
+            continue
+        if not entry.is_dir():
+            reason = ("outside a class folder" if entry.name.lower().endswith(IMAGE_EXTENSIONS)
+                      else "not an image")
+            ignored.setdefault(reason, []).append(entry.path)
+            continue
+        files = []
+        for folder, dirs, names in os.walk(entry.path):
+            ignored["hidden"].extend(os.path.join(folder, d) for d in dirs if d.startswith("."))
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                path = os.path.join(folder, name)
+                if name.startswith("."):
+                    ignored["hidden"].append(path)
+                elif not name.lower().endswith(IMAGE_EXTENSIONS):
+                    ignored["not an image"].append(path)
+                else:
+                    files.append(path)
+        classes[entry.name] = files
+    if not classes:
+        raise DataError(f"data folder {root} has no class subfolders; put each class's images "
+                        f"in its own subfolder, e.g. {root}/cat/1.jpg and {root}/dog/2.jpg.")
+    return classes, {k: v for k, v in ignored.items() if v}
+
+
+def _part_from_classes(classes: dict[str, list[str]], class_names: list[str]) -> Part:
+    paths, labels = [], []
+    for label, name in enumerate(class_names):
+        files = classes.get(name, [])
+        paths.extend(files)
+        labels.extend([label] * len(files))
+    return Part(labels=np.array(labels, dtype=np.int64), paths=paths)
+
+
+def _check_classes(where: str, found: list[str], class_names: list[str]) -> None:
+    extra = sorted(set(found) - set(class_names))
+    if extra:
+        raise DataError(f"{where} has classes that training data lacks: {', '.join(extra)}. "
+                        f"Training classes are: {', '.join(class_names)}.")
+
+
+def folder_listing(path: Path, val_path: Path | None, test_path: Path | None,
+                   validation_split: float | None, seed: int) -> Listing:
+    """Class-per-subfolder data; val from ``val_path`` or a stratified ``validation_split``."""
+    classes, ignored = scan_folder(Path(path))
+    class_names = sorted(classes)
+    # Empty class folders are reported by the check (with everything else), not raised here.
+    if len(class_names) < 2:
+        raise DataError(f"{path} has one class folder ({class_names[0]}); classification "
+                        "needs at least two.")
+    train = _part_from_classes(classes, class_names)
+    parts: dict[str, Part] = {}
+    roots = {"train": Path(path)}
+    if validation_split is not None:
+        train_idx, val_idx = stratified_split(train.labels, validation_split, seed, class_names)
+        mask = np.zeros(len(train), bool)
+        mask[train_idx] = True
+        parts["train"], parts["val"] = train.subset(mask), train.subset(~mask)
+        roots["val"] = Path(path)
+    else:
+        parts["train"] = train
+    for name, extra_path in (("val", val_path), ("test", test_path)):
+        if extra_path is None:
+            continue
+        extra_classes, extra_ignored = scan_folder(Path(extra_path))
+        _check_classes(f"{name} folder {extra_path}", list(extra_classes), class_names)
+        parts[name] = _part_from_classes(extra_classes, class_names)
+        roots[name] = Path(extra_path)
+        for reason, paths in extra_ignored.items():
+            ignored.setdefault(reason, []).extend(paths)
+    return Listing(class_names=class_names, parts=parts, ignored=ignored, roots=roots)
+
+
+# ---------------------------------------------------------------------------------- CSV
+def read_csv(path: Path) -> tuple[list[str], list[str]]:
+    """Rows ``path,label`` (an optional header ``path,label``); paths relative to the CSV."""
+    base = Path(path).parent
+    paths, labels = [], []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if not row or not "".join(row).strip() or row[0].startswith("#"):
+                continue
+            if number == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
+                continue
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                raise DataError(f"{path}, line {number}: expected 'path,label', got {row!r}.")
+            file = Path(row[0].strip())
+            paths.append(str(file if file.is_absolute() else base / file))
+            labels.append(row[1].strip())
+    if not paths:
+        raise DataError(f"{path} has no 'path,label' rows.")
+    return paths, labels
+
+
+def csv_listing(path: Path, val_path: Path | None, test_path: Path | None,
+                validation_split: float | None, seed: int) -> Listing:
+    """Data from CSV files of ``path,label`` rows; classes are the sorted training labels."""
+    paths, names = read_csv(Path(path))
+    class_names = sorted(set(names))
+    if len(class_names) < 2:
+        raise DataError(f"{path} has one label ({class_names[0]}); classification needs two.")
+    index = {name: i for i, name in enumerate(class_names)}
+    train = Part(labels=np.array([index[n] for n in names], dtype=np.int64), paths=paths)
+    parts: dict[str, Part] = {}
+    roots = {"train": Path(path)}
+    if validation_split is not None:
+        train_idx, val_idx = stratified_split(train.labels, validation_split, seed, class_names)
+        mask = np.zeros(len(train), bool)
+        mask[train_idx] = True
+        parts["train"], parts["val"] = train.subset(mask), train.subset(~mask)
+        roots["val"] = Path(path)
+    else:
+        parts["train"] = train
+    for name, extra_path in (("val", val_path), ("test", test_path)):
+        if extra_path is None:
+            continue
+        extra_paths, extra_names = read_csv(Path(extra_path))
+        _check_classes(f"{name} CSV {extra_path}", extra_names, class_names)
+        parts[name] = Part(labels=np.array([index[n] for n in extra_names], dtype=np.int64),
+                           paths=extra_paths)
+        roots[name] = Path(extra_path)
+    return Listing(class_names=class_names, parts=parts, roots=roots)
+
+
+# ---------------------------------------------------------------------------------- digits
+def digits_listing(classes: list[int] | None, per_class: int | None,
+                   val_per_class: int | None, seed: int) -> Listing:
+    """scikit-learn's 1,797 8x8 digits as float32 RGB 0..255, split per class with ``seed``.
+
+    For each class in ``classes`` (labelled 0..k-1 in that order), a seeded permutation puts
+    the first ``per_class`` images in train and the next ``val_per_class`` (default: all the
+    rest) in val.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    classes = list(range(10)) if classes is None else list(classes)
+    rng = np.random.default_rng(seed)
+    train_idx, train_lab, val_idx, val_lab = [], [], [], []
+    for label, digit in enumerate(classes):
+        members = rng.permutation(np.flatnonzero(digits.target == digit))
+        if per_class is None:
+            n_val = val_per_class or max(1, round(0.2 * len(members)))
+            n_train = len(members) - n_val
+        else:
+            n_train = per_class
+            n_val = len(members) - per_class if val_per_class is None else val_per_class
+        if n_train < 1 or n_val < 1 or n_train + n_val > len(members):
+            raise DataError(
+                f"digit {digit} has {len(members)} images; per_class={per_class} and "
+                f"val_per_class={val_per_class} need more (or leave none for validation). "
+                "Lower per_class or val_per_class.")
+        train_idx.extend(members[:n_train])
+        val_idx.extend(members[n_train:n_train + n_val])
+        train_lab.extend([label] * n_train)
+        val_lab.extend([label] * n_val)
+    images = (digits.images.astype(np.float32) * (255.0 / 16.0))[..., None].repeat(3, axis=-1)
+    parts = {
+        "train": Part(labels=np.array(train_lab, np.int64), images=images[train_idx]),
+        "val": Part(labels=np.array(val_lab, np.int64), images=images[val_idx]),
+    }
+    return Listing(class_names=[str(d) for d in classes], parts=parts)
+
+
+# ---------------------------------------------------------------------------------- arrays
+def _check_array_part(name: str, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DataError(f"x_{name} must be NHWC images with 1 or 3 channels (or NHW grayscale); "
+                        f"received shape {x.shape}.")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise DataError(f"x_{name} must hold numbers; received dtype {x.dtype}.")
+    if len(x) and (x.min() < 0 or x.max() > 255):
+        raise DataError(f"x_{name} values must be in 0..255; received {x.min()}..{x.max()}.")
+    if np.issubdtype(x.dtype, np.floating) and len(x) and x.max() <= 1.0:
+        raise DataError(f"x_{name} looks scaled to 0..1 (max {x.max():.3g}); give 0..255 "
+                        "values (multiply by 255): the model normalises its input itself.")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"y_{name} must be a 1-D array of integer class indices; received "
+                        f"shape {y.shape}, dtype {y.dtype}.")
+    if len(x) != len(y):
+        raise DataError(f"x_{name} has {len(x)} images but y_{name} has {len(y)} labels.")
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    return x, y.astype(np.int64)
+
+
+def arrays_listing(x_train: Any, y_train: Any, x_val: Any, y_val: Any,
+                   class_names: list[str] | None = None, x_test: Any = None,
+                   y_test: Any = None) -> Listing:
+    """In-memory NumPy images and integer labels (``class_names`` default to "0", "1", ...)."""
+    parts = {}
+    for name, x, y in (("train", x_train, y_train), ("val", x_val, y_val),
+                       ("test", x_test, y_test)):
+        if x is None and y is None and name == "test":
+            continue
+        images, labels = _check_array_part(name, x, y)
+        parts[name] = Part(labels=labels, images=images)
+    num = int(max(p.labels.max(initial=-1) for p in parts.values())) + 1
+    if class_names is None:
+        class_names = [str(i) for i in range(num)]
+    class_names = [str(c) for c in class_names]
+    if num > len(class_names) or min(p.labels.min(initial=0) for p in parts.values()) < 0:
+        raise DataError(f"labels must be in 0..{len(class_names) - 1} for the "
+                        f"{len(class_names)} class_names; found labels up to {num - 1}.")
+    return Listing(class_names=class_names, parts=parts)
+
+
+# ---------------------------------------------------------------------------------- TFDS
+def tfds_listing(name: str, data_dir: Path | None, train_split: str, val_split: str,
+                 test_split: str | None, image_key: str, label_key: str) -> Listing:
+    """A TFDS dataset by name; class names from its ``ClassLabel`` feature."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=None if data_dir is None else str(data_dir))
+    except Exception as error:  # TFDS raises DatasetNotFoundError with suggestions
+        raise DataError(f"TFDS dataset '{name}' not found: {error}") from None
+    features = builder.info.features
+    if image_key not in features or label_key not in features:
+        raise DataError(f"TFDS dataset '{name}' has features {', '.join(features)}; set "
+                        f"image_key/label_key (received {image_key!r}, {label_key!r}).")
+    label = features[label_key]
+    class_names = list(getattr(label, "names", None) or
+                       [str(i) for i in range(label.num_classes)])
+    builder.download_and_prepare()
+    parts = {}
+    for part, split in (("train", train_split), ("val", val_split), ("test", test_split)):
+        if split is None:
+            continue
+        try:
+            count = builder.info.splits[split].num_examples
+        except Exception as error:
+            raise DataError(f"TFDS dataset '{name}' has no split {split!r} ({error}); its "
+                            f"splits are {', '.join(builder.info.splits)}.") from None
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        ds = ds.map(lambda ex: (_to_rgb(ex[image_key]), tf.cast(ex[label_key], tf.int64)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        labels = np.fromiter((int(y) for y in builder.as_dataset(split=split).map(
+            lambda ex: ex[label_key]).as_numpy_iterator()), dtype=np.int64, count=count)
+        parts[part] = Part(labels=labels, dataset=ds)
+    return Listing(class_names=class_names, parts=parts)
+
+
+def _to_rgb(image):
+    import tensorflow as tf
+
+    image = tf.convert_to_tensor(image)
+    if image.dtype != tf.uint8:
+        image = tf.image.convert_image_dtype(image, tf.uint8, saturate=True)
+    channels = image.shape[-1]
+    if channels == 1:
+        image = tf.tile(image, [1, 1, 3])
+    elif channels == 4:
+        alpha = tf.cast(image[..., 3:], tf.float32) / 255.0
+        image = tf.cast(tf.round(tf.cast(image[..., :3], tf.float32) * alpha
+                                 + 255.0 * (1.0 - alpha)), tf.uint8)
+    return image
