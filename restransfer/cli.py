@@ -16,6 +16,7 @@ from restransfer.errors import RestransferError
 COMMAND_MODULES = (
     "restransfer.models.commands",
     "restransfer.bench.commands",
+    "restransfer.data.commands",
 )
 
 

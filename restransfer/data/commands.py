@@ -1,0 +1,81 @@
+"""`restransfer data check PATH|RECIPE`: decode every file as training would; report by path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("data", help="check a dataset before training")
+    sub = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    check = sub.add_parser(
+        "check", help="decode every image, report bad files, duplicates and class counts",
+        description="PATH is a folder of class subfolders (or one holding train/ and val/ "
+                    "or validation/ and test/), a CSV of path,label rows, or a recipe .yaml "
+                    "whose data: section is checked. Exit status 1 when training would fail.")
+    check.add_argument("path", help="folder, CSV file or recipe .yaml")
+    check.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    check.add_argument("--limit", type=int, default=50, help="rows per table (default 50)")
+    check.set_defaults(handler=_check)
+
+
+def _check(args) -> int:
+    from rich.console import Console
+
+    from restransfer.data.check import inspect_listing, render_report
+
+    listing = listing_for(Path(args.path))
+    report = inspect_listing(listing)
+    Console().print(render_report(report, limit=args.limit))
+    if args.json is not None:
+        import json
+
+        args.json.write_text(json.dumps(report.to_json(), indent=2))
+    return 0 if report.ok else 1
+
+
+def listing_for(path: Path):
+    """The `Listing` to check for a folder, a CSV file or a recipe's ``data:`` section."""
+    from restransfer.data.sources import csv_listing, folder_listing
+    from restransfer.errors import DataError
+
+    if not path.exists():
+        raise DataError(f"{path} does not exist; give a data folder, a CSV file or a recipe .yaml.")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        config, seed = _recipe_data(path)
+        from restransfer.data.pipeline import make_listing
+
+        return make_listing(config, seed)
+    if path.suffix.lower() == ".csv":
+        return csv_listing(path, None, None, None, 0)
+    if path.is_dir():
+        splits = {name: path / name for name in ("train", "val", "validation", "test")
+                  if (path / name).is_dir()}
+        if "train" in splits and ("val" in splits or "validation" in splits):
+            return folder_listing(splits["train"], splits.get("val", splits.get("validation")),
+                                  splits.get("test"), None, 0)
+        return folder_listing(path, None, None, None, 0)
+    raise DataError(f"{path} is neither a folder, a .csv nor a recipe .yaml.")
+
+
+def _recipe_data(path: Path) -> tuple[Any, int]:
+    """A recipe's ``data:`` section as a validated source model, with the recipe's seed."""
+    import yaml
+    from pydantic import ValidationError
+
+    from restransfer.data.schema import DataConfig, data_config_error
+    from restransfer.errors import ConfigError
+
+    try:
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("data"), dict):
+        raise ConfigError(f"{path} has no data: section to check.")
+    try:
+        config = DataConfig.model_validate(recipe["data"], context={"base_dir": path.parent})
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {data_config_error(error)}") from None
+    seed = recipe.get("seed", 0)
+    return config.root, seed if isinstance(seed, int) else 0
