@@ -1,0 +1,169 @@
+"""Data-parallel training on the engines TensorFlow and Keras ship, chosen by the recipe.
+
+TensorFlow backend: ``tf.distribute`` (MirroredStrategy, MultiWorkerMirroredStrategy with the
+cluster from ``TF_CONFIG``, TPUStrategy). JAX backend: ``keras.distribution.DataParallel`` over
+the visible devices. The recipe's batch size is the global batch; each replica gets an equal
+share of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+
+from restransfer.errors import ConfigError
+
+STRATEGIES = ("none", "mirrored", "multi_worker", "tpu", "data_parallel")
+LR_SCALING = ("none", "linear")
+_TF_ONLY = ("mirrored", "multi_worker", "tpu")
+
+
+@dataclass
+class Distribution:
+    """The strategy a run trains under.
+
+    Attributes:
+        strategy: the recipe's name for it.
+        num_replicas: model replicas that each see a share of the global batch.
+        is_chief: whether this process writes the run folder (checkpoints, logs, exports).
+        worker: ``"chief"``, ``"worker 1"`` ... for the run log.
+        tf_strategy: the ``tf.distribute.Strategy`` on the TensorFlow backend, else None.
+    """
+
+    strategy: str = "none"
+    num_replicas: int = 1
+    is_chief: bool = True
+    worker: str = "chief"
+    tf_strategy: Any = field(default=None, repr=False)
+
+    def scope(self):
+        """Build and compile the model inside this context."""
+        if self.tf_strategy is not None:
+            return self.tf_strategy.scope()
+        return contextlib.nullcontext()
+
+    def per_replica_batch(self, global_batch: int) -> int:
+        """The share of one replica; the global batch must split evenly."""
+        if global_batch % self.num_replicas:
+            raise ConfigError(
+                f"data.batch_size={global_batch} does not split evenly over {self.num_replicas} replicas "
+                f"({self.strategy}); use a multiple of {self.num_replicas}."
+            )
+        return global_batch // self.num_replicas
+
+    def describe(self, global_batch: int) -> str:
+        return (f"distribution {self.strategy}: {self.num_replicas} replica(s), global batch {global_batch}, "
+                f"{self.per_replica_batch(global_batch)} per replica; this process is the {self.worker}")
+
+
+def scaled_learning_rate(learning_rate: float, rule: str, batch_size: int, base_batch_size: int) -> float:
+    """Apply the recipe's learning-rate scaling rule to a base rate.
+
+    ``linear`` (Goyal et al. 2017) multiplies the rate by ``batch_size / base_batch_size``, so a
+    recipe tuned at one global batch keeps its dynamics at another.
+
+    Example:
+        >>> scaled_learning_rate(0.1, "linear", batch_size=1024, base_batch_size=256)
+        0.4
+    """
+    if rule not in LR_SCALING:
+        raise ConfigError(f"lr_scaling must be one of {list(LR_SCALING)}. Received lr_scaling={rule!r}.")
+    if rule == "none":
+        return learning_rate
+    return learning_rate * batch_size / base_batch_size
+
+
+def setup_distribution(strategy: str = "none", *, devices: list[str] | None = None) -> Distribution:
+    """Create the strategy for the active Keras backend.
+
+    Args:
+        strategy: ``none``, ``mirrored``, ``multi_worker``, ``tpu`` (TensorFlow) or
+            ``data_parallel`` (JAX).
+        devices: for ``mirrored``/``data_parallel``, the devices to use; default: every GPU, or
+            every (logical) CPU device when there is no GPU.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"distribution.strategy must be one of {list(STRATEGIES)}. Received {strategy!r}.")
+    backend = keras.backend.backend()
+    if strategy == "none":
+        return Distribution()
+    if strategy in _TF_ONLY and backend != "tensorflow":
+        raise ConfigError(
+            f"distribution.strategy={strategy!r} is tf.distribute and needs KERAS_BACKEND=tensorflow; "
+            f"the active backend is {backend}. On JAX use strategy: data_parallel."
+        )
+    if strategy == "data_parallel":
+        if backend != "jax":
+            raise ConfigError(
+                f"distribution.strategy='data_parallel' is keras.distribution on the JAX backend; the active "
+                f"backend is {backend}. On TensorFlow use strategy: mirrored (one machine) or multi_worker."
+            )
+        return _jax_data_parallel(devices)
+    return _tf_strategy(strategy, devices)
+
+
+def _jax_data_parallel(devices: list[str] | None) -> Distribution:
+    import jax
+
+    devices = devices or keras.distribution.list_devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    index = jax.process_index()
+    return Distribution("data_parallel", num_replicas=len(devices), is_chief=index == 0,
+                        worker="chief" if index == 0 else f"worker {index}")
+
+
+def _tf_strategy(strategy: str, devices: list[str] | None) -> Distribution:
+    import tensorflow as tf
+
+    if strategy == "mirrored":
+        if devices is None:
+            gpus = tf.config.list_logical_devices("GPU")
+            devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        tf_strategy = tf.distribute.MirroredStrategy(devices)
+        return Distribution("mirrored", tf_strategy.num_replicas_in_sync, tf_strategy=tf_strategy)
+    if strategy == "multi_worker":
+        config = _tf_config()
+        tf_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        task = config["task"]
+        chief = _is_chief(config)
+        worker = "chief" if chief else f"{task['type']} {task['index']}"
+        return Distribution("multi_worker", tf_strategy.num_replicas_in_sync, is_chief=chief, worker=worker,
+                            tf_strategy=tf_strategy)
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    tf_strategy = tf.distribute.TPUStrategy(resolver)
+    return Distribution("tpu", tf_strategy.num_replicas_in_sync, tf_strategy=tf_strategy)
+
+
+def _tf_config() -> dict:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise ConfigError(
+            "distribution.strategy='multi_worker' reads the cluster from the TF_CONFIG environment variable, "
+            'which is not set. Set it on every worker, e.g. TF_CONFIG=\'{"cluster": {"worker": '
+            '["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}\'.'
+        )
+    try:
+        config = json.loads(raw)
+        config["cluster"]["worker"], config["task"]["type"], config["task"]["index"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(
+            f"TF_CONFIG is not a valid cluster description ({error!r}): it needs "
+            '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": N}}. '
+            f"Received TF_CONFIG={raw!r}."
+        ) from None
+    return config
+
+
+def _is_chief(config: dict) -> bool:
+    # As tf.distribute: the "chief" task if the cluster has one, else worker 0.
+    task = config["task"]
+    if "chief" in config["cluster"]:
+        return task["type"] == "chief"
+    return task["type"] == "worker" and int(task["index"]) == 0
