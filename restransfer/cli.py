@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "restransfer.models.commands",
     "restransfer.bench.commands",
     "restransfer.data.commands",
+    "restransfer.diagnostics.commands",
 )
 
 

@@ -1,1 +1,43 @@
-"""Diagnostics: complexity tables, gradient flow, feature probes and plots."""
+"""Diagnostics: complexity tables, gradient flow, training curves, feature probes, norm comparisons.
+
+Every function works on plain Keras models and NumPy arrays, so notebooks and the
+``restransfer diagnose`` command share them.
+"""
+
+from restransfer.diagnostics.complexity import grouped_spec, render_stage_table, stage_table, totals
+from restransfer.diagnostics.curves import load_history, plot_curves, train_curves
+from restransfer.diagnostics.gradients import gradient_flow, gradient_norms
+from restransfer.diagnostics.normalization import NormResult, compare_norms
+from restransfer.diagnostics.plots import (
+    plot_gradient_flow,
+    plot_norm_comparison,
+    plot_probe,
+    plot_stage_bars,
+    plot_tradeoff,
+    save_figure,
+)
+from restransfer.diagnostics.probe import ProbeRow, linear_probe, probe_accuracy, stage_features
+
+__all__ = [
+    "NormResult",
+    "ProbeRow",
+    "compare_norms",
+    "gradient_flow",
+    "gradient_norms",
+    "grouped_spec",
+    "linear_probe",
+    "load_history",
+    "plot_curves",
+    "plot_gradient_flow",
+    "plot_norm_comparison",
+    "plot_probe",
+    "plot_stage_bars",
+    "plot_tradeoff",
+    "probe_accuracy",
+    "render_stage_table",
+    "save_figure",
+    "stage_features",
+    "stage_table",
+    "totals",
+    "train_curves",
+]

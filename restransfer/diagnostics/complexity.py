@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import keras
 import numpy as np
 
+from restransfer.errors import ConfigError
+from restransfer.models.specs import BOTTLENECK, SPECS, ResNetSpec
 from restransfer.models.stages import INPUT, model_stages
 
 
@@ -88,3 +90,40 @@ def render_stage_table(model: keras.Model, *, show_trainable: bool = False):
 
 def _giga(macs: int) -> str:
     return f"{macs / 1e9:.3f} G" if macs >= 1e7 else f"{macs / 1e6:.2f} M"
+
+
+def grouped_spec(base: str | ResNetSpec, groups: int, width_per_group: int) -> ResNetSpec:
+    """A bottleneck spec whose 3x3 convolutions have ``groups`` groups of ``width_per_group``.
+
+    The ResNeXt template (Xie et al. 2017): at stage ``conv2`` the 3x3 convolution is
+    ``groups * width_per_group`` channels wide, and the width per group doubles with each later
+    stage as the stage widths do. ``groups=1, width_per_group=64`` is ResNet-50's block;
+    ``width_per_group=1`` makes conv2's 3x3 depthwise (later stages: 2, 4, 8 channels per group).
+    Build it with ``restransfer.models.resnet.build_resnet(spec, ...)``.
+
+    Example:
+        >>> spec = grouped_spec("resnet50", 32, 4)
+        >>> spec == SPECS["resnext50_32x4d"]
+        True
+    """
+    if isinstance(base, str):
+        if base not in SPECS:
+            raise ConfigError(f"Unknown model '{base}' for grouped_spec; give a name from list_models().")
+        base = SPECS[base]
+    if base.block != BOTTLENECK:
+        raise ConfigError(
+            f"grouped_spec needs a bottleneck network (resnet50, resnext..., or a bottleneck ResNetSpec); "
+            f"received a '{base.block}' block network."
+        )
+    if groups < 1 or width_per_group < 1:
+        raise ConfigError(
+            f"groups and width_per_group must be positive. Received groups={groups}, "
+            f"width_per_group={width_per_group}."
+        )
+    return replace(base, groups=int(groups), width_per_group=int(width_per_group))
+
+
+def totals(model: keras.Model) -> tuple[int, int]:
+    """``(trainable parameters, multiply-adds per image)``: the published counts for an unfrozen model."""
+    rows = stage_table(model)
+    return sum(r.trainable_params for r in rows), sum(r.macs for r in rows)
