@@ -24,6 +24,10 @@ __version__ = "0.1.0"
 # Public names whose modules are imported only when used (they may import TensorFlow).
 _LAZY = {
     "stage_table": "restransfer.diagnostics.complexity",
+    "load_recipe": "restransfer.recipe.load",
+    "train": "restransfer.recipe.engine",
+    "evaluate": "restransfer.recipe.evaluate",
+    "predict": "restransfer.recipe.predict",
     "gradient_norms": "restransfer.diagnostics.gradients",
     "linear_probe": "restransfer.diagnostics.probe",
     "compare_norms": "restransfer.diagnostics.normalization",

@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "restransfer.bench.commands",
     "restransfer.data.commands",
     "restransfer.diagnostics.commands",
+    "restransfer.recipe.commands",
+    "restransfer.quickstart",
 )
 
 
