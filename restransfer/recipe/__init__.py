@@ -1,0 +1,1 @@
+"""Recipes: one YAML file describes a training run; validated strictly before any work."""

@@ -1,0 +1,122 @@
+"""Evaluate a model on a dataset: accuracy, top-5, per-class precision/recall/F1, confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from restransfer.errors import ConfigError
+
+
+def predict_dataset(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(probabilities [N, C], labels [N])`` over a dataset of ``(images, one-hot)`` batches."""
+    probabilities, labels = [], []
+    for images, targets in dataset:
+        probabilities.append(np.asarray(model.predict_on_batch(images), dtype=np.float32))
+        labels.append(np.argmax(np.asarray(targets), axis=-1))
+    if not probabilities:
+        raise ConfigError("The evaluation dataset is empty.")
+    return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def evaluation_report(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict:
+    """Accuracy, top-5 accuracy (more than 5 classes), loss, per-class scores and the confusion matrix.
+
+    Example:
+        >>> report = evaluation_report(np.eye(3)[[0, 1, 2]], np.array([0, 1, 1]), ["a", "b", "c"])
+        >>> round(report["accuracy"], 3)
+        0.667
+    """
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    num_classes = len(class_names)
+    predicted = probabilities.argmax(axis=-1)
+    picked = probabilities[np.arange(len(labels)), labels]
+    report = {
+        "num_images": int(len(labels)),
+        "accuracy": float(np.mean(predicted == labels)),
+        "loss": float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0)))),
+    }
+    if num_classes > 5:
+        top5 = np.argsort(-probabilities, axis=-1)[:, :5]
+        report["top5_accuracy"] = float(np.mean((top5 == labels[:, None]).any(axis=-1)))
+    per_class = classification_report(labels, predicted, labels=list(range(num_classes)),
+                                      target_names=list(class_names), output_dict=True, zero_division=0)
+    report["per_class"] = {name: {k: (int(v) if k == "support" else float(v)) for k, v in per_class[name].items()}
+                           for name in class_names}
+    report["macro_f1"] = float(per_class["macro avg"]["f1-score"])
+    report["confusion_matrix"] = confusion_matrix(labels, predicted, labels=list(range(num_classes))).tolist()
+    return report
+
+
+def evaluate(run_dir: str | Path, *, data: str | Path | None = None, split: str = "val",
+                 batch_size: int | None = None) -> dict:
+    """Evaluate a finished run's ``model.keras`` on its validation (or test) data or on a folder.
+
+    Args:
+        run_dir: the run folder.
+        data: a folder with one subfolder per class (the run's class names); default: the
+            recipe's own data.
+        split: ``"val"`` or ``"test"`` of the recipe's data (ignored with ``data``).
+        batch_size: images per batch; default the recipe's.
+
+    Returns:
+        The report of ``evaluation_report``, also saved as ``evaluation[-NAME].json`` with a
+        confusion matrix PNG in ``plots/``.
+    """
+    from restransfer.data import load_data
+    from restransfer.recipe.load import validate_recipe
+    from restransfer.recipe.run import RunFolder
+    from restransfer.train import checkpoint, plots
+
+    folder = RunFolder(run_dir)
+    model = load_run_model(folder)
+    class_names = folder.class_names()
+    import yaml
+
+    recipe = validate_recipe(yaml.safe_load(folder.recipe_text() or "{}"), source=str(folder.path / "recipe.yaml"))
+    config = recipe.data.model_dump()
+    if data is not None:
+        data_path = Path(data).expanduser().resolve()
+        if not data_path.is_dir():
+            raise ConfigError(f"--data {data} is not a folder; give a folder with one subfolder per class.")
+        keep = {k: config[k] for k in ("image_size", "batch_size", "cache", "skip_bad")}
+        config = {**keep, "source": "folder", "path": data_path, "val_path": data_path}
+        suffix, split = "-" + data_path.name, "val"
+    else:
+        if config.get("source") == "arrays":
+            raise ConfigError("This run trained on in-memory arrays; pass --data FOLDER to evaluate it.")
+        suffix = "" if split == "val" else f"-{split}"
+    if batch_size:
+        config["batch_size"] = batch_size
+    config["augment"] = {}
+    bundle = load_data(**config, seed=recipe.seed, run_dir=None)
+    if list(bundle.class_names) != list(class_names):
+        raise ConfigError(f"The evaluation data's classes {bundle.class_names} differ from the run's "
+                          f"classes {class_names}.")
+    dataset = bundle.val if split == "val" else bundle.test
+    if dataset is None:
+        raise ConfigError(f"The run's data has no {split} split.")
+    probabilities, labels = predict_dataset(model, dataset)
+    report = evaluation_report(probabilities, labels, class_names)
+    report["data"] = str(data) if data is not None else f"recipe {split} split"
+    checkpoint.write_json(folder.path / f"evaluation{suffix}.json", report)
+    plots.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), class_names,
+                                folder.plots / f"confusion_matrix{suffix}.png",
+                                title=f"{report['data']}: accuracy {report['accuracy']:.3f}")
+    return report
+
+
+def load_run_model(folder) -> keras.Model:
+    """A run's ``model.keras``, loaded in safe mode (restransfer's layers registered)."""
+    import restransfer.models.layers  # noqa: F401  (registers the custom layers)
+
+    if not folder.model_file.exists():
+        info = folder.info()
+        status = info.get("status") if info else "not a run folder"
+        raise ConfigError(f"{folder.path} has no model.keras (status: {status}); finish the run first "
+                          "(rerun `restransfer train` with the same recipe to resume it).")
+    return keras.saving.load_model(folder.model_file, safe_mode=True, compile=False)

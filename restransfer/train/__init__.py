@@ -1,0 +1,1 @@
+"""Training pieces the recipe engine composes: optimizers, schedules, precision, callbacks."""

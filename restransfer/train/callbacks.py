@@ -1,0 +1,96 @@
+"""Callbacks of a training phase: epoch checkpoints, history, throughput, NaN guard."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from restransfer.train import checkpoint
+
+
+class NonFiniteLoss(Exception):
+    """Raised by the engine after ``EpochRecorder`` saw a NaN or infinite loss."""
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """After each complete epoch: append a history row, save ``last`` (and ``best``) atomically.
+
+    A NaN or infinite training loss stops training at once; the epoch is not saved, so the
+    last good checkpoint stays the one to resume from.
+
+    Args:
+        folder: the run's ``checkpoints/`` folder.
+        history: rows of earlier epochs (resumed runs), extended in place.
+        state: fields stored with every checkpoint (phase index and name).
+        num_train: training images per epoch, for images/s.
+        on_epoch: called with the history after each saved epoch (writes history.csv).
+        monitor: the ``val_`` metric that picks the best checkpoint (higher is better).
+    """
+
+    def __init__(self, folder: Path, history: list[dict], state: dict, num_train: int,
+                 on_epoch: Callable[[list[dict]], None] | None = None, monitor: str = "val_accuracy",
+                 best: dict | None = None):
+        super().__init__()
+        self.folder = Path(folder)
+        self.history = history
+        self.state = state
+        self.num_train = num_train
+        self.on_epoch = on_epoch
+        self.monitor = monitor
+        self.best = best or {}
+        self.bad_loss: dict | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._train_seconds = None
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches = batch + 1
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.bad_loss = {"epoch": self._epoch_number(), "batch": batch + 1, "loss": float(loss)}
+            self.model.stop_training = True
+
+    def on_test_begin(self, logs=None):
+        if self._train_seconds is None and hasattr(self, "_start"):
+            self._train_seconds = time.perf_counter() - self._start
+
+    def _epoch_number(self) -> int:
+        return len(self.history) + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bad_loss is not None:
+            return
+        logs = {k: float(np.asarray(v)) for k, v in (logs or {}).items()}
+        seconds = time.perf_counter() - self._start
+        train_seconds = self._train_seconds or seconds
+        row = {
+            "epoch": epoch + 1,
+            "phase": self.state["phase"],
+            "phase_name": self.state["phase_name"],
+            "learning_rate": _current_rate(self.model.optimizer),
+            **logs,
+            "seconds": round(seconds, 3),
+            "images_per_s": round(self.num_train / train_seconds, 1) if train_seconds else 0.0,
+        }
+        self.history.append(row)
+        value = logs.get(self.monitor)
+        if value is not None and value > self.best.get(self.monitor, -math.inf):
+            self.best = {"epoch": epoch + 1, self.monitor: value}
+            checkpoint.atomic_write(self.folder / checkpoint.BEST, self.model.save_weights)
+        checkpoint.save_checkpoint(self.model, self.folder, {
+            **self.state, "epoch": epoch + 1, "history": self.history, "best": self.best,
+        })
+        if self.on_epoch is not None:
+            self.on_epoch(self.history)
+
+
+def _current_rate(optimizer) -> float:
+    rate = optimizer.learning_rate
+    return float(np.asarray(keras.ops.convert_to_numpy(rate)))
