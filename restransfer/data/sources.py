@@ -326,15 +326,18 @@ def tfds_listing(name: str, data_dir: Path | None, train_split: str, val_split: 
         if split is None:
             continue
         try:
-            count = builder.info.splits[split].num_examples
-        except Exception as error:
-            raise DataError(f"TFDS dataset '{name}' has no split {split!r} ({error}); its "
-                            f"splits are {', '.join(builder.info.splits)}.") from None
-        ds = builder.as_dataset(split=split, shuffle_files=False)
+            ds = builder.as_dataset(split=split, shuffle_files=False)
+            # Labels only: skip image decoding while counting.
+            label_ds = builder.as_dataset(
+                split=split, shuffle_files=False,
+                decoders={image_key: tfds.decode.SkipDecoding()})
+        except Exception as error:  # noqa: BLE001 - TFDS raises several types for bad splits
+            raise DataError(f"TFDS dataset '{name}' cannot read split {split!r}: {error}. Its "
+                            f"splits are: {', '.join(builder.info.splits) or 'unknown'}.") from None
         ds = ds.map(lambda ex: (_to_rgb(ex[image_key]), tf.cast(ex[label_key], tf.int64)),
                     num_parallel_calls=tf.data.AUTOTUNE)
-        labels = np.fromiter((int(y) for y in builder.as_dataset(split=split).map(
-            lambda ex: ex[label_key]).as_numpy_iterator()), dtype=np.int64, count=count)
+        labels = np.array([int(y) for y in label_ds.map(
+            lambda ex: ex[label_key]).batch(4096).unbatch().as_numpy_iterator()], np.int64)
         parts[part] = Part(labels=labels, dataset=ds)
     return Listing(class_names=class_names, parts=parts)
 

@@ -1,0 +1,73 @@
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from restransfer.data.image_ops import decode_image, resize_for_eval
+from tests.data.conftest import image_bytes
+
+
+def _pil_rgb(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+
+
+@pytest.mark.parametrize("fmt,mode,tolerance", [
+    ("JPEG", "RGB", 4), ("PNG", "RGB", 0), ("BMP", "RGB", 0), ("GIF", "P", 0),
+    ("WEBP", "RGB", 0), ("PNG", "L", 0), ("JPEG", "L", 4), ("JPEG", "CMYK", 4),
+])
+def test_decode_matches_pillow_rgb(fmt, mode, tolerance):
+    data = image_bytes(fmt, mode, size=(33, 21))
+    image = decode_image(tf.constant(data))
+    assert image.dtype == tf.uint8 and image.shape == (21, 33, 3)
+    # TF and Pillow build libjpeg differently (IDCT, chroma upsampling): a few levels apart.
+    assert np.abs(image.numpy().astype(int) - _pil_rgb(data)).max() <= tolerance
+
+
+def test_alpha_is_composited_over_white():
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 200  # red 200 everywhere
+    rgba[..., 3] = [[0, 255, 128, 64]] * 4
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
+    image = decode_image(tf.constant(buffer.getvalue())).numpy().astype(float)
+    alpha = rgba[..., 3:] / 255.0
+    expected = np.round(rgba[..., :3] * alpha + 255 * (1 - alpha))
+    np.testing.assert_array_equal(image, expected)
+    assert image[0, 0].tolist() == [255, 255, 255]  # fully transparent -> white
+
+
+def test_gif_first_frame():
+    frames = [Image.new("RGB", (8, 8), color) for color in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    image = decode_image(tf.constant(buffer.getvalue())).numpy()
+    assert image.shape == (8, 8, 3) and image[0, 0].tolist() == [255, 0, 0]
+
+
+def test_corrupt_bytes_raise():
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        decode_image(tf.constant(b"plain text"))
+
+
+def test_resize_for_eval_range_shape_and_identity():
+    image = tf.constant(np.random.default_rng(0).integers(0, 256, (50, 70, 3), np.uint8))
+    out = resize_for_eval(image, (24, 32))
+    assert out.dtype == tf.float32 and out.shape == (24, 32, 3)
+    assert float(tf.reduce_min(out)) >= 0 and float(tf.reduce_max(out)) <= 255
+    same = resize_for_eval(image, (50, 70))
+    np.testing.assert_allclose(same.numpy(), image.numpy(), atol=1e-3)
+    # A constant image stays constant: no darkening at the borders.
+    flat = resize_for_eval(tf.fill([37, 53, 3], tf.constant(77, tf.uint8)), (16, 16))
+    np.testing.assert_allclose(flat.numpy(), 77.0, atol=1e-3)
+
+
+def test_decode_and_resize_in_a_graph():
+    # Export traces these ops into a serving function: they must work on symbolic tensors.
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def serve(contents):
+        return resize_for_eval(decode_image(contents), (16, 16))
+
+    for fmt, mode in (("JPEG", "L"), ("PNG", "RGBA"), ("GIF", "P")):
+        assert serve(tf.constant(image_bytes(fmt, mode))).shape == (16, 16, 3)
