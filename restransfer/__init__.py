@@ -32,6 +32,8 @@ _LAZY = {
     "linear_probe": "restransfer.diagnostics.probe",
     "compare_norms": "restransfer.diagnostics.normalization",
     "plot_curves": "restransfer.diagnostics.curves",
+    "export_run": "restransfer.export",
+    "export_model": "restransfer.export",
 }
 
 

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "restransfer.data.commands",
     "restransfer.diagnostics.commands",
     "restransfer.recipe.commands",
+    "restransfer.export.commands",
     "restransfer.quickstart",
 )
 

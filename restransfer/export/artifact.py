@@ -1,0 +1,184 @@
+"""What every export directory holds besides the model: a manifest, sample images, atomic writes.
+
+Layout of an export directory (``RUN/export/<format>`` by default)::
+
+    <the artifact>     saved_model.pb + variables/ + assets/ | model.keras | model*.tflite + labels.txt
+    export.json        format, files and sizes, class names, image size, tolerances, versions
+    samples/           a few encoded images and the Keras model's probabilities on them
+                       (reference.npz), so `export verify` works without the training data
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from restransfer.errors import ConfigError, RestransferError
+
+FORMATS = ("saved_model", "keras", "tflite")
+QUANTIZATIONS = ("float16", "dynamic")
+MANIFEST = "export.json"
+SAMPLES_DIR = "samples"
+REFERENCE = "reference.npz"
+# Largest allowed |probability difference| to the Keras model, per numeric precision of the artifact.
+# float32 artifacts run the same float32 math in another kernel order; quantised ones do not.
+TOLERANCES = {"float32": 1e-4, "float16": 2e-2, "dynamic": 1e-1}
+
+
+class ExportError(RestransferError):
+    """An export cannot be written, or an exported model does not reproduce the Keras model."""
+
+
+@dataclass
+class ExportResult:
+    """What ``export_model`` / ``export_run`` wrote.
+
+    Attributes:
+        format: ``"saved_model"``, ``"keras"`` or ``"tflite"``.
+        path: the export directory.
+        files: artifact file (relative to ``path``) -> size in bytes.
+        verification: the ``VerifyReport`` when verification ran, else ``None``.
+    """
+
+    format: str
+    path: Path
+    files: dict[str, int] = field(default_factory=dict)
+    verification: object | None = None
+
+    def __str__(self) -> str:
+        lines = [f"exported {self.format} to {self.path}"]
+        lines += [f"  {name:<28} {format_size(size):>10}" for name, size in self.files.items()]
+        if self.verification is not None:
+            lines.append(str(self.verification))
+        return "\n".join(lines)
+
+
+def format_size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_format(format: str, quantize: str | None = None) -> None:
+    if format not in FORMATS:
+        raise ConfigError(f"Unknown export format '{format}'. Choose one of {list(FORMATS)}.")
+    if quantize is not None and (format != "tflite" or quantize not in QUANTIZATIONS):
+        raise ConfigError(
+            f"quantize={quantize!r} is not available for format '{format}'. Quantisation applies to "
+            f"TFLite only, with one of {list(QUANTIZATIONS)}."
+        )
+
+
+@contextlib.contextmanager
+def staged_directory(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty staging directory that becomes ``out`` only if the block succeeds.
+
+    ``out`` must not exist or be an empty directory: an export never overwrites files. A failed
+    export leaves nothing behind.
+    """
+    out = Path(out).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"Export target '{out}' is a file. Give a directory path with --out.")
+    if out.is_dir() and any(out.iterdir()):
+        raise ExportError(
+            f"Export target '{out}' already exists and is not empty; nothing was overwritten. "
+            "Remove it or choose another directory with --out."
+        )
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+    except OSError as error:
+        raise ExportError(
+            f"Cannot create the export directory '{out}': {error.strerror or error}. "
+            "Choose a writable location with --out."
+        ) from None
+    try:
+        yield staging
+        if out.is_dir():
+            out.rmdir()
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """Read ``export.json``; a clear error when ``directory`` is not a restransfer export."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        hint = (" It is a run folder: export it first with `restransfer export RUN --format ...`."
+                if (directory / "run.json").is_file() else "")
+        raise ExportError(f"'{directory}' is not a restransfer export directory (no {MANIFEST}).{hint}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ExportError(f"'{path}' is not valid JSON ({error}); re-export the model.") from None
+
+
+def file_sizes(directory: Path, names: Sequence[str]) -> dict[str, int]:
+    sizes = {}
+    for name in names:
+        path = directory / name
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        sizes[name] = sum(p.stat().st_size for p in files)
+    return sizes
+
+
+@dataclass
+class Samples:
+    """Encoded images stored with an export, and the Keras model's probabilities on them."""
+
+    files: list[Path]
+    reference: np.ndarray | None = None
+
+
+def write_samples(directory: Path, encoded: Sequence[tuple[str, bytes]]) -> list[str]:
+    """Store ``(suffix, bytes)`` images under ``samples/``; returns their relative paths."""
+    folder = directory / SAMPLES_DIR
+    folder.mkdir()
+    names = []
+    for index, (suffix, contents) in enumerate(encoded):
+        name = f"sample_{index:03d}{suffix}"
+        (folder / name).write_bytes(contents)
+        names.append(f"{SAMPLES_DIR}/{name}")
+    return names
+
+
+def write_reference(directory: Path, probabilities: np.ndarray) -> None:
+    """Store the Keras model's probabilities on the samples, for verification without it."""
+    np.savez(directory / SAMPLES_DIR / REFERENCE, probabilities=np.asarray(probabilities, np.float32))
+
+
+def read_samples(directory: Path, manifest: dict) -> Samples:
+    files = [directory / name for name in manifest.get("samples", [])]
+    reference_path = directory / SAMPLES_DIR / REFERENCE
+    reference = None
+    if reference_path.is_file():
+        with np.load(reference_path, allow_pickle=False) as data:
+            reference = data["probabilities"]
+    return Samples(files=files, reference=reference)
+
+
+def call_model(model, images):
+    """``model(images)`` at inference, passing the input in the structure the model was built with.
+
+    Models built as ``keras.Model([input], [output])`` (e.g. by ``replace_head``) expect lists;
+    passing a bare tensor works but makes Keras warn on every call.
+    """
+    outputs = model([images] if isinstance(model.input, list) else images, training=False)
+    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs

@@ -1,0 +1,298 @@
+"""Verify an export on reload, in a fresh Python process that cannot import restransfer.
+
+The exported artifact is loaded by a small script run as ``python -I -S`` with only the
+environment's site-packages on ``sys.path`` (no .pth files, so no editable install of the
+project) and an import hook that refuses ``restransfer``: what passes here works for a user who
+has TensorFlow (or Keras) and the exported files, nothing else. The script feeds the stored
+sample images (or given ones), and its outputs are compared with the Keras model's:
+probabilities within ``TOLERANCES`` and the same top-1 class wherever the Keras model's top two
+classes are further apart than twice the tolerance (closer ones are ties at that precision).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import site
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from restransfer.errors import DataError
+from restransfer.export.artifact import TOLERANCES, ExportError, call_model, read_manifest, read_samples
+
+FRESH_PROCESS_TIMEOUT_S = 600
+
+_SCRIPT = r'''
+import json, sys
+
+class _RefuseRestransfer:
+    def find_spec(self, name, path=None, target=None):
+        if name == "restransfer" or name.startswith("restransfer."):
+            raise ImportError("restransfer must not be importable while verifying an export")
+        return None
+
+sys.meta_path.insert(0, _RefuseRestransfer())
+spec = json.load(open(sys.argv[1]))
+sys.path[:0] = spec["sys_path"]
+
+import warnings
+warnings.filterwarnings("ignore")
+import numpy as np
+
+images = np.load(spec["tensor_inputs"], allow_pickle=False)["images"]
+contents = [open(path, "rb").read() for path in spec["image_files"]]
+outputs, signatures = {}, {}
+
+def spec_of(tensor_spec):
+    return [tensor_spec.dtype.name, [-1 if d is None else d for d in tensor_spec.shape.as_list()]]
+
+def keep(artifact, signature, batch, result):
+    for key, value in result.items():
+        value = np.asarray(value)
+        if value.dtype == object or value.dtype.kind == "S":
+            value = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in value.reshape(-1)])
+        outputs[f"{artifact}|{signature}|{batch}|{key}"] = value
+
+if spec["format"] == "saved_model":
+    import tensorflow as tf
+    loaded = tf.saved_model.load(spec["directory"])
+    signatures["saved_model"] = {
+        name: {"inputs": {k: spec_of(v) for k, v in fn.structured_input_signature[1].items()},
+               "outputs": {k: spec_of(v) for k, v in fn.structured_outputs.items()}}
+        for name, fn in loaded.signatures.items()}
+    serving = loaded.signatures["serving_default"]
+    keep("saved_model", "serving_default", "all", serving(image_bytes=tf.constant(contents)))
+    keep("saved_model", "serving_default", "1", serving(image_bytes=tf.constant(contents[:1])))
+    keep("saved_model", "serve_tensor", "all", loaded.signatures["serve_tensor"](images=tf.constant(images)))
+elif spec["format"] == "keras":
+    import keras
+    model = keras.saving.load_model(spec["directory"] + "/model.keras", safe_mode=True)
+    signatures["model.keras"] = {"call": {
+        "inputs": {t.name: [t.dtype, [-1 if d is None else d for d in t.shape]] for t in model.inputs},
+        "outputs": {"probabilities": [model.outputs[0].dtype, [-1 if d is None else d for d in model.outputs[0].shape]]}}}
+    keep("model.keras", "call", "all", {"probabilities": keras.ops.convert_to_numpy(model(images, training=False))})
+else:
+    import tensorflow as tf
+    for name in spec["artifacts"]:
+        interpreter = tf.lite.Interpreter(model_path=spec["directory"] + "/" + name)
+        signatures[name] = {}
+        for key, io in interpreter.get_signature_list().items():
+            runner = interpreter.get_signature_runner(key)
+            details = runner.get_input_details(), runner.get_output_details()
+            signatures[name][key] = {
+                side: {k: [np.dtype(d["dtype"]).name, [int(x) for x in d["shape_signature"]]] for k, d in part.items()}
+                for side, part in zip(("inputs", "outputs"), details)}
+        runner = interpreter.get_signature_runner("serve_tensor")
+        keep(name, "serve_tensor", "all", runner(images=images))
+
+leaked = sorted(m for m in sys.modules if m == "restransfer" or m.startswith("restransfer."))
+np.savez(spec["output"], **outputs)
+json.dump({"signatures": signatures, "restransfer_modules": leaked}, open(spec["report"], "w"))
+'''
+
+
+@dataclass
+class Check:
+    """One artifact signature compared with the Keras model."""
+
+    artifact: str
+    signature: str
+    images: int
+    max_abs_diff: float
+    tolerance: float
+    top1_agree: int
+    top1_ties: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of ``verify_export``; ``str()`` renders it for the terminal."""
+
+    directory: Path
+    format: str
+    checks: list[Check]
+    signatures: dict
+    images_source: str
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(check.passed for check in self.checks)
+
+    def render_signatures(self) -> str:
+        lines = []
+        for artifact, signatures in self.signatures.items():
+            lines.append(f"{artifact}:")
+            for name, io in signatures.items():
+                lines.append(f"  signature '{name}':")
+                for side in ("inputs", "outputs"):
+                    for key, (dtype, shape) in sorted(io[side].items()):
+                        lines.append(f"    {side}['{key}']  dtype: {dtype}  shape: ({', '.join(map(str, shape))})")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines = [f"verify {self.directory} ({self.format}, images: {self.images_source}, fresh process "
+                 f"without restransfer): {verdict}"]
+        for c in self.checks:
+            batch = f"batch {c.images}"
+            lines.append(
+                f"  {'ok  ' if c.passed else 'FAIL'} {c.artifact} {c.signature} [{batch}]: max |dp| = "
+                f"{c.max_abs_diff:.2e} (tolerance {c.tolerance:.0e}), top-1 {c.top1_agree}/{c.images} agree"
+                + (f" ({c.top1_ties} within tolerance of a tie)" if c.top1_ties else "")
+            )
+            lines += [f"       {problem}" for problem in c.problems]
+        return "\n".join(lines)
+
+
+def child_sys_path() -> list[str]:
+    """site-packages of this environment, without the project checkout."""
+    project = str(Path(__file__).resolve().parents[2])
+    paths = [*site.getsitepackages(), site.getusersitepackages()]
+    return [p for p in dict.fromkeys(paths) if os.path.isdir(p) and os.path.abspath(p) != project]
+
+
+def eval_images(files: Sequence[Path], image_size: Sequence[int]) -> np.ndarray:
+    """Decode and resize files the way evaluation and serving do: float32 [N, h, w, 3]."""
+    import tensorflow as tf
+
+    from restransfer.data.image_ops import decode_image, resize_for_eval
+
+    images = []
+    for path in files:
+        try:
+            images.append(resize_for_eval(decode_image(tf.io.read_file(str(path))), image_size).numpy())
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+            raise DataError(f"Cannot read image '{path}': {error.message.strip().splitlines()[0]}") from None
+    return np.stack(images).astype(np.float32)
+
+
+def _keras_reference(model, manifest: dict, directory: Path, images: np.ndarray) -> np.ndarray:
+    import keras
+
+    import restransfer.models.layers  # noqa: F401  (registers the custom layers for safe-mode loading)
+
+    if model is None or isinstance(model, (str, os.PathLike)):
+        path = Path(model) if model is not None else manifest.get("source_model")
+        if path is None or not Path(path).is_file():
+            raise ExportError(
+                f"Verifying '{directory}' on given images needs the Keras model it was exported from "
+                f"({path or 'not recorded'} is missing). Pass --model RUN/model.keras."
+            )
+        model = keras.saving.load_model(path, safe_mode=True)
+    return keras.ops.convert_to_numpy(call_model(model, images)).astype(np.float32)
+
+
+def _compare(artifact: str, signature: str, out: dict, reference: np.ndarray, class_names: list[str],
+             tolerance: float) -> Check:
+    probs = out["probabilities"]
+    n = len(probs)
+    ref = reference[:n]
+    problems = []
+    if probs.shape != ref.shape:
+        problems.append(f"probabilities have shape {probs.shape}, the Keras model's {ref.shape}")
+        return Check(artifact, signature, n, float("inf"), tolerance, 0, 0, problems)
+    diff = float(np.max(np.abs(probs - ref))) if n else 0.0
+    ordered = np.sort(ref, axis=-1)
+    decisive = (ordered[:, -1] - ordered[:, -2]) > 2 * tolerance if ref.shape[-1] > 1 else np.ones(n, bool)
+    agree = np.argmax(probs, -1) == np.argmax(ref, -1)
+    if diff > tolerance:
+        problems.append(f"probabilities differ by up to {diff:.3g} > {tolerance:g}")
+    if np.any(decisive & ~agree):
+        problems.append(f"top-1 differs on images {np.flatnonzero(decisive & ~agree).tolist()}")
+    if "classes" in out:
+        expected = np.array(class_names)[np.argmax(probs, -1)]
+        if not np.array_equal(out["classes"], expected):
+            problems.append(f"'classes' {out['classes'].tolist()} do not name the top-1 of 'probabilities'")
+    if "scores" in out and not np.allclose(out["scores"], probs.max(-1), atol=1e-6):
+        problems.append("'scores' are not the top-1 probabilities")
+    return Check(artifact, signature, n, diff, tolerance, int(agree.sum()), int((~decisive).sum()), problems)
+
+
+def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLike] | None = None,
+                  model=None) -> VerifyReport:
+    """Reload an export in a fresh process and compare it with the Keras model.
+
+    Args:
+        directory: an export directory (written by ``export_model`` / ``restransfer export``).
+        images: image files to feed; default the samples stored at export time.
+        model: with ``images``, the Keras model (or its ``.keras`` path) to compare with; default
+            the run's ``model.keras`` recorded in ``export.json``.
+
+    Returns:
+        A ``VerifyReport``; ``report.passed`` tells whether every check held.
+    """
+    directory = Path(directory).absolute()
+    manifest = read_manifest(directory)
+    image_size = manifest["image_size"]
+    class_names = manifest["class_names"]
+    samples = read_samples(directory, manifest)
+    if images:
+        files = [Path(p).absolute() for p in images]
+        missing = [str(p) for p in files if not p.is_file()]
+        if missing:
+            raise DataError(f"Image files not found: {missing}.")
+        source = f"{len(files)} given"
+    else:
+        files = samples.files
+        if not files or samples.reference is None:
+            raise ExportError(f"'{directory}' holds no sample images; pass some with --images.")
+        source = f"{len(files)} stored samples ({manifest.get('samples_source', 'unknown')})"
+    tensor_inputs = eval_images(files, image_size)
+    reference = samples.reference if not images else _keras_reference(model, manifest, directory, tensor_inputs)
+
+    with tempfile.TemporaryDirectory(prefix="restransfer-verify-") as scratch:
+        scratch = Path(scratch)
+        np.savez(scratch / "inputs.npz", images=tensor_inputs)
+        spec = {
+            "format": manifest["format"], "directory": str(directory),
+            "artifacts": list(manifest["precision"]), "image_files": [str(p) for p in files],
+            "tensor_inputs": str(scratch / "inputs.npz"), "output": str(scratch / "outputs.npz"),
+            "report": str(scratch / "report.json"), "sys_path": child_sys_path(),
+        }
+        (scratch / "spec.json").write_text(json.dumps(spec))
+        (scratch / "verify_export.py").write_text(_SCRIPT)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+        try:
+            result = subprocess.run(
+                [sys.executable, "-I", "-S", str(scratch / "verify_export.py"), str(scratch / "spec.json")],
+                cwd=scratch, env=env, capture_output=True, text=True, timeout=FRESH_PROCESS_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired:
+            raise ExportError(f"Reloading '{directory}' took over {FRESH_PROCESS_TIMEOUT_S} s.") from None
+        if result.returncode != 0:
+            tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+            raise ExportError(f"Reloading '{directory}' in a fresh process failed:\n{tail}")
+        report = json.loads((scratch / "report.json").read_text())
+        with np.load(scratch / "outputs.npz", allow_pickle=False) as data:
+            raw = {key: data[key] for key in data.files}
+
+    if report["restransfer_modules"]:
+        raise ExportError(f"The verification process imported {report['restransfer_modules']}.")
+    grouped: dict[tuple[str, str, str], dict] = {}
+    for key, value in raw.items():
+        artifact, signature, batch, output = key.split("|")
+        grouped.setdefault((artifact, signature, batch), {})[output] = value
+    checks = []
+    for (artifact, signature, _), out in sorted(grouped.items()):
+        tolerance = TOLERANCES[manifest["precision"].get(artifact, "float32")]
+        checks.append(_compare(artifact, signature, out, reference, class_names, tolerance))
+    if manifest["format"] == "saved_model":
+        from restransfer.export.saved_model import python_ops
+
+        found = python_ops(directory)
+        if found:
+            checks.append(Check("saved_model", "graph", 0, 0.0, 0.0, 0, 0,
+                                [f"the graph holds Python-only ops {sorted(found)}; it cannot be served"]))
+    return VerifyReport(directory, manifest["format"], checks, report["signatures"], source)
