@@ -1,0 +1,96 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from restransfer.cli import main
+from restransfer.data.check import inspect_files, sniff_format
+from tests.data.conftest import break_folder, image_bytes, make_folder, write
+
+
+def test_sniff_format():
+    assert sniff_format(image_bytes("PNG")[:16]) == "PNG"
+    assert sniff_format(image_bytes("JPEG")[:16]) == "JPEG"
+    assert sniff_format(image_bytes("WEBP")[:16]) == "WEBP"
+    assert sniff_format(image_bytes("GIF", "P")[:16]) == "GIF"
+    assert sniff_format(image_bytes("BMP")[:16]) == "BMP"
+    assert sniff_format(b"hello world") is None
+
+
+def test_check_clean_folder_exits_zero(messy_folder, capsys, tmp_path):
+    report_file = tmp_path / "report.json"
+    assert main(["data", "check", str(messy_folder), "--json", str(report_file)]) == 0
+    out = capsys.readouterr().out
+    assert "OK: training can start" in out and "cmyk.jpg" in out
+    report = json.loads(report_file.read_text())
+    assert report["ok"] and report["counts"] == {"train": [7, 8]}
+    assert report["ignored"] == {"hidden": 2, "not an image": 1}
+
+
+def test_check_broken_folder_exits_nonzero_and_names_files(messy_folder, capsys, tmp_path):
+    broken = break_folder(messy_folder)
+    report_file = tmp_path / "report.json"
+    assert main(["data", "check", str(messy_folder), "--json", str(report_file)]) == 1
+    report = json.loads(report_file.read_text())
+    bad = {Path(i["path"]).name: i["problem"] for i in report["bad"]}
+    assert set(bad) == {p.name for p in broken.values()}
+    assert bad["truncated.jpg"].startswith("corrupt or truncated")
+    assert bad["text.png"].startswith("not an image") and bad["empty.jpg"].startswith("empty")
+    assert "training would fail" in capsys.readouterr().out
+
+
+def test_check_train_val_layout_finds_duplicates_across_splits(tmp_path, capsys):
+    make_folder(tmp_path / "train", {"a": 3, "b": 3})
+    make_folder(tmp_path / "val", {"a": 1, "b": 1}, seed=500)
+    leak = (tmp_path / "train" / "a" / "000.jpg").read_bytes()
+    write(tmp_path / "val" / "a" / "leak.jpg", leak)
+    report_file = tmp_path / "r.json"
+    assert main(["data", "check", str(tmp_path), "--json", str(report_file)]) == 0
+    report = json.loads(report_file.read_text())
+    assert report["counts"] == {"train": [3, 3], "val": [2, 1]}
+    duplicates = [w for w in report["warnings"] if "duplicate" in w["problem"]]
+    assert len(duplicates) == 1 and duplicates[0]["path"].endswith("leak.jpg")
+    assert "across train and val" in duplicates[0]["problem"]
+
+
+def test_check_recipe_resolves_paths_against_the_recipe(tmp_path, capsys):
+    make_folder(tmp_path / "data" / "flowers", {"rose": 12, "tulip": 2})
+    recipe = tmp_path / "recipes" / "r.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text("model: {name: resnet18}\nseed: 3\n"
+                      "data:\n  source: folder\n  path: ../data/flowers\n"
+                      "  validation_split: 0.5\n  image_size: 32\n")
+    report_file = tmp_path / "r.json"
+    assert main(["data", "check", str(recipe), "--json", str(report_file)]) == 0
+    report = json.loads(report_file.read_text())
+    assert report["counts"] == {"train": [6, 1], "val": [6, 1]}
+    assert any("imbalance" in w["problem"] for w in report["warnings"])
+    assert any("single training image" in w["problem"] for w in report["warnings"])
+
+
+def test_check_recipe_errors_are_one_paragraph(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data:\n  source: folder\n  path: missing\n  validation_split: 0.2\n")
+    assert main(["data", "check", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "data.path" in err and str(tmp_path / "missing") in err and "Traceback" not in err
+    assert main(["data", "check", str(tmp_path / "nope")]) == 1
+
+
+def test_check_digits_recipe_counts(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data: {source: digits, classes: [5, 6, 7, 8, 9], per_class: 10}\n")
+    assert main(["data", "check", str(recipe)]) == 0
+    assert "50" in capsys.readouterr().out
+
+
+def test_check_results_are_cached_by_size_and_mtime(tmp_path):
+    root = make_folder(tmp_path / "d", {"a": 3})
+    paths = [str(p) for p in sorted((root / "a").iterdir())]
+    first, cached = inspect_files(paths)
+    assert cached == 0 and all("error" not in v for v in first.values())
+    again, cached = inspect_files(paths)
+    assert cached == 3 and again == first
+    Path(paths[0]).write_bytes(b"garbage now")
+    changed, cached = inspect_files(paths)
+    assert cached == 2 and changed[paths[0]]["error"].startswith("not an image")
