@@ -12,7 +12,7 @@ import keras
 
 
 class StepTimer(keras.callbacks.Callback):
-    """Record the wall time of every training step that ``fit()`` runs.
+    """Record the wall time of every step that ``fit()`` (or ``predict()``) runs.
 
     A step ends when Keras hands its logs to the callbacks; overriding ``on_train_batch_end``
     makes Keras dispatch callbacks synchronously and turn the logs into Python floats, which
@@ -46,6 +46,16 @@ class StepTimer(keras.callbacks.Callback):
             self.first_step_s = now - begin
         self.step_times.extend([(now - start) / steps] * steps)
         self._last_end = now
+
+    # predict() calls back the same way; the same timing applies.
+    def on_predict_begin(self, logs=None):
+        self.on_train_begin(logs)
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        self.on_train_batch_begin(batch, logs)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.on_train_batch_end(batch, logs)
 
 
 def summarize(step_times: list[float], batch_size: int) -> dict:

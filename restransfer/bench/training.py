@@ -106,13 +106,14 @@ class _Runner:
 
     def fit(self, steps: int) -> None:
         steps = max(steps, self.case.steps_per_execution)
-        self.model.fit(self.data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[self.timer])
+        self.model.fit(self.data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False,
+                       callbacks=[self.timer])
 
     def warm_up(self, steps: int) -> None:
         """Compile (the first step) and run a few steps that are not timed."""
         warm = StepTimer()
         steps = max(steps, 2 * self.case.steps_per_execution)
-        self.model.fit(self.data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[warm])
+        self.model.fit(self.data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[warm])
         later = warm.step_times[self.case.steps_per_execution:]
         steady = float(np.median(later)) * self.case.steps_per_execution if later else 0.0
         # The first call into compiled code also runs steps_per_execution steps.

@@ -1,0 +1,157 @@
+"""restransfer bench: the JSON it writes and the arithmetic behind its ratios (never its speed)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from restransfer.bench import TrainCase, add_ratios, mfu, run_training
+from restransfer.bench.models import build_ours, build_reference, macs_per_image, precision_scope
+from restransfer.bench.presets import PRESETS, get_preset
+from restransfer.bench.results import markdown_table, peak_flops, train_flops_per_image
+from restransfer.bench.timing import StepTimer, summarize
+from restransfer.cli import main
+from restransfer.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = {"model", "implementation", "backend", "device", "precision", "jit_compile", "batch_size",
+          "image_size", "img_per_s", "step_ms_median", "compile_s", "peak_memory_mb", "ratio_to_reference",
+          "mfu", "gmacs_per_image", "timed_steps"}
+
+
+def test_ratio_is_ours_over_the_reference_of_the_same_case():
+    rows = [
+        {"case": "a", "implementation": "restransfer", "img_per_s": 90.0},
+        {"case": "a", "implementation": "keras.applications", "img_per_s": 120.0},
+        {"case": "b", "implementation": "restransfer", "img_per_s": 50.0},
+    ]
+    add_ratios(rows)
+    assert [r["ratio_to_reference"] for r in rows] == [0.75, 1.0, None]
+
+
+def test_mfu_is_three_forward_passes_over_the_peak():
+    macs = 4_089_184_256  # torchvision ResNet-50 at 224 px
+    assert train_flops_per_image(macs) == 6 * macs
+    assert mfu(3000, macs, 989e12) == pytest.approx(3000 * 6 * macs / 989e12)
+    assert mfu(3000, macs, None) is None
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_flops("AMD EPYC (2 cores)") is None
+    assert peak_flops("anything", override_tflops=100) == 100e12
+
+
+def test_summary_takes_the_median_step():
+    stats = summarize([0.1, 0.2, 0.3, 10.0], batch_size=8)
+    assert stats["step_ms_median"] == pytest.approx(250.0)
+    assert stats["img_per_s"] == pytest.approx(8 / 0.25)
+    assert stats["timed_steps"] == 4
+
+
+def test_step_timer_counts_every_step_with_steps_per_execution():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=2)
+    timer = StepTimer()
+    x, y = np.zeros((16, 4), "float32"), np.zeros((16, 2), "float32")
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[timer])
+    assert len(timer.step_times) == 8
+    assert all(t > 0 for t in timer.step_times)
+    # One callback per execution: each pair of steps shares one interval.
+    assert timer.step_times[0::2] == timer.step_times[1::2]
+
+
+def test_our_keras_style_resnet50_is_the_reference_architecture():
+    ours = build_ours("resnet50", image_size=64, num_classes=10, style="keras", precision="float32")
+    reference = build_reference("ResNet50", image_size=64, num_classes=10, precision="float32")
+    assert ours.count_params() == reference.count_params()
+    assert macs_per_image(ours) == macs_per_image(reference) > 0
+
+
+def test_precision_scope_builds_mixed_and_restores_the_policy():
+    before = keras.config.dtype_policy().name
+    model = build_ours("cifar_resnet20", image_size=32, num_classes=3, style="torchvision",
+                       precision="mixed_bfloat16")
+    assert model.get_layer("conv1_conv").compute_dtype == "bfloat16"
+    assert model.layers[-1].compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == before
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        with precision_scope("float8"):
+            pass
+
+
+def test_training_records_have_the_documented_fields():
+    case = TrainCase("cifar_resnet20", image_size=32, batch_size=4, num_classes=10, jit_compile=False)
+    records = run_training([case], steps=2, rounds=2, warmup=1, log=None)
+    assert len(records) == 1  # no keras.applications model at this depth
+    record = records[0]
+    assert FIELDS <= set(record)
+    assert record["timed_steps"] == 4
+    assert record["img_per_s"] == pytest.approx(4 / (record["step_ms_median"] / 1e3))
+    assert record["ratio_to_reference"] is None and record["reference"] is None
+    assert record["gmacs_per_image"] == pytest.approx(0.0408, abs=0.001)  # ResNet-20: 41 M multiply-adds
+    assert record["backend"] == keras.backend.backend() and record["compile_s"] >= 0
+
+
+def test_cli_writes_results_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "train", "--models", "cifar_resnet20", "--image-size", "32", "--batch-size", "2",
+                 "--steps", "1", "--rounds", "1", "--warmup", "1", "--jit-compile", "false", "--out", str(out)])
+    assert code == 0
+    payload = json.loads(out.read_text())
+    assert payload["environment"]["backend"] == keras.backend.backend()
+    assert payload["settings"]["cases"] == ["cifar_resnet20-keras-32px-b2-float32-xla_False-spe1"]
+    assert FIELDS <= set(payload["results"][0])
+    assert "| cifar_resnet20 |" in markdown_table(payload["results"])
+
+
+def test_cli_rejects_an_unknown_preset(capsys):
+    assert main(["bench", "train", "--preset", "gpuu"]) == 2
+    assert "Did you mean 'gpu'" in capsys.readouterr().err
+    with pytest.raises(ConfigError):
+        get_preset("h100")
+
+
+def test_gpu_preset_is_bf16_xla_batch_256_at_224():
+    cases = PRESETS["gpu"].cases
+    assert {c.model for c in cases} >= {"resnet50", "resnext50_32x4d", "resnet101", "resnet152"}
+    main_cases = [c for c in cases if c.precision == "mixed_bfloat16"]
+    assert all(c.jit_compile is True and c.batch_size == 256 and c.image_size == 224 for c in main_cases)
+
+
+def test_training_bench_runs_on_jax_without_tensorflow():
+    code = textwrap.dedent(
+        """
+        import sys
+        from restransfer.bench import TrainCase, run_training
+        r = run_training([TrainCase("cifar_resnet20", image_size=32, batch_size=2, num_classes=10,
+                                    jit_compile=True)], steps=2, rounds=1, warmup=1, log=None)[0]
+        assert r["backend"] == "jax" and r["jit_compile_resolved"] is True, r
+        assert r["timed_steps"] == 2 and r["img_per_s"] > 0
+        assert "tensorflow" not in sys.modules, "the JAX bench imported TensorFlow"
+        print("ok")
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_at_tiny_sizes_on_cpu(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    result = subprocess.run([str(ROOT / "benchmarks" / "gpu.sh"), "--smoke"], capture_output=True, text=True,
+                            env=env, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = json.loads((tmp_path / "gpu-train-smoke.json").read_text())
+    assert train["environment"]["backend"] == "jax"
+    ratios = [r["ratio_to_reference"] for r in train["results"]]
+    assert all(r is not None and r > 0 for r in ratios)
+    conv = json.loads((tmp_path / "gpu-grouped-conv-smoke.json").read_text())
+    assert len(conv["results"]) == 4
+    maxbatch = json.loads((tmp_path / "gpu-maxbatch-smoke.json").read_text())
+    assert maxbatch["results"][0]["largest_batch"] == 2
