@@ -28,6 +28,7 @@ from restransfer.export.artifact import (
     ExportResult,
     call_model,
     check_format,
+    check_target,
     file_sizes,
     staged_directory,
     write_manifest,
@@ -65,6 +66,7 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
         An ``ExportResult`` (path, file sizes, verification report).
     """
     check_format(format, quantize)
+    check_target(out)
     class_names = [str(name) for name in class_names]
     num_outputs = model.output_shape[-1]
     if len(class_names) != num_outputs:
@@ -125,6 +127,7 @@ def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike |
     check_format(format, quantize)
     run = Path(run_dir).expanduser().absolute()
     info = _read_run(run)
+    out = check_target(out if out is not None else run / "export" / format)
     import keras
 
     import restransfer.models.layers  # noqa: F401  (registers the custom layers for safe-mode loading)
@@ -136,7 +139,7 @@ def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike |
     if samples is None:
         samples = _validation_samples(run)
     return export_model(
-        model, out if out is not None else run / "export" / format, format, info["class_names"],
+        model, out, format, info["class_names"],
         image_size=info.get("image_size"), samples=samples, quantize=quantize, verify=verify,
         assets={"recipe": run / "recipe.yaml", "metrics": run / "metrics.json"},
         source_model=run / "model.keras",

@@ -79,13 +79,8 @@ def check_format(format: str, quantize: str | None = None) -> None:
         )
 
 
-@contextlib.contextmanager
-def staged_directory(out: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty staging directory that becomes ``out`` only if the block succeeds.
-
-    ``out`` must not exist or be an empty directory: an export never overwrites files. A failed
-    export leaves nothing behind.
-    """
+def check_target(out: str | os.PathLike) -> Path:
+    """The absolute export path; ExportError when it is a file or a non-empty directory."""
     out = Path(out).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise ExportError(f"Export target '{out}' is a file. Give a directory path with --out.")
@@ -94,6 +89,17 @@ def staged_directory(out: str | os.PathLike) -> Iterator[Path]:
             f"Export target '{out}' already exists and is not empty; nothing was overwritten. "
             "Remove it or choose another directory with --out."
         )
+    return out
+
+
+@contextlib.contextmanager
+def staged_directory(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty staging directory that becomes ``out`` only if the block succeeds.
+
+    ``out`` must not exist or be an empty directory: an export never overwrites files. A failed
+    export leaves nothing behind.
+    """
+    out = check_target(out)
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from restransfer.data.image_ops import decode_image, resize_for_eval
@@ -150,22 +151,24 @@ def is_saved_model(path: str | os.PathLike) -> bool:
     return (Path(path) / "saved_model.pb").is_file()
 
 
-def predict_saved_model(directory: str | os.PathLike, image_paths: Sequence[str | os.PathLike],
-                        batch_size: int = 32) -> list[dict]:
-    """Classify image files with an exported SavedModel's ``serving_default`` signature.
+def predict_saved_model(directory: str | os.PathLike, image_paths: Sequence[str | os.PathLike], *,
+                        top_k: int = 5, batch_size: int = 32) -> list[dict]:
+    """Top-k predictions of an exported SavedModel's ``serving_default`` for image files.
+
+    The same result shape as ``restransfer.predict`` on a run folder.
 
     Args:
         directory: a SavedModel written by ``restransfer export --format saved_model``.
         image_paths: image files (JPEG, PNG, GIF, BMP, WebP).
+        top_k: labels per image.
         batch_size: images per call.
 
     Returns:
-        One dict per image, in order: ``{"image": path, "class": name, "score": top-1
-        probability, "probabilities": {class name: probability}}``.
+        One dict per image, in order: ``{"image": path, "top": [(label, probability), ...]}``.
 
     Example:
-        >>> predict_saved_model("runs/flowers/export/saved_model", ["rose.jpg"])[0]["class"]
-        'roses'
+        >>> predict_saved_model("runs/flowers/export/saved_model", ["rose.jpg"], top_k=1)[0]["top"]
+        [('roses', 0.93)]
     """
     directory = Path(directory)
     if not is_saved_model(directory):
@@ -179,6 +182,7 @@ def predict_saved_model(directory: str | os.PathLike, image_paths: Sequence[str 
             f"taking '{BYTES_INPUT}' and assets/{CLASS_NAMES_ASSET}. Re-export the run."
         )
     class_names = labels.read_text().splitlines()
+    k = max(1, min(top_k, len(class_names)))
     results = []
     paths = [Path(p) for p in image_paths]
     for start in range(0, len(paths), batch_size):
@@ -190,17 +194,12 @@ def predict_saved_model(directory: str | os.PathLike, image_paths: Sequence[str 
             except OSError as error:
                 raise DataError(f"Cannot read image '{path}': {error.strerror or error}.") from None
         try:
-            out = signature(**{BYTES_INPUT: tf.constant(contents)})
+            probabilities = signature(**{BYTES_INPUT: tf.constant(contents)})["probabilities"].numpy()
         except tf.errors.InvalidArgumentError as error:
             raise DataError(_name_bad_image(error.message, batch)) from None
-        for path, probs, name, score in zip(batch, out["probabilities"].numpy(), out["classes"].numpy(),
-                                            out["scores"].numpy()):
-            results.append({
-                "image": str(path),
-                "class": name.decode(),
-                "score": float(score),
-                "probabilities": dict(zip(class_names, map(float, probs))),
-            })
+        for path, row in zip(batch, probabilities):
+            order = np.argsort(-row)[:k]
+            results.append({"image": str(path), "top": [(class_names[i], float(row[i])) for i in order]})
     return results
 
 

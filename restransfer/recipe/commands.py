@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     evaluate.set_defaults(handler=_evaluate)
 
     predict = subparsers.add_parser("predict", help="top-k labels of image files")
-    predict.add_argument("run", help="run folder")
+    predict.add_argument("run", help="run folder, or a SavedModel exported from one")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top-k", type=int, default=5)
     predict.set_defaults(handler=_predict)
@@ -87,11 +87,15 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
+    from pathlib import Path
+
     from rich.console import Console
     from rich.table import Table
 
-    from restransfer.recipe.predict import predict
-
+    if (Path(args.run) / "saved_model.pb").is_file():  # an exported SavedModel, not a run folder
+        from restransfer.export.saved_model import predict_saved_model as predict
+    else:
+        from restransfer.recipe.predict import predict
     table = Table()
     table.add_column("image")
     table.add_column("top predictions (probability)")

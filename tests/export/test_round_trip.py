@@ -1,0 +1,62 @@
+"""Round trips: every format reloads in a process that cannot import restransfer, and agrees."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from restransfer.export.verify import child_sys_path, verify_export
+
+from .conftest import CLASS_NAMES
+
+EXPECTED_CHECKS = {
+    "saved_model": {("saved_model", "serving_default", 8), ("saved_model", "serving_default", 1),
+                    ("saved_model", "serve_tensor", 8)},
+    "keras": {("model.keras", "call", 8)},
+    "tflite": {("model.tflite", "serve_tensor", 8), ("model.dynamic.tflite", "serve_tensor", 8)},
+}
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "keras", "tflite"])
+def test_export_reloads_without_restransfer_and_matches(exports, fmt):
+    result = exports[fmt]
+    report = result.verification
+    assert report.passed, str(report)
+    assert {(c.artifact, c.signature, c.images) for c in report.checks} == EXPECTED_CHECKS[fmt]
+    for check in report.checks:
+        assert check.max_abs_diff <= check.tolerance
+        assert check.top1_agree + check.top1_ties >= check.images
+    float32 = [c for c in report.checks if c.tolerance == 1e-4]
+    assert float32 and all(c.top1_agree == c.images for c in float32)
+    manifest = json.loads((result.path / "export.json").read_text())
+    assert manifest["class_names"] == CLASS_NAMES and manifest["image_size"] == [32, 32]
+    assert result.path == result.path.parent.parent / "export" / fmt
+
+
+def test_verification_process_really_cannot_import_restransfer():
+    # Independently of verify's import hook: -I -S with only site-packages on sys.path hides the
+    # editable install (a .pth file) and the checkout.
+    code = ("import sys, importlib.util; sys.path[:0] = %r; "
+            "print(importlib.util.find_spec('restransfer'), importlib.util.find_spec('tensorflow') is not None)"
+            % child_sys_path())
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "True"]
+
+
+def test_verify_on_given_images_compares_with_the_run_model(exports, tmp_path):
+    import tensorflow as tf
+
+    from .conftest import colour_images
+
+    images, labels = colour_images(3, seed=7)
+    paths = []
+    for index, image in enumerate(images.astype(np.uint8)):
+        path = tmp_path / f"given_{index}.png"
+        path.write_bytes(tf.io.encode_png(image).numpy())
+        paths.append(path)
+    report = verify_export(exports["keras"].path, images=paths)
+    assert report.passed, str(report)
+    assert report.images_source == "3 given" and report.checks[0].images == 3
