@@ -48,7 +48,7 @@ def _tensorflow_gradients(model, images, labels, loss_fn, training):
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
-        value = loss_fn(labels, model(images, training=training))
+        value = keras.ops.mean(loss_fn(labels, model(images, training=training)))
     return [np.asarray(g) if g is not None else None for g in tape.gradient(value, model.trainable_weights)]
 
 
@@ -60,7 +60,8 @@ def _jax_gradients(model, images, labels, loss_fn, training):
 
     def loss_of(weights):
         outputs, _ = model.stateless_call(weights, non_trainable, images, training=training)
-        return loss_fn(labels, outputs)
+        # Loss functions given by name return per-example values; Loss objects a mean.
+        return keras.ops.mean(loss_fn(labels, outputs))
 
     return [np.asarray(g) for g in jax.grad(loss_of)(trainable)]
 

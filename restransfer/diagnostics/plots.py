@@ -40,14 +40,19 @@ def plot_gradient_flow(flow: Mapping[str, Mapping[str, float]], *, path: str | P
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 3.8))
-    longest: Sequence[str] = []
+    names = [list(norms) for norms in flow.values()]
+    same_groups = all(n == names[0] for n in names)
     for label, norms in flow.items():
-        ax.plot(range(len(norms)), list(norms.values()), marker=".", label=label)
-        longest = list(norms) if len(norms) > len(longest) else longest
-    step = max(1, len(longest) // 24)
-    ax.set_xticks(range(0, len(longest), step), [longest[i] for i in range(0, len(longest), step)],
-                  rotation=70, fontsize=7)
-    ax.set_xlabel("depth (groups in network order; shorter models end earlier)")
+        count = len(norms)
+        # Models of different depth share the x axis as relative depth, input 0 to output 1.
+        xs = range(count) if same_groups else [i / max(count - 1, 1) for i in range(count)]
+        ax.plot(list(xs), list(norms.values()), marker=".", label=f"{label} ({count} groups)")
+    if same_groups and names:
+        step = max(1, len(names[0]) // 24)
+        ax.set_xticks(range(0, len(names[0]), step), names[0][::step], rotation=70, fontsize=7)
+        ax.set_xlabel("group, input side first")
+    else:
+        ax.set_xlabel("relative depth (0 = first group, 1 = head)")
     ax.set_ylabel("gradient L2 norm")
     if log_y:
         ax.set_yscale("log")

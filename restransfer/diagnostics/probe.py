@@ -80,7 +80,7 @@ def probe_accuracy(features, labels, *, folds: int = 5, seed: int = 0, c: float 
 
     features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
     labels = class_ids(labels)
-    smallest = np.bincount(labels).min(initial=0) if len(labels) else 0
+    smallest = int(np.unique(labels, return_counts=True)[1].min()) if len(labels) else 0
     if smallest < folds:
         raise ConfigError(
             f"{folds}-fold cross-validation needs at least {folds} examples of every class; the "

@@ -1,0 +1,51 @@
+"""Linear probe: separable data scores 1.0, random labels score near chance, per stage."""
+
+import keras
+import numpy as np
+import pytest
+
+import restransfer as rt
+from restransfer.diagnostics.probe import linear_probe, probe_accuracy, stage_features
+from restransfer.errors import ConfigError
+
+
+def test_separable_features_score_perfectly_and_noise_scores_chance():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 30)
+    separable = rng.normal(size=(90, 5)) + 10 * np.eye(3, 5)[labels]
+    assert probe_accuracy(separable, labels) == (1.0, 0.0)
+    noise = rng.normal(size=(90, 5))
+    mean, _ = probe_accuracy(noise, rng.permutation(labels))
+    assert mean < 0.6  # chance is 1/3
+    one_hot = np.eye(3)[labels]
+    assert probe_accuracy(separable, one_hot) == (1.0, 0.0)
+
+
+@pytest.mark.tensorflow
+def test_every_stage_separates_bright_from_dark_images():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 20)
+    images = rng.uniform(0, 60, (40, 32, 32, 3)) + 180 * labels[:, None, None, None]
+    keras.utils.set_random_seed(0)
+    model = rt.create_model("cifar_resnet20", preprocessing="tf")
+    rows = linear_probe(model, images, labels, folds=4)
+    assert [r.stage for r in rows] == ["conv1", "conv2", "conv3", "conv4"]
+    assert [r.features for r in rows] == [16, 16, 32, 64]
+    assert all(r.accuracy == 1.0 for r in rows), rows
+
+
+@pytest.mark.tensorflow
+def test_features_are_pooled_stage_outputs():
+    model = rt.create_model("cifar_resnet20", preprocessing="tf")
+    images = np.random.default_rng(2).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    features = stage_features(model, images, ["conv3"])
+    stage_out = keras.Model(model.inputs, model.get_layer("conv3_block3_out").output).predict(images, verbose=0)
+    np.testing.assert_allclose(features["conv3"], stage_out.mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ConfigError, match="smallest class has 2"):
+        probe_accuracy(np.zeros((12, 2)), [0] * 10 + [1] * 2)
+    model = rt.create_model("cifar_resnet20")
+    with pytest.raises(ConfigError, match=r"no stage \['conv5'\]"):
+        stage_features(model, np.zeros((1, 32, 32, 3)), ["conv5"])
