@@ -1,9 +1,13 @@
 """Data-parallel training on the engines TensorFlow and Keras ship, chosen by the recipe.
 
-TensorFlow backend: ``tf.distribute`` (MirroredStrategy, MultiWorkerMirroredStrategy with the
-cluster from ``TF_CONFIG``, TPUStrategy). JAX backend: ``keras.distribution.DataParallel`` over
-the visible devices. The recipe's batch size is the global batch; each replica gets an equal
-share of it.
+TensorFlow backend: ``tf.distribute`` (MirroredStrategy on one machine, TPUStrategy). JAX
+backend: ``keras.distribution.DataParallel`` over the visible devices, and over several
+processes or machines for ``multi_worker`` (``keras.distribution.initialize``, cluster from
+``TF_CONFIG``). The recipe's batch size is the global batch; each replica gets an equal share.
+
+Keras 3's ``fit()`` does not run under ``tf.distribute.MultiWorkerMirroredStrategy`` (it fails
+converting ``PerReplica`` inputs; keras-team/keras#20585, open), so multi-worker training runs on
+the JAX backend, whose Keras distribution API supports it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from restransfer.errors import ConfigError
 
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu", "data_parallel")
 LR_SCALING = ("none", "linear")
-_TF_ONLY = ("mirrored", "multi_worker", "tpu")
+_TF_ONLY = ("mirrored", "tpu")
 
 
 @dataclass
@@ -81,9 +85,11 @@ def scaled_learning_rate(learning_rate: float, rule: str, batch_size: int, base_
 def setup_distribution(strategy: str = "none", *, devices: list[str] | None = None) -> Distribution:
     """Create the strategy for the active Keras backend.
 
+    Call it before anything runs on the backend: JAX's multi-process start must come first.
+
     Args:
-        strategy: ``none``, ``mirrored``, ``multi_worker``, ``tpu`` (TensorFlow) or
-            ``data_parallel`` (JAX).
+        strategy: ``none``, ``mirrored``, ``tpu`` (TensorFlow), ``data_parallel`` or
+            ``multi_worker`` (JAX).
         devices: for ``mirrored``/``data_parallel``, the devices to use; default: every GPU, or
             every (logical) CPU device when there is no GPU.
     """
@@ -92,6 +98,14 @@ def setup_distribution(strategy: str = "none", *, devices: list[str] | None = No
     backend = keras.backend.backend()
     if strategy == "none":
         return Distribution()
+    if strategy == "multi_worker":
+        if backend != "jax":
+            raise ConfigError(
+                "distribution.strategy='multi_worker' runs on the JAX backend: Keras 3's fit() does not work "
+                "under tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585). Start every worker "
+                "with KERAS_BACKEND=jax and the same TF_CONFIG; on one machine use strategy: mirrored."
+            )
+        return _jax_multi_worker(_tf_config())
     if strategy in _TF_ONLY and backend != "tensorflow":
         raise ConfigError(
             f"distribution.strategy={strategy!r} is tf.distribute and needs KERAS_BACKEND=tensorflow; "
@@ -117,6 +131,23 @@ def _jax_data_parallel(devices: list[str] | None) -> Distribution:
                         worker="chief" if index == 0 else f"worker {index}")
 
 
+def _jax_multi_worker(config: dict) -> Distribution:
+    import jax
+
+    workers = config["cluster"].get("chief", []) + config["cluster"]["worker"]
+    task = config["task"]
+    process_id = int(task["index"]) + (1 if task["type"] == "worker" and "chief" in config["cluster"] else 0)
+    if jax.default_backend() == "cpu":
+        # CPU processes exchange gradients through gloo; the default has no cross-process collectives.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    keras.distribution.initialize(workers[0], num_processes=len(workers), process_id=process_id)
+    devices = keras.distribution.list_devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    chief = _is_chief(config)
+    return Distribution("multi_worker", num_replicas=len(devices), is_chief=chief,
+                        worker="chief" if chief else f"{task['type']} {task['index']}")
+
+
 def _tf_strategy(strategy: str, devices: list[str] | None) -> Distribution:
     import tensorflow as tf
 
@@ -126,14 +157,6 @@ def _tf_strategy(strategy: str, devices: list[str] | None) -> Distribution:
             devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         tf_strategy = tf.distribute.MirroredStrategy(devices)
         return Distribution("mirrored", tf_strategy.num_replicas_in_sync, tf_strategy=tf_strategy)
-    if strategy == "multi_worker":
-        config = _tf_config()
-        tf_strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        task = config["task"]
-        chief = _is_chief(config)
-        worker = "chief" if chief else f"{task['type']} {task['index']}"
-        return Distribution("multi_worker", tf_strategy.num_replicas_in_sync, is_chief=chief, worker=worker,
-                            tf_strategy=tf_strategy)
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)

@@ -6,7 +6,13 @@ import keras
 import pytest
 
 from restransfer.errors import ConfigError
-from restransfer.train.distribute import Distribution, _is_chief, scaled_learning_rate, setup_distribution
+from restransfer.train.distribute import (
+    Distribution,
+    _is_chief,
+    _tf_config,
+    scaled_learning_rate,
+    setup_distribution,
+)
 
 
 def test_linear_scaling_rule():
@@ -51,11 +57,17 @@ def test_chief_follows_tf_distribute(config, chief):
     assert _is_chief(config) is chief
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute")
-def test_multi_worker_without_tf_config_says_what_to_set(monkeypatch):
+def test_tf_config_errors_say_what_to_set(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(ConfigError, match="TF_CONFIG"):
-        setup_distribution("multi_worker")
+    with pytest.raises(ConfigError, match="TF_CONFIG environment variable, which is not set"):
+        _tf_config()
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {}}))
     with pytest.raises(ConfigError, match="not a valid cluster description"):
+        _tf_config()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the TensorFlow backend's answer")
+def test_multi_worker_on_tensorflow_points_to_jax():
+    with pytest.raises(ConfigError, match="keras-team/keras#20585") as error:
         setup_distribution("multi_worker")
+    assert "KERAS_BACKEND=jax" in str(error.value)
