@@ -51,10 +51,29 @@ class DataBundle:
     test: tf.data.Dataset | None = None
     num_test: int = 0
     cache: dict[str, str] = field(default_factory=dict)  # part -> memory | file | none
+    counters: dict[str, "_DropCounter"] = field(default_factory=dict, repr=False)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def dropped_at_runtime(self) -> int:
+        """Files that failed to decode during iteration (0 unless files changed after the check).
+
+        Exact at the end of an epoch; the engine should log it when it is not zero.
+        """
+        return sum(counter.dropped() for counter in self.counters.values())
+
+
+class _DropCounter:
+    """Counts elements entering and leaving the decode step; the difference was dropped."""
+
+    def __init__(self) -> None:
+        self.entered = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.left = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def dropped(self) -> int:
+        return int(self.entered.numpy() - self.left.numpy())
 
 
 def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any) -> DataBundle:
@@ -96,21 +115,24 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
     size = tuple(config.image_size)
     augment = build_augment(config.augment, size, seed)
     num_classes = len(listing.class_names)
-    datasets, caches = {}, {}
+    datasets, caches, counters = {}, {}, {}
     for name, part in listing.parts.items():
+        counters[name] = _DropCounter() if part.paths is not None else None
         training = name == "train"
-        cache = _cache_mode(config.cache, part, size, training, run_dir)
+        cache, as_uint8 = _cache_plan(config.cache, part, size, training, run_dir)
         caches[name] = cache
         datasets[name] = build_dataset(
             part, num_classes, size, config.batch_size, training=training,
             augment=augment if training else None, cache=cache,
             cache_path=_cache_path(run_dir, name, part, size, config) if cache == "file" else None,
-            shuffle_buffer=config.shuffle_buffer, seed=seed)
+            shuffle_buffer=config.shuffle_buffer, seed=seed, counter=counters[name],
+            cache_uint8=as_uint8)
     return DataBundle(
         train=datasets["train"], val=datasets["val"], test=datasets.get("test"),
         class_names=listing.class_names, num_train=len(listing.parts["train"]),
         num_val=len(listing.parts["val"]), num_test=len(listing.parts.get("test", ())),
-        report=report, image_size=size, cache=caches)
+        report=report, image_size=size, cache=caches,
+        counters={k: v for k, v in counters.items() if v is not None})
 
 
 def make_listing(config: Any, seed: int) -> Listing:
@@ -133,14 +155,11 @@ def make_listing(config: Any, seed: int) -> Listing:
 def build_dataset(part: Part, num_classes: int, image_size: tuple[int, int], batch_size: int, *,
                   training: bool, augment=None, cache: str = "memory",
                   cache_path: Path | None = None, shuffle_buffer: int | None = None,
-                  seed: int = 0) -> tf.data.Dataset:
+                  seed: int = 0, counter: _DropCounter | None = None,
+                  cache_uint8: bool = False) -> tf.data.Dataset:
     """Batched ``(images, one-hot labels)`` for one split (see the module docstring)."""
-    ds = _decoded(part, image_size)
-    if training and cache != "none":
-        # Training images are augmented next, so 8-bit storage (4x less memory) costs nothing;
-        # evaluation keeps float32 so it equals the exported serving graph exactly.
-        ds = ds.map(lambda x, y: (tf.cast(tf.round(x), tf.uint8), y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _decoded(part, image_size, as_uint8=cache_uint8 and training and cache != "none",
+                  counter=counter)
     if cache == "memory":
         ds = ds.cache()
     elif cache == "file":
@@ -152,7 +171,7 @@ def build_dataset(part: Part, num_classes: int, image_size: tuple[int, int], bat
     if training:
         buffer = min(shuffle_buffer or len(part), max(len(part), 1))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
 
     def finish(images: tf.Tensor, labels: tf.Tensor):
         images = tf.cast(images, tf.float32)
@@ -165,42 +184,64 @@ def build_dataset(part: Part, num_classes: int, image_size: tuple[int, int], bat
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _decoded(part: Part, image_size: tuple[int, int]) -> tf.data.Dataset:
-    """Unbatched ``(float32 [h, w, 3] 0..255, int64 label)`` elements of a part."""
+def _decoded(part: Part, image_size: tuple[int, int], as_uint8: bool = False,
+             counter: _DropCounter | None = None) -> tf.data.Dataset:
+    """Unbatched ``(image [h, w, 3] 0..255, int64 label)`` elements of a part, float32 or uint8."""
     if part.paths is not None:
         ds = tf.data.Dataset.from_tensor_slices((part.paths, part.labels))
-
-        def load(path, label):
-            return resize_for_eval(decode_image(tf.io.read_file(path)), image_size), label
     elif part.images is not None:
         ds = tf.data.Dataset.from_tensor_slices((part.images, part.labels))
-
-        def load(image, label):
-            return resize_for_eval(image, image_size), label
     else:
         ds = part.dataset
 
-        def load(image, label):
-            return resize_for_eval(image, image_size), label
+    def load(item, label):
+        image = decode_image(tf.io.read_file(item)) if part.paths is not None else item
+        image = resize_for_eval(image, image_size)
+        if as_uint8:
+            image = tf.cast(tf.round(image), tf.uint8)
+        return image, label
+
+    if counter is not None:
+        ds = ds.map(lambda item, label: _counted(counter.entered, item, label))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if part.paths is not None:
         # Last resort only: every file passed `check_listing` (decoded with these same ops), so
-        # this drops nothing unless a file changes on disk during training.
+        # this drops nothing unless a file changes on disk during training; counted above/below.
         ds = ds.ignore_errors(log_warning=True)
+    if counter is not None:
+        ds = ds.map(lambda image, label: _counted(counter.left, image, label))
     return ds
 
 
-def _cache_mode(mode: str, part: Part, image_size: tuple[int, int], training: bool,
-                run_dir: Path | None) -> str:
-    if mode != "auto":
-        if mode == "file" and run_dir is None:
-            raise ConfigError("cache: file needs a run folder (run_dir) to write the cache to; "
-                              "use cache: memory or none, or pass run_dir.")
-        return mode
-    needed = len(part) * image_size[0] * image_size[1] * 3 * (1 if training else 4)
-    if needed <= _memory_budget():
-        return "memory"
-    return "file" if run_dir is not None else "none"
+def _counted(variable: tf.Variable, item: tf.Tensor, label: tf.Tensor):
+    with tf.control_dependencies([variable.assign_add(1)]):
+        return tf.identity(item), tf.identity(label)
+
+
+def _cache_plan(mode: str, part: Part, image_size: tuple[int, int], training: bool,
+                run_dir: Path | None) -> tuple[str, bool]:
+    """``(memory | file | none, store training images as uint8)`` for one split.
+
+    float32 in memory is fastest (batching is a copy, no conversion); training images fall back
+    to uint8 (4x smaller, harmless before augmentation) when float32 would not fit or on disk.
+    Evaluation images always stay float32 so evaluation equals the exported serving graph.
+    """
+    if mode == "file" and run_dir is None:
+        raise ConfigError("cache: file needs a run folder (run_dir) to write the cache to; "
+                          "use cache: memory or none, or pass run_dir.")
+    if mode == "none":
+        return "none", False
+    if mode == "file":
+        return "file", training
+    float_bytes = len(part) * image_size[0] * image_size[1] * 3 * 4
+    budget = _memory_budget()
+    if float_bytes <= budget:
+        return "memory", False
+    if training and (float_bytes / 4 <= budget or mode == "memory"):
+        return "memory", True
+    if mode == "memory":
+        return "memory", False
+    return ("file", training) if run_dir is not None else ("none", False)
 
 
 def _memory_budget() -> float:

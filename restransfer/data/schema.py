@@ -87,6 +87,19 @@ class AugmentConfig(_Strict):
     mixup: float = Field(0.0, ge=0, description="MixUp Beta(alpha, alpha); 0 = off")
     cutmix: float = Field(0.0, ge=0, description="CutMix Beta(alpha, alpha); 0 = off")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            from restransfer.errors import did_you_mean
+
+            for key in value:
+                if key not in cls.model_fields:
+                    raise ValueError(f"unknown augmentation '{key}'."
+                                     f"{did_you_mean(key, cls.model_fields)} Valid: "
+                                     f"{', '.join(cls.model_fields)}")
+        return value
+
     @field_validator("flip", mode="before")
     @classmethod
     def _flip_shorthand(cls, value: Any) -> Any:

@@ -215,3 +215,14 @@ def test_cache_modes(tmp_path):
     with pytest.raises(ConfigError, match="run_dir"):
         load_data(**kwargs, cache="file")
     assert load_data(**kwargs, cache="none").cache["train"] == "none"
+
+
+def test_file_broken_after_the_check_is_dropped_and_counted(tmp_path):
+    root = make_folder(tmp_path / "d", {"a": 4, "b": 4})
+    data = load_data(source="folder", path=root, validation_split=0.25, image_size=8,
+                     batch_size=3, cache="none")
+    victim = next(p for p in sorted((root / "a").iterdir()))
+    victim.write_bytes(b"broken after the check")
+    x, _ = _epoch(data.train)
+    vx, _ = _epoch(data.val)
+    assert len(x) + len(vx) == 7 and data.dropped_at_runtime() == 1
