@@ -103,7 +103,7 @@ def test_cli_writes_results_json(tmp_path, capsys):
     assert code == 0
     payload = json.loads(out.read_text())
     assert payload["environment"]["backend"] == keras.backend.backend()
-    assert payload["settings"]["cases"] == ["cifar_resnet20-keras-32px-b2-float32-xla_False-spe1"]
+    assert payload["settings"]["cases"] == ["cifar_resnet20-keras-32px-b2-float32-xla_False"]
     assert FIELDS <= set(payload["results"][0])
     assert "| cifar_resnet20 |" in markdown_table(payload["results"])
 

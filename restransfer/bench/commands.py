@@ -32,7 +32,6 @@ def register(subparsers) -> None:
     train.add_argument("--precision", nargs="+", default=["float32"],
                        help="Keras dtype policies: float32, mixed_bfloat16, mixed_float16")
     train.add_argument("--jit-compile", type=_jit, nargs="+", default=["auto"], help="true, false or auto")
-    train.add_argument("--steps-per-execution", type=int, default=1)
     train.add_argument("--no-reference", action="store_true", help="skip the keras.applications model")
     train.add_argument("--steps", type=int, help="timed steps per model per round (default 10)")
     train.add_argument("--rounds", type=int, help="rounds of alternation between ours and the reference (default 3)")
@@ -102,8 +101,7 @@ def _train(args) -> int:
             check_model_name(name)
         cases = [
             TrainCase(model, image_size=size, batch_size=batch, precision=precision, jit_compile=jit,
-                      style=args.style, steps_per_execution=args.steps_per_execution,
-                      reference=not args.no_reference)
+                      style=args.style, reference=not args.no_reference)
             for model, size, batch, precision, jit in itertools.product(
                 args.models, args.image_size, args.batch_size, args.precision, args.jit_compile)
         ]

@@ -14,13 +14,11 @@ from restransfer.bench.timing import StepTimer, device_name, summarize
 
 
 def export_saved_model(model: keras.Model, path: Path) -> Path:
-    """Export ``model`` as a SavedModel with a ``serve`` endpoint (restransfer.export when present)."""
-    try:
-        from restransfer.export import export_saved_model as export  # the export engineer's API
-    except ImportError:
-        model.export(str(path), format="tf_saved_model", verbose=False)
-    else:
-        export(model, path)
+    """Export ``model`` as ``restransfer export`` does; its ``serve_tensor`` signature is timed."""
+    from restransfer.export.saved_model import write_saved_model
+
+    classes = model.output_shape[-1]
+    write_saved_model(model, path, [f"class_{i}" for i in range(classes)], model.input_shape[1:3])
     return path
 
 
@@ -35,13 +33,13 @@ def _time_saved_model(serve, x, steps: int) -> list[float]:
 
 def run_inference(name: str, *, style: str = "keras", image_size: int = 224, batch_size: int = 32,
                   steps: int = 10, rounds: int = 3, warmup: int = 2) -> list[dict]:
-    """Images/s of ``predict()`` on the Keras model and of ``serve()`` on its SavedModel.
+    """Images/s of ``predict()`` on the Keras model and of its SavedModel's ``serve_tensor``.
 
     The two alternate round by round, as in training. The SavedModel needs TensorFlow; without
     it only the Keras row is returned.
 
     Returns:
-        Records with ``implementation`` ``"keras.predict"`` and ``"saved_model.serve"``;
+        Records with ``implementation`` ``"keras.predict"`` and ``"saved_model.serve_tensor"``;
         ``ratio_to_reference`` is each one's images/s over ``keras.predict``'s.
     """
     model = bench_models.build_ours(name, image_size=image_size, num_classes=1000, style=style,
@@ -60,8 +58,12 @@ def run_inference(name: str, *, style: str = "keras", image_size: int = 224, bat
     if tf is not None and keras.backend.backend() == "tensorflow":
         directory = Path(tempfile.mkdtemp(prefix="restransfer-bench-"))
         loaded = tf.saved_model.load(str(export_saved_model(model, directory / "saved_model")))
-        serve = loaded.serve
+        signature = loaded.signatures["serve_tensor"]
         x_tf = tf.constant(x)
+
+        def serve(images):
+            return signature(images=images)["probabilities"]
+
         _time_saved_model(serve, x_tf, warmup)
     saved_times: list[float] = []
     for _ in range(rounds):
@@ -75,7 +77,7 @@ def run_inference(name: str, *, style: str = "keras", image_size: int = 224, bat
                  "ratio_to_reference": 1.0}
     records = [keras_row]
     if serve is not None:
-        row = {**common, "implementation": "saved_model.serve", **summarize(saved_times, batch_size)}
+        row = {**common, "implementation": "saved_model.serve_tensor", **summarize(saved_times, batch_size)}
         row["ratio_to_reference"] = round(row["img_per_s"] / keras_row["img_per_s"], 4)
         records.append(row)
     return records

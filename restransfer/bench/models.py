@@ -21,22 +21,19 @@ REFERENCE_FOR = {
     "resnet152": "ResNet152",
 }
 SAME_ARCHITECTURE = {"resnet50", "resnet101", "resnet152"}
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "bfloat16")
 
 
 @contextlib.contextmanager
 def precision_scope(precision: str):
-    """Build layers under the Keras dtype policy ``precision``; restore the old one after."""
+    """Build layers under the dtype policy ``precision`` as the recipe engine does."""
+    from restransfer.train.precision import PRECISIONS, dtype_policy
+
     if precision not in PRECISIONS:
         from restransfer.errors import ConfigError
 
         raise ConfigError(f"precision must be one of {list(PRECISIONS)}. Received precision={precision!r}.")
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
+    with dtype_policy(precision):
         yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def build_ours(name: str, *, image_size: int, num_classes: int, style: str, precision: str) -> keras.Model:

@@ -50,7 +50,7 @@ def run_pipeline(name: str = "resnet18", *, image_size: int = 128, batch_size: i
     model = create_model(name, num_classes=classes, input_shape=(image_size, image_size, 3),
                          preprocessing="auto")
     jit, _ = resolve_jit_compile("auto")
-    compile_for_bench(model, jit_compile=jit)
+    compile_for_bench(model, jit_compile=jit, steps_per_epoch=max(bundle.num_train // batch_size, 1))
     feeds = {
         "folder_pipeline": bundle.train.repeat(),
         "synthetic": synthetic_batches(batch_size, image_size, classes),

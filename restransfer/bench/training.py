@@ -25,7 +25,6 @@ class TrainCase:
         precision: a Keras dtype policy: ``float32``, ``mixed_bfloat16``, ``mixed_float16``.
         jit_compile: ``True``, ``False`` or ``"auto"`` as ``model.compile`` takes it.
         style: ``"keras"`` (the same architecture as keras.applications) or ``"torchvision"``.
-        steps_per_execution: steps per call into compiled code (``model.compile`` argument).
         reference: also measure the keras.applications model of the same depth.
         num_classes: classes of the head.
     """
@@ -36,29 +35,32 @@ class TrainCase:
     precision: str = "float32"
     jit_compile: bool | str = "auto"
     style: str = "keras"
-    steps_per_execution: int = 1
     reference: bool = True
     num_classes: int = 1000
 
     @property
     def case_id(self) -> str:
         return (f"{self.model}-{self.style}-{self.image_size}px-b{self.batch_size}-{self.precision}"
-                f"-xla_{self.jit_compile}-spe{self.steps_per_execution}")
+                f"-xla_{self.jit_compile}")
 
     @property
     def reference_name(self) -> str | None:
         return bench_models.REFERENCE_FOR.get(self.model) if self.reference else None
 
 
-def compile_for_bench(model: keras.Model, *, jit_compile, steps_per_execution: int = 1) -> keras.Model:
-    """Compile as a fine-tuning recipe does: SGD with momentum, cross-entropy on one-hot labels."""
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
-    )
+def compile_for_bench(model: keras.Model, *, jit_compile, steps_per_epoch: int = 100) -> keras.Model:
+    """Compile exactly as a recipe phase does (``restransfer.recipe.engine.compile_phase``).
+
+    The phase trains everything with SGD + momentum 0.9 and a cosine schedule; ``jit_compile``
+    ``"auto"`` is resolved by the recipe policy (``restransfer.train.precision``).
+    """
+    from restransfer.recipe.engine import compile_phase
+    from restransfer.recipe.schema import PhaseConfig
+    from restransfer.train.precision import resolve_jit_compile
+
+    phase = PhaseConfig(epochs=1, optimizer={"name": "sgd", "learning_rate": 0.01, "momentum": 0.9})
+    compile_phase(model, phase, steps_per_epoch=steps_per_epoch, num_classes=model.output_shape[-1],
+                  jit_compile=resolve_jit_compile(jit_compile)[0])
     return model
 
 
@@ -97,26 +99,22 @@ class _Runner:
         else:
             self.model = bench_models.build_reference(case.reference_name, **kwargs)
             self.name = case.reference_name
-        compile_for_bench(self.model, jit_compile=case.jit_compile,
-                          steps_per_execution=case.steps_per_execution)
+        compile_for_bench(self.model, jit_compile=case.jit_compile)
         self.data = synthetic_batches(case.batch_size, case.image_size, case.num_classes)
         self.timer = StepTimer()
         self.compile_s: float | None = None
         self.memory: tuple[float | None, str] = (None, "")
 
     def fit(self, steps: int) -> None:
-        steps = max(steps, self.case.steps_per_execution)
         self.model.fit(self.data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False,
                        callbacks=[self.timer])
 
     def warm_up(self, steps: int) -> None:
         """Compile (the first step) and run a few steps that are not timed."""
         warm = StepTimer()
-        steps = max(steps, 2 * self.case.steps_per_execution)
+        steps = max(steps, 2)
         self.model.fit(self.data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[warm])
-        later = warm.step_times[self.case.steps_per_execution:]
-        steady = float(np.median(later)) * self.case.steps_per_execution if later else 0.0
-        # The first call into compiled code also runs steps_per_execution steps.
+        steady = float(np.median(warm.step_times[1:]))
         self.compile_s = max(warm.first_step_s - steady, 0.0)
         self.memory = peak_memory_mb()
 
@@ -137,7 +135,6 @@ class _Runner:
             "precision": case.precision,
             "jit_compile": case.jit_compile,
             "jit_compile_resolved": bool(self.model.jit_compile),
-            "steps_per_execution": case.steps_per_execution,
             "batch_size": case.batch_size,
             "image_size": case.image_size,
             **stats,
