@@ -19,6 +19,7 @@ from restransfer.errors import WeightsError
 from restransfer.models.weights import imagenet, load_weights
 
 SIZE = 64
+TORCH_SIZE = 48
 EPS_TORCH = 1e-5
 
 
@@ -171,10 +172,9 @@ def test_imagenet_refuses_a_cached_file_with_another_hash(keras_cache):
         imagenet.fetch("resnet50", include_top=True)
 
 
-def test_imagenet_for_a_name_without_published_file():
-    model = rt.create_model("resnet18", input_shape=(32, 32, 3), include_top=False)
+def test_imagenet_for_a_name_without_published_file(tv18):
     with pytest.raises(WeightsError, match=r"\['resnet101', 'resnet152', 'resnet50'\].*'resnet18'.*state dict"):
-        load_weights(model, "imagenet", model_name="resnet18")
+        load_weights(tv18, "imagenet", model_name="resnet18")
 
 
 def test_imagenet_needs_keras_style():
@@ -316,6 +316,45 @@ def test_numpy_reference_conv_is_a_correlation():
     np.testing.assert_allclose(y[1, 1, 0, 4], expected)
 
 
+def test_numpy_reference_equals_torch_functional_forward():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    state = torchvision_state_dict("resnext50_32x4d", seed=12)
+    t = {k: torch.from_numpy(v).double() for k, v in state.items()}
+    x = np.random.default_rng(9).normal(size=(1, 40, 40, 3))
+
+    def bn(y, key):
+        return F.batch_norm(y, t[f"{key}.running_mean"], t[f"{key}.running_var"], t[f"{key}.weight"],
+                            t[f"{key}.bias"], training=False, eps=EPS_TORCH)
+
+    y = F.relu(bn(F.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), t["conv1.weight"], stride=2, padding=3), "bn1"))
+    y = F.max_pool2d(y, 3, 2, 1)
+    for s, n in enumerate((3, 4, 6, 3), start=1):
+        for b in range(n):
+            p, stride = f"layer{s}.{b}", 2 if (s > 1 and b == 0) else 1
+            identity = y
+            if f"{p}.downsample.0.weight" in t:
+                identity = bn(F.conv2d(y, t[f"{p}.downsample.0.weight"], stride=stride), f"{p}.downsample.1")
+            z = F.relu(bn(F.conv2d(y, t[f"{p}.conv1.weight"]), f"{p}.bn1"))
+            z = F.relu(bn(F.conv2d(z, t[f"{p}.conv2.weight"], stride=stride, padding=1, groups=32), f"{p}.bn2"))
+            y = F.relu(bn(F.conv2d(z, t[f"{p}.conv3.weight"]), f"{p}.bn3") + identity)
+    logits = F.linear(y.mean(dim=(2, 3)), t["fc.weight"], t["fc.bias"]).numpy()
+    np.testing.assert_allclose(torchvision_forward("resnext50_32x4d", state, x), logits, rtol=1e-9, atol=1e-9)
+
+
+def test_torch_names_round_trip():
+    from restransfer.models.weights.torch_names import keras_name, strip_prefix, torch_name
+
+    for key in torchvision_state_dict("resnet50", seed=0):
+        if not key.endswith("num_batches_tracked"):
+            assert torch_name(keras_name(key)) == key
+    assert keras_name("layer1.0.downsample.0.weight") == "conv2_block1_0_conv/kernel"
+    assert keras_name("layer3.5.bn2.running_var") == "conv4_block6_2_bn/moving_variance"
+    assert keras_name("fc.weight") == "predictions/kernel"
+    assert keras_name("layer1.0.se.fc1.weight") is None  # SE-ResNet: reported as unused, never guessed
+    assert strip_prefix("module.model.conv1.weight") == "conv1.weight"
+
+
 def save_state(state, path):
     if path.suffix == ".npz":
         np.savez(path, **state)
@@ -326,10 +365,10 @@ def save_state(state, path):
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d"])
 def test_state_dict_matches_numpy_torchvision_forward(name, tmp_path):
-    x = np.random.default_rng(5).normal(size=(2, SIZE, SIZE, 3)).astype("float32")
+    x = np.random.default_rng(5).normal(size=(2, TORCH_SIZE, TORCH_SIZE, 3)).astype("float32")
     first = torchvision_state_dict(name, seed=10)
     model = rt.create_model(name, weights=save_state(first, tmp_path / "w.safetensors"),
-                            input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+                            input_shape=(TORCH_SIZE, TORCH_SIZE, 3), classifier_activation=None)
     assert_close(outputs(model, x), torchvision_forward(name, first, x))
     # .npz, other values, and keys as saved from a DataParallel wrapper.
     second = {f"module.{k}": v for k, v in torchvision_state_dict(name, seed=11).items()}
@@ -456,9 +495,11 @@ def test_unreadable_files_give_weights_errors(tv18, tmp_path):
             load_weights(model, tmp_path / name)
 
 
-def test_state_dict_for_cifar_resnet_is_refused(resnet18_state, tmp_path):
-    with pytest.raises(WeightsError, match="restransfer checkpoint"):
-        rt.create_model("cifar_resnet20", weights=save_state(resnet18_state, tmp_path / "w.npz"))
+def test_state_dict_for_cifar_resnet_or_plain_twin_is_refused(resnet18_state, tv18, tmp_path):
+    path = save_state(resnet18_state, tmp_path / "w.npz")
+    for name in ("cifar_resnet20", "plain_resnet18"):
+        with pytest.raises(WeightsError, match=f"'{name}' has no torchvision/timm counterpart.*restransfer checkpoint"):
+            load_weights(tv18, path, model_name=name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import keras
 from restransfer.errors import WeightsError
 from restransfer.models.specs import SPECS
 from restransfer.models.weights import imagenet, readers
-from restransfer.models.weights.assign import assign, check_style, weights_style
+from restransfer.models.weights.assign import assign, check_style, model_shapes, weights_style
 from restransfer.models.weights.torch_names import torch_name
 
 STATE_DICT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt", ".bin")
@@ -91,7 +91,7 @@ def load_weights(model: keras.Model, weights: str | os.PathLike, *, model_name: 
 
 
 def _load_imagenet(model: keras.Model, model_name: str, style: str | None) -> None:
-    imagenet.check_imagenet(model_name, style or weights_style(readers.model_tensors(model)))
+    imagenet.check_imagenet(model_name, style or weights_style(model_shapes(model)))
     include_top = any(layer.name == "predictions" for layer in model.layers)
     path = imagenet.fetch(model_name, include_top)
     assign(model, readers.read_keras_h5(path), source=f"ImageNet weights {path.name}", model_style="keras")
@@ -109,7 +109,7 @@ def _load_state_dict(model: keras.Model, path: Path, model_name: str, style: str
 
 
 def _load_own_weights(model: keras.Model, path: Path, style: str | None) -> None:
-    model_style = style or weights_style(readers.model_tensors(model))
+    model_style = style or weights_style(model_shapes(model))
     check_style(readers.own_weights_h5_style(path), model_style, str(path))
     # Keras matches a .weights.h5 by position and may stop halfway; load a twin first so a
     # failure leaves the caller's model untouched.

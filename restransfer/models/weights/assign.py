@@ -29,6 +29,11 @@ def weights_style(tensors: Mapping[str, object]) -> str | None:
     return "keras" if any(key.endswith("_conv/bias") for key in convs) else "torchvision"
 
 
+def model_shapes(model: keras.Model) -> dict[str, tuple]:
+    """``{"layer/variable": shape}`` for every weight of a model, without copying values."""
+    return {f"{layer.name}/{w.name}": tuple(w.shape) for layer in model.layers for w in layer.weights}
+
+
 def check_style(file_style: str | None, model_style: str | None, source: str) -> None:
     """Refuse weights of one style for a network of the other: the strides differ, not only biases."""
     if file_style and model_style and file_style != model_style:
@@ -109,9 +114,7 @@ def assign(model: keras.Model, tensors: Mapping[str, np.ndarray], *, source: str
     """
     origin = origin or {}
     file_shapes = {key: tuple(value.shape) for key, value in tensors.items()}
-    slots = {
-        f"{layer.name}/{weight.name}": tuple(weight.shape) for layer in model.layers for weight in layer.weights
-    }
+    slots = model_shapes(model)
     model_style = model_style or weights_style(slots)
     check_style(weights_style(tensors), model_style, source)
 
