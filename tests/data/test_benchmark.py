@@ -11,7 +11,7 @@ def test_pipeline_benchmark_smoke(tmp_path):
     spec.loader.exec_module(bench)
     out = tmp_path / "result.json"
     result = bench.run_benchmark(tmp_path / "jpegs", num_images=40, image_size=32, batch_size=8,
-                                 cached_epochs=1, out=out, min_side=40, max_side=64)
+                                 cached_epochs=1, rounds=1, out=out, min_side=40, max_side=64)
     assert json.loads(out.read_text()) == result
     assert len(list((tmp_path / "jpegs").rglob("*.jpg"))) == 40
     for name in ("restransfer", "keras_image_dataset_from_directory",
