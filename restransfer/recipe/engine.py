@@ -181,7 +181,7 @@ def _train(recipe: Recipe, folder: RunFolder, state: dict | None, say, verbose) 
         )
         callbacks = [recorder, keras.callbacks.TensorBoard(log_dir=str(folder.logs), write_graph=False)]
         model.fit(bundle.train, validation_data=bundle.val, epochs=end, initial_epoch=max(start, done_epochs),
-                  callbacks=callbacks, verbose=verbose)
+                  callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles itself
         best = recorder.best
         if recorder.bad_loss is not None:
             bad = recorder.bad_loss

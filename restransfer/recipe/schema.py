@@ -88,8 +88,8 @@ class ModelConfig(_Strict):
         if not path.exists():
             raise ValueError(f"'{value}' does not exist: looked for {path}. Give none, imagenet, "
                              "a weights file (.h5, .safetensors, .pth, .npz) or a run folder")
-        if path.is_dir() and not (path / "run.json").exists():
-            raise ValueError(f"'{value}' is a folder but not a restransfer run folder (no run.json in {path})")
+        if path.is_dir():
+            _check_run_folder(path, value, (info.data or {}).get("name"))
         return str(path)
 
     @model_validator(mode="after")
@@ -107,6 +107,20 @@ class ModelConfig(_Strict):
         """Keyword arguments for ``create_model`` beyond name, weights and the head."""
         options = self.model_dump(exclude={"name", "weights", "bn_momentum"})
         return {k: v for k, v in options.items() if v is not None}
+
+
+def _check_run_folder(path: Path, value: Any, model_name: str | None) -> None:
+    import json
+
+    if not (path / "run.json").exists():
+        raise ValueError(f"'{value}' is a folder but not a restransfer run folder (no run.json in {path})")
+    info = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    if not (path / "model.keras").exists():
+        raise ValueError(f"run folder '{value}' has no model.keras (status: {info.get('status')}); "
+                         "finish that run first (rerun its train command to resume it)")
+    if model_name is not None and info.get("model") not in (None, model_name):
+        raise ValueError(f"run folder '{value}' trained {info.get('model')}, but model.name is {model_name}; "
+                         "weights load only into the same architecture")
 
 
 class HeadConfig(_Strict):

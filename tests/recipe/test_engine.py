@@ -1,0 +1,163 @@
+"""Phases freeze what they say (weights and BatchNorm statistics bit-identical), and a run folder
+holds everything the contract lists, reloadable and consistent."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import restransfer as rt
+from restransfer.errors import ConfigError
+from restransfer.models.stages import layer_stage
+from restransfer.recipe.engine import build_model, compile_phase
+from restransfer.recipe.load import load_recipe
+from restransfer.recipe.run import RunFolder, TrainingError
+
+pytestmark = pytest.mark.tensorflow
+
+TINY = {
+    "model": {"name": "cifar_resnet20", "bn_momentum": 0.9},
+    "data": {"source": "digits", "classes": [0, 1, 2], "per_class": 8, "val_per_class": 6, "batch_size": 8},
+    "phases": [
+        {"name": "head", "epochs": 1, "freeze": "all_but_head", "optimizer": {"name": "adamw", "learning_rate": 0.01}},
+        {"name": "finetune", "epochs": 1, "freeze_until": "conv3", "optimizer": {"name": "sgd", "learning_rate": 0.01},
+         "lr_multipliers": {"conv3": 0.1}, "weight_decay": 0.0001},
+    ],
+    "jit_compile": False,
+}
+
+
+def snapshot(model):
+    return {v.path: np.array(v) for v in model.weights}
+
+
+def test_frozen_weights_and_bn_statistics_stay_bit_identical():
+    recipe = load_recipe(TINY)
+    keras.utils.set_random_seed(0)
+    model = build_model(recipe, num_classes=3)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 8)]
+    for phase, frozen_expected in zip(recipe.phases, (["conv1", "conv2", "conv3", "conv4"], ["conv1", "conv2"])):
+        frozen = compile_phase(model, phase, steps_per_epoch=2, num_classes=3, jit_compile=False)
+        assert frozen == frozen_expected
+        before = snapshot(model)
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        after = snapshot(model)
+        for path, value in before.items():
+            stage = layer_stage(path.split("/")[0])
+            if stage in frozen:
+                np.testing.assert_array_equal(after[path], value, err_msg=path)
+            elif stage != "input" and "moving" not in path or stage not in frozen and "moving_mean" in path:
+                assert not np.array_equal(after[path], value), f"{path} did not train"
+    # The moving statistics of frozen stages did not move (BatchNorm ran in inference mode).
+    assert any("conv2_block1_1_bn/moving_mean" == p for p in before)
+
+
+def test_model_takes_pixels_and_outputs_float32_probabilities():
+    recipe = load_recipe(TINY)
+    model = build_model(recipe, num_classes=3)
+    assert model.get_layer("preprocess").mode == "torch"
+    assert model.get_layer("conv2_block1_1_bn").momentum == 0.9
+    out = model.predict_on_batch(np.full((2, 32, 32, 3), 128.0, "float32"))
+    assert out.dtype == np.float32 and out.shape == (2, 3)
+    np.testing.assert_allclose(out.sum(-1), 1.0, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return rt.train(TINY, out=out, verbose=0)
+
+
+def test_run_folder_follows_the_contract(finished):
+    run_dir = finished.run_dir
+    for name in ("recipe.yaml", "run.json", "class_names.json", "model.keras", "history.csv", "metrics.json",
+                 "train.log", "checkpoints/state.json", "checkpoints/best.weights.h5",
+                 "checkpoints/last-epoch0002.weights.h5", "plots/training_curves.png", "plots/confusion_matrix.png"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "logs").rglob("events.out.tfevents*"))
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["model"] == "cifar_resnet20"
+    assert info["image_size"] == [32, 32] and info["preprocessing"] == "torch" and info["backend"] == "tensorflow"
+    assert json.loads((run_dir / "class_names.json").read_text()) == finished.class_names == ["0", "1", "2"]
+    for png in run_dir.glob("plots/*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(run_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["epoch"], r["phase_name"]) for r in rows] == [("1", "head"), ("2", "finetune")]
+    assert rows == [{k: str(v) for k, v in row.items()} for row in finished.history]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [p["name"] for p in metrics["phases"]] == ["head", "finetune"]
+    for key in ("val_accuracy", "val_loss", "epochs", "seconds", "images_per_s"):
+        assert key in metrics["final"] and all(key in p for p in metrics["phases"])
+    assert metrics["final"]["epochs"] == 2
+    # The resolved recipe reloads to the same recipe.
+    assert load_recipe(run_dir / "recipe.yaml") == finished.recipe
+    assert "XLA jit_compile: off (set in the recipe)" in (run_dir / "train.log").read_text()
+
+
+def test_model_keras_reloads_in_safe_mode_with_identical_outputs(finished):
+    reloaded = keras.saving.load_model(finished.run_dir / "model.keras", safe_mode=True, compile=False)
+    x = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(reloaded.predict_on_batch(x), finished.model.predict_on_batch(x), rtol=1e-5, atol=1e-6)
+    assert all(layer.trainable for layer in reloaded.layers)
+    assert getattr(reloaded, "optimizer", None) is None
+
+
+def test_evaluate_matches_training_metrics(finished):
+    report = rt.evaluate(finished.run_dir)
+    assert report["accuracy"] == pytest.approx(finished.metrics["final"]["val_accuracy"])
+    assert report["num_images"] == 18 and set(report["per_class"]) == {"0", "1", "2"}
+    assert np.sum(report["confusion_matrix"]) == 18
+    assert (finished.run_dir / "evaluation.json").is_file()
+
+
+def test_predict_decodes_like_evaluation(finished, tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digit = load_digits().images[0] * (255 / 16)          # a "0"
+    path = tmp_path / "zero.png"
+    Image.fromarray(digit.astype("uint8")).save(path)
+    [result] = rt.predict(finished.run_dir, [path], top_k=2)
+    assert len(result["top"]) == 2 and result["top"][0][1] >= result["top"][1][1]
+    assert {label for label, _ in result["top"]} <= {"0", "1", "2"}
+
+
+def test_finished_run_is_never_overwritten_silently(finished):
+    with pytest.raises(ConfigError, match="already holds a finished run.*--out.*--force"):
+        rt.train(TINY, out=finished.run_dir, verbose=0)
+    with pytest.raises(ConfigError, match="different recipe: phases\\[0\\].epochs was 1, now 2"):
+        RunFolder(finished.run_dir).path.joinpath("run.json").write_text(
+            json.dumps({**json.loads((finished.run_dir / "run.json").read_text()), "status": "running"}))
+        rt.train(TINY, overrides={"phases[0].epochs": 2}, out=finished.run_dir, verbose=0)
+
+
+def test_force_refuses_to_delete_foreign_files(tmp_path):
+    (tmp_path / "run.json").write_text("{}")
+    (tmp_path / "thesis.tex").write_text("precious")
+    with pytest.raises(ConfigError, match="thesis.tex"):
+        RunFolder(tmp_path).prepare(load_recipe(TINY), force=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not a restransfer run folder"):
+        RunFolder(other).prepare(load_recipe(TINY))
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    x[3, 0, 0, 0] = np.nan
+    recipe = {**TINY, "data": {"source": "arrays", "x_train": x, "y_train": np.arange(16) % 2,
+                               "x_val": x[:4] * 0 + 1, "y_val": np.arange(4) % 2, "image_size": 32,
+                               "batch_size": 16},
+              "phases": [TINY["phases"][0]]}
+    with pytest.raises(TrainingError, match="training loss became nan in epoch 1.*last good checkpoint"):
+        rt.train(recipe, out=tmp_path / "nan", verbose=0)
+    info = json.loads((tmp_path / "nan/run.json").read_text())
+    assert info["status"] == "failed" and "nan" in info["error"]
+    assert not (tmp_path / "nan/checkpoints/state.json").exists()
