@@ -35,6 +35,18 @@ def test_ratio_is_ours_over_the_reference_of_the_same_case():
     assert [r["ratio_to_reference"] for r in rows] == [0.75, 1.0, None]
 
 
+def test_paired_ratio_compares_rounds_that_ran_side_by_side():
+    # Round 2 ran on a loaded machine: both slowed down, the paired ratio does not care.
+    rows = [
+        {"case": "a", "implementation": "restransfer", "img_per_s": 1.0, "round_step_ms": [100, 300, 110]},
+        {"case": "a", "implementation": "keras.applications", "img_per_s": 1.0,
+         "round_step_ms": [110, 330, 110]},
+    ]
+    add_ratios(rows)
+    assert rows[0]["paired_ratio"] == pytest.approx(1.1)
+    assert rows[1]["paired_ratio"] == 1.0
+
+
 def test_mfu_is_three_forward_passes_over_the_peak():
     macs = 4_089_184_256  # torchvision ResNet-50 at 224 px
     assert train_flops_per_image(macs) == 6 * macs
@@ -89,7 +101,7 @@ def test_training_records_have_the_documented_fields():
     assert len(records) == 1  # no keras.applications model at this depth
     record = records[0]
     assert FIELDS <= set(record)
-    assert record["timed_steps"] == 4
+    assert record["timed_steps"] == 4 and len(record["round_step_ms"]) == 2
     assert record["img_per_s"] == pytest.approx(4 / (record["step_ms_median"] / 1e3))
     assert record["ratio_to_reference"] is None and record["reference"] is None
     assert record["gmacs_per_image"] == pytest.approx(0.0408, abs=0.001)  # ResNet-20: 41 M multiply-adds

@@ -73,12 +73,9 @@ def register(subparsers) -> None:
 
 
 def _print_and_write(records, args, settings, notes="") -> int:
-    from rich.console import Console
-    from rich.markdown import Markdown
-
     from restransfer.bench.results import markdown_table, write_results
 
-    Console().print(Markdown(markdown_table(records)))
+    print(markdown_table(records))  # plain markdown, ready for a README
     if args.out:
         path = write_results(args.out, records, settings=settings, notes=notes)
         print(f"wrote {path}")

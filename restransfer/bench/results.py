@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import statistics
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def add_ratios(records: list[dict]) -> list[dict]:
     """Set ``ratio_to_reference`` (our images/s over the reference's) on every record.
 
     Records pair up by ``case``; the reference row of a case gets 1.0 and rows without a
-    reference in their case get None.
+    reference in their case get None. Where both rows carry ``round_step_ms`` (the median step
+    of each round), ``paired_ratio`` is the median over rounds of the reference's step time
+    over ours in the same round: adjacent in time, so a slow spell of the machine cancels.
 
     Example:
         >>> rows = [{"case": "a", "implementation": "restransfer", "img_per_s": 95.0},
@@ -55,6 +58,13 @@ def add_ratios(records: list[dict]) -> list[dict]:
             record["ratio_to_reference"] = None
         else:
             record["ratio_to_reference"] = round(record["img_per_s"] / reference["img_per_s"], 4)
+        ours_rounds = record.get("round_step_ms")
+        reference_rounds = (reference or {}).get("round_step_ms")
+        if ours_rounds and reference_rounds and len(ours_rounds) == len(reference_rounds):
+            record["paired_ratio"] = round(statistics.median(
+                r / o for o, r in zip(ours_rounds, reference_rounds)), 4)
+        else:
+            record["paired_ratio"] = None
     return records
 
 
@@ -104,6 +114,7 @@ COLUMNS = (
     ("compile_s", "compile s", "{:.1f}"),
     ("peak_memory_mb", "peak MiB", "{:,.0f}"),
     ("ratio_to_reference", "vs reference", "{:.3f}"),
+    ("paired_ratio", "paired", "{:.3f}"),
     ("mfu", "MFU", "{:.1%}"),
 )
 

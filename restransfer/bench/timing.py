@@ -27,12 +27,14 @@ class StepTimer(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.step_times: list[float] = []  # seconds per step, one entry per step
+        self.calls: list[list[float]] = []  # the same, grouped by fit() call
         self.first_step_s: float | None = None
         self._begin: tuple[int, float] | None = None
         self._last_end: float | None = None
 
     def on_train_begin(self, logs=None):
         self._last_end = None
+        self.calls.append([])
 
     def on_train_batch_begin(self, batch, logs=None):
         self._begin = (batch, time.perf_counter())
@@ -45,6 +47,7 @@ class StepTimer(keras.callbacks.Callback):
         if self.first_step_s is None:
             self.first_step_s = now - begin
         self.step_times.extend([(now - start) / steps] * steps)
+        self.calls[-1].extend([(now - start) / steps] * steps)
         self._last_end = now
 
     # predict() calls back the same way; the same timing applies.

@@ -138,6 +138,7 @@ class _Runner:
             "batch_size": case.batch_size,
             "image_size": case.image_size,
             **stats,
+            "round_step_ms": [float(np.median(call)) * 1e3 for call in self.timer.calls],
             "compile_s": self.compile_s,
             "peak_memory_mb": self.memory[0],
             "memory_scope": self.memory[1],
