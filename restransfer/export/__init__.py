@@ -177,8 +177,12 @@ def _image_size(model, image_size) -> tuple[int, int]:
 def _encode_samples(samples: SampleSource, image_size) -> tuple[list[tuple[str, bytes]], str]:
     """(suffix, encoded bytes) sample images, and where they came from."""
     if isinstance(samples, (list, tuple)) and samples and isinstance(samples[0], (str, os.PathLike)):
+        from restransfer.export.verify import eval_images
+
+        paths = [Path(p) for p in samples[:NUM_SAMPLES]]
+        eval_images(paths, image_size)  # a clear error naming a bad file before anything is written
         encoded = []
-        for path in map(Path, samples[:NUM_SAMPLES]):
+        for path in paths:
             try:
                 encoded.append((path.suffix.lower(), path.read_bytes()))
             except OSError as error:

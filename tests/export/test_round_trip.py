@@ -4,10 +4,9 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from restransfer.export.verify import child_sys_path, verify_export
+from restransfer.export.verify import child_sys_path
 
 from .conftest import CLASS_NAMES
 
@@ -44,19 +43,3 @@ def test_verification_process_really_cannot_import_restransfer():
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "True"]
-
-
-def test_verify_on_given_images_compares_with_the_run_model(exports, tmp_path):
-    import tensorflow as tf
-
-    from .conftest import colour_images
-
-    images, labels = colour_images(3, seed=7)
-    paths = []
-    for index, image in enumerate(images.astype(np.uint8)):
-        path = tmp_path / f"given_{index}.png"
-        path.write_bytes(tf.io.encode_png(image).numpy())
-        paths.append(path)
-    report = verify_export(exports["keras"].path, images=paths)
-    assert report.passed, str(report)
-    assert report.images_source == "3 given" and report.checks[0].images == 3

@@ -1,0 +1,118 @@
+"""The SavedModel's serving signatures, in process: inputs, outputs, errors, assets, REST body."""
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from restransfer.data.image_ops import decode_image, resize_for_eval  # noqa: E402
+from restransfer.errors import DataError  # noqa: E402
+from restransfer.export.saved_model import predict_saved_model, python_ops  # noqa: E402
+
+from .conftest import CLASS_NAMES, colour_images  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def served(exports):
+    path = exports["saved_model"].path
+    return path, tf.saved_model.load(str(path))
+
+
+@pytest.fixture(scope="module")
+def encoded():
+    """7 images: JPEG and PNG, RGB, grayscale and RGBA, sizes other than the model's."""
+    images, labels = colour_images(7, seed=3)
+    pixels = images.astype(np.uint8)
+    files = [
+        tf.io.encode_jpeg(pixels[0], quality=90),
+        tf.io.encode_png(pixels[1]),
+        tf.io.encode_jpeg(tf.image.resize(pixels[2], (50, 70)).numpy().astype(np.uint8)),
+        tf.io.encode_png(tf.image.rgb_to_grayscale(pixels[3])),
+        tf.io.encode_png(np.concatenate([pixels[4], np.full((32, 32, 1), 255, np.uint8)], -1)),
+        tf.io.encode_png(tf.image.resize(pixels[5], (20, 40)).numpy().astype(np.uint8)),
+        tf.io.encode_jpeg(pixels[6]),
+    ]
+    return [f.numpy() for f in files], labels
+
+
+def keras_probabilities(model, contents):
+    images = np.stack([resize_for_eval(decode_image(tf.constant(c)), (32, 32)).numpy() for c in contents])
+    return model.predict_on_batch(images)
+
+
+def test_serving_default_takes_encoded_images_in_any_batch(served, encoded, trained_model):
+    _, loaded = served
+    serve = loaded.signatures["serving_default"]
+    contents, _ = encoded
+    expected = keras_probabilities(trained_model, contents)
+    for batch in (contents[:1], contents):
+        out = serve(image_bytes=tf.constant(batch))
+        probabilities = out["probabilities"].numpy()
+        assert out["probabilities"].dtype == tf.float32 and probabilities.shape == (len(batch), 3)
+        np.testing.assert_allclose(probabilities, expected[: len(batch)], atol=1e-5)
+        top = probabilities.argmax(-1)
+        assert [c.decode() for c in out["classes"].numpy()] == [CLASS_NAMES[i] for i in top]
+        np.testing.assert_allclose(out["scores"].numpy(), probabilities.max(-1), atol=1e-7)
+
+
+def test_serve_tensor_equals_serving_default_after_decoding(served, encoded):
+    _, loaded = served
+    contents, _ = encoded
+    images = np.stack([resize_for_eval(decode_image(tf.constant(c)), (32, 32)).numpy() for c in contents])
+    from_tensor = loaded.signatures["serve_tensor"](images=tf.constant(images))["probabilities"].numpy()
+    from_bytes = loaded.signatures["serving_default"](image_bytes=tf.constant(contents))["probabilities"].numpy()
+    np.testing.assert_allclose(from_tensor, from_bytes, atol=1e-6)
+
+
+def test_bad_bytes_fail_with_a_message_naming_the_input_and_serving_goes_on(served, encoded):
+    _, loaded = served
+    serve = loaded.signatures["serving_default"]
+    contents, _ = encoded
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[1\] is not a JPEG, PNG"):
+        serve(image_bytes=tf.constant([contents[0], b"this is not an image"]))
+    assert serve(image_bytes=tf.constant(contents[:2]))["probabilities"].shape == (2, 3)
+
+
+def test_class_names_recipe_and_metrics_are_assets_and_graph_is_pure_tensorflow(served):
+    path, loaded = served
+    assert (path / "assets" / "class_names.txt").read_text().splitlines() == CLASS_NAMES
+    assert "cifar_resnet20" in (path / "assets" / "recipe.yaml").read_text()
+    assert json.loads((path / "assets" / "metrics.json").read_text())["final"]["val_accuracy"] == 1.0
+    asset = loaded.restransfer_assets["class_names"].asset_path.numpy().decode()
+    assert asset == str(path / "assets" / "class_names.txt")
+    assert python_ops(path) == set()
+
+
+def test_documented_rest_body_matches_the_signature(served, encoded):
+    # TF Serving's row format: a signature with one input takes each instance as that input's
+    # value, and {"b64": ...} as binary bytes. This is the body the README's curl example sends.
+    _, loaded = served
+    contents, _ = encoded
+    body = json.loads(json.dumps({"instances": [{"b64": base64.b64encode(c).decode()} for c in contents[:2]]}))
+    serve = loaded.signatures["serving_default"]
+    inputs = serve.structured_input_signature[1]
+    assert list(inputs) == ["image_bytes"] and inputs["image_bytes"].dtype == tf.string
+    values = [base64.b64decode(instance["b64"]) for instance in body["instances"]]
+    assert serve(image_bytes=tf.constant(values))["probabilities"].shape == (2, 3)
+
+
+def test_predict_saved_model_returns_top_k_per_file(served, encoded, tmp_path):
+    path, loaded = served
+    contents, _ = encoded
+    files = []
+    for index, data in enumerate(contents[:3]):
+        files.append(tmp_path / f"img{index}.bin")
+        files[-1].write_bytes(data)
+    results = predict_saved_model(path, files, top_k=2)
+    served_out = loaded.signatures["serving_default"](image_bytes=tf.constant(contents[:3]))
+    assert [r["image"] for r in results] == [str(f) for f in files]
+    for result, cls, score in zip(results, served_out["classes"].numpy(), served_out["scores"].numpy()):
+        assert len(result["top"]) == 2 and result["top"][0][0] == cls.decode()
+        assert result["top"][0][1] == pytest.approx(float(score), abs=1e-6)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(DataError, match="notes.jpg' is not a JPEG"):
+        predict_saved_model(path, [files[0], bad])
