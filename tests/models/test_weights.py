@@ -440,7 +440,8 @@ def test_styles_do_not_mix(resnet18_state, tv18, keras18, tmp_path):
 
 def test_missing_tensor_is_named(resnet18_state, tv18, tmp_path):
     state = {k: v for k, v in resnet18_state.items() if k != "layer2.0.bn1.running_var"}
-    with pytest.raises(WeightsError, match=r"lacks: 'layer2\.0\.bn1\.running_var' \(-> conv3_block1_1_bn/moving_variance\)"):
+    expected = r"lacks: 'layer2\.0\.bn1\.running_var' \(-> conv3_block1_1_bn/moving_variance\)"
+    with pytest.raises(WeightsError, match=expected):
         load_weights(tv18, save_state(state, tmp_path / "w.npz"))
 
 
@@ -448,6 +449,10 @@ def test_extra_tensor_is_named(resnet18_state, tv18, tmp_path):
     state = {**resnet18_state, "layer4.2.conv1.weight": np.zeros((512, 512, 3, 3), "float32")}
     with pytest.raises(WeightsError, match=r"cannot use: 'layer4\.2\.conv1\.weight' \(-> conv5_block3_1_conv/kernel\)"):
         load_weights(tv18, save_state(state, tmp_path / "w.npz"))
+    # A name with no Keras counterpart (an SE-ResNet's squeeze-excite) is an error, not a head.
+    state = {**resnet18_state, "layer1.0.se.fc1.weight": np.zeros((4, 64, 1, 1), "float32")}
+    with pytest.raises(WeightsError, match=r"cannot use: 'layer1\.0\.se\.fc1\.weight'"):
+        load_weights(tv18, save_state(state, tmp_path / "se.npz"))
 
 
 def test_wrong_depth_is_refused(tv18, tmp_path):

@@ -49,7 +49,12 @@ def _layer(key: str) -> str:
 
 
 def _is_head(key: str) -> bool:
-    return layer_stage(_layer(key)) == HEAD
+    # Only the classifier's own layers (heads.classifier names them); any other unknown name,
+    # e.g. an unmapped state-dict key, must surface as unused rather than as a skippable head.
+    if "/" not in key:
+        return False
+    layer = _layer(key)
+    return layer_stage(layer) == HEAD and (layer == "predictions" or layer.startswith("head_"))
 
 
 def _shown(keys: list[str], name_of: Callable[[str], str | None]) -> str:
@@ -123,7 +128,8 @@ def assign(model: keras.Model, tensors: Mapping[str, np.ndarray], *, source: str
     if missing or unused:
         parts = []
         if missing:
-            parts.append(f"the model needs {len(missing)} tensors the file lacks: {_shown(missing, file_name or (lambda key: None))}")
+            shown = _shown(missing, file_name or (lambda key: None))
+            parts.append(f"the model needs {len(missing)} tensors the file lacks: {shown}")
         if unused:
             parts.append(f"the file has {len(unused)} tensors the model cannot use: {_shown(unused, origin.get)}")
         raise WeightsError(
