@@ -4,6 +4,7 @@ Every function works on plain Keras models and NumPy arrays, so notebooks and th
 ``restransfer diagnose`` command share them.
 """
 
+from restransfer.diagnostics.arrays import dataset_arrays
 from restransfer.diagnostics.complexity import grouped_spec, render_stage_table, stage_table, totals
 from restransfer.diagnostics.curves import load_history, plot_curves, train_curves
 from restransfer.diagnostics.gradients import gradient_flow, gradient_norms
@@ -22,6 +23,7 @@ __all__ = [
     "NormResult",
     "ProbeRow",
     "compare_norms",
+    "dataset_arrays",
     "gradient_flow",
     "gradient_norms",
     "grouped_spec",

@@ -18,15 +18,18 @@ def load_history(source: Any) -> dict[str, list[float]]:
     """A run's per-epoch metrics as ``{metric: [value per epoch]}``.
 
     Args:
-        source: a ``{metric: values}`` mapping, a ``keras.callbacks.History``, a ``Run`` from
-            ``restransfer.train``, a run folder holding ``history.csv``, or a CSV file.
+        source: a ``{metric: values}`` mapping, a list of per-epoch dicts, a
+            ``keras.callbacks.History``, a ``Run`` from ``restransfer.train``, a run folder holding ``history.csv``, or a CSV file.
             Epoch-numbering columns (``epoch``, ``phase``) are dropped: curves run over the
             rows in order, so a multi-phase run reads as one continuous curve.
     """
     if isinstance(source, Mapping):
         return {str(k): [float(v) for v in values] for k, values in source.items()}
+    if isinstance(source, Sequence) and not isinstance(source, str) and all(isinstance(r, Mapping) for r in source):
+        # One dict per epoch, as Run.history holds it.
+        return _columns(source)
     history = getattr(source, "history", None)
-    if isinstance(history, Mapping):
+    if isinstance(history, (Mapping, list)) and history:
         return load_history(history)
     if history is not None and hasattr(history, "history"):
         return load_history(history.history)
@@ -47,15 +50,18 @@ def _read_csv(path: Path) -> dict[str, list[float]]:
     if not path.is_file():
         raise DataError(f"No training history at {path}; a run folder writes {HISTORY_FILE} once an epoch ends.")
     with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        return _columns(list(csv.DictReader(handle)))
+
+
+def _columns(rows) -> dict[str, list[float]]:
     columns: dict[str, list[float]] = {}
     for row in rows:
         for key, value in row.items():
-            if key in ("epoch", "phase") or key is None:
+            if key is None or key in ("epoch", "phase"):
                 continue
             try:
                 number = float(value) if value not in ("", None) else math.nan
-            except ValueError:
+            except (TypeError, ValueError):
                 continue  # a text column (e.g. a phase name) is not a curve
             columns.setdefault(key, []).append(number)
     return columns
@@ -111,7 +117,7 @@ def plot_curves(runs: Mapping[str, Any], metrics: Sequence[str] = ("loss",), *, 
 
 def train_curves(models: Mapping[str, Any], x_train, y_train, x_val=None, y_val=None, *, epochs: int = 5,
                  batch_size: int = 32, learning_rate: float = 0.05, seed: int = 0,
-                 on_epoch: Any = None) -> dict[str, dict[str, list[float]]]:
+                 bn_momentum: float | None = 0.9, on_epoch: Any = None) -> dict[str, dict[str, list[float]]]:
     """Train several models the same way (same data order, SGD with momentum 0.9, cosine decay)
     and return their histories, for ``plot_curves``.
 
@@ -124,6 +130,7 @@ def train_curves(models: Mapping[str, Any], x_train, y_train, x_val=None, y_val=
         x_val, y_val: optional validation data (adds ``val_loss`` and ``val_accuracy``).
         epochs, batch_size, learning_rate: the shared training setting.
         seed: the data order (the same for every model).
+        bn_momentum: BatchNorm moving-average momentum (see ``compare_norms``); ``None`` keeps it.
         on_epoch: called as ``on_epoch(label, epoch, logs)`` after every epoch (progress).
 
     Returns:
@@ -137,6 +144,7 @@ def train_curves(models: Mapping[str, Any], x_train, y_train, x_val=None, y_val=
     import keras
     import numpy as np
 
+    from restransfer.diagnostics.normalization import set_bn_momentum
     from restransfer.diagnostics.probe import class_ids
 
     y_train = class_ids(y_train)
@@ -145,6 +153,8 @@ def train_curves(models: Mapping[str, Any], x_train, y_train, x_val=None, y_val=
     histories = {}
     for label, model in models.items():
         keras.utils.set_random_seed(seed)
+        if bn_momentum is not None:
+            set_bn_momentum(model, bn_momentum)
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
         model.compile(keras.optimizers.SGD(schedule, momentum=0.9), "sparse_categorical_crossentropy",
                       metrics=["accuracy"])

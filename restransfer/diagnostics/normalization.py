@@ -21,6 +21,7 @@ from restransfer.models.resnet import build_resnet
 from restransfer.models.specs import ResNetSpec
 
 BATCH_SIZES = (2, 4, 8, 16, 32, 64)
+NORM_CHOICES = ("batch", "group", "layer", "instance")
 
 
 @dataclass
@@ -51,13 +52,18 @@ def _reset(model: keras.Model, weights: list, learning_rate: float, bn_momentum:
         variable.assign(keras.ops.zeros_like(variable))
     model.optimizer.learning_rate = learning_rate
     if bn_momentum is not None:
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = bn_momentum
+        set_bn_momentum(model, bn_momentum)
+
+
+def set_bn_momentum(model: keras.Model, momentum: float) -> None:
+    """Set every BatchNormalization layer's moving-average momentum (as recipes' ``model.bn_momentum``)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 def compare_norms(x_train, y_train, x_val, y_val, *, model: str | ResNetSpec = "cifar_resnet20",
-                  norms: Sequence[str] = NORMS, batch_sizes: Sequence[int] = BATCH_SIZES,
+                  norms: Sequence[str] = NORM_CHOICES, batch_sizes: Sequence[int] = BATCH_SIZES,
                   epochs: int = 2, base_lr: float = 0.05, reference_batch: int = 32,
                   bn_momentum: float | None = 0.9, seed: int = 0, model_options: dict | None = None,
                   on_result: Callable[[NormResult], None] | None = None) -> list[NormResult]:
