@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import keras
 
-from restransfer.models.layers import DropPath, ZeroPadShortcut
+from restransfer.models.layers import DropPath, GroupedConv2D, ZeroPadShortcut
 
 # "sync_batch" shares BatchNorm statistics across replicas (tf.distribute); under JAX data
 # parallelism plain "batch" already sees the global batch.
@@ -68,7 +68,8 @@ def conv(x, filters: int, kernel: int, name: str, opts: BlockOptions, *, stride:
         padding = "same"
     elif kernel > 1:
         x = keras.layers.ZeroPadding2D(dilation * (kernel - 1) // 2, name=f"{name}_pad")(x)
-    return keras.layers.Conv2D(
+    conv_class = GroupedConv2D if groups > 1 else keras.layers.Conv2D
+    return conv_class(
         filters, kernel, strides=stride, padding=padding, dilation_rate=dilation, groups=groups,
         use_bias=opts.style.use_bias, kernel_initializer=_conv_init(), name=f"{name}_conv",
     )(x)

@@ -188,3 +188,18 @@ def test_sync_batch_norm_keeps_batch_norm_names():
     assert isinstance(bn, keras.layers.BatchNormalization)
     # Under JAX data parallelism the batch statistics are global already.
     assert bn.synchronized == (keras.backend.backend() == "tensorflow")
+
+
+def test_grouped_conv_equals_keras_conv2d_with_groups():
+    from restransfer.models.layers import GroupedConv2D
+
+    x = np.random.default_rng(0).random((2, 8, 8, 64)).astype("float32")
+    ours = GroupedConv2D(32, 3, padding="same", groups=8)
+    reference = keras.layers.Conv2D(32, 3, padding="same", groups=8)
+    ours.build(x.shape)
+    reference.build(x.shape)
+    reference.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+    model = rt.create_model("resnext50_32x4d", input_shape=(32, 32, 3))
+    assert isinstance(model.get_layer("conv2_block1_2_conv"), GroupedConv2D)
+    assert type(model.get_layer("conv2_block1_1_conv")) is keras.layers.Conv2D
