@@ -27,7 +27,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verb
     missing = [str(p) for p in recipe.values() if not p.is_file()]
     if missing:
         raise ConfigError(f"The quickstart recipes {missing} are missing; they ship in the repository's recipes/ folder.")
-    console = Console()
+    # The table needs ~100 columns; rich assumes 80 when output is not a terminal.
+    console = Console(width=max(Console().width, 100))
     runs = {}
     console.rule("1/3 pretrain on digits 0-4")
     runs["source"] = train(recipe["source"], out=out / "source", force=force, verbose=verbose)
@@ -47,17 +48,16 @@ def comparison_table(runs: dict):
     from restransfer.recipe.schema import model_stage_names
 
     table = Table(title="restransfer quickstart: transfer vs. from scratch (validation set)")
-    for column in ("run", "classes", "train images", "weights", "frozen", "epochs", "val accuracy",
-                   "val loss", "seconds"):
-        table.add_column(column, justify="right" if column in ("train images", "epochs", "val accuracy",
-                                                                "val loss", "seconds") else "left")
+    for column in ("run", "digits", "train", "weights", "frozen", "epochs", "val acc", "val loss", "s"):
+        table.add_column(column, justify="left" if column in ("run", "digits", "weights", "frozen") else "right",
+                         no_wrap=True)
     for name, run in runs.items():
         recipe, final = run.recipe, run.metrics["final"]
         frozen = sorted({s for p in recipe.phases for s in p.frozen_stages(model_stage_names(recipe.model.name))})
         weights = recipe.model.weights
         table.add_row(
-            name, ",".join(map(str, recipe.data.classes)), str(final["num_train"]),
-            "source run" if weights and Path(weights).is_dir() else (weights or "random"),
+            name, f"{recipe.data.classes[0]}-{recipe.data.classes[-1]}", str(final["num_train"]),
+            "source" if weights and Path(weights).is_dir() else (weights or "random"),
             ",".join(frozen) or "-", str(final["epochs"]), f"{final['val_accuracy']:.3f}",
             f"{final['val_loss']:.3f}", f"{final['seconds']:.0f}",
         )

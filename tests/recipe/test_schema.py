@@ -123,3 +123,8 @@ def test_validate_cli_exit_2_without_traceback(tmp_path):
     assert bad.returncode == 2
     assert "phases[1].optimizer.learning_rate" in bad.stderr and "received -1" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_export_formats_validate_against_the_export_library():
+    recipe = load_recipe(BASE, ["export=[saved_model, keras, tflite]"])
+    assert recipe.export == ["saved_model", "keras", "tflite"]
