@@ -133,7 +133,7 @@ def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike |
     import restransfer.models.layers  # noqa: F401  (registers the custom layers for safe-mode loading)
 
     try:
-        model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+        model = keras.saving.load_model(run / "model.keras", safe_mode=True, compile=False)
     except Exception as error:  # Keras raises ValueError, OSError, TypeError for broken files
         raise ExportError(f"Cannot load '{run / 'model.keras'}': {error}. Train the run again.") from None
     if samples is None:

@@ -189,7 +189,7 @@ def _keras_reference(model, manifest: dict, directory: Path, images: np.ndarray)
                 f"Verifying '{directory}' on given images needs the Keras model it was exported from "
                 f"({path or 'not recorded'} is missing). Pass --model RUN/model.keras."
             )
-        model = keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
     return keras.ops.convert_to_numpy(call_model(model, images)).astype(np.float32)
 
 
