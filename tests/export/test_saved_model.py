@@ -116,3 +116,23 @@ def test_predict_saved_model_returns_top_k_per_file(served, encoded, tmp_path):
     bad.write_text("not an image")
     with pytest.raises(DataError, match="notes.jpg' is not a JPEG"):
         predict_saved_model(path, [files[0], bad])
+
+
+def test_mixed_precision_model_serves_float32(tmp_path):
+    import keras
+
+    from restransfer import create_model
+    from restransfer.export import export_model
+
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        model = create_model("cifar_resnet20", num_classes=3, input_shape=(32, 32, 3), preprocessing="auto")
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert model.get_layer("conv1_conv").compute_dtype == "float16"
+    export_model(model, tmp_path / "sm", "saved_model", CLASS_NAMES, verify=False)
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    images = colour_images(2)[0]
+    out = loaded.signatures["serve_tensor"](images=tf.constant(images))
+    assert out["probabilities"].dtype == tf.float32 and out["scores"].dtype == tf.float32
+    np.testing.assert_allclose(out["probabilities"].numpy(), model.predict_on_batch(images), atol=1e-4)
