@@ -8,7 +8,9 @@ inference, so ``keras.saving.load_model(path)`` (safe mode on) works in any Kera
   reverses the channels and subtracts the mean (caffe: x*1 + 0 + 0 is exact), ``Identity``;
 - ``ZeroPadShortcut``: a fixed, frozen 1x1 strided ``Conv2D`` whose kernel places input channel
   ``i`` at output channel ``pad + i`` (subsampling and zero padding, exactly);
-- ``DropPath``: ``Identity`` (stochastic depth does nothing at inference).
+- ``DropPath``: ``Identity`` (stochastic depth does nothing at inference);
+- ``GroupedConv2D``: ``Conv2D`` with the same ``groups`` and weights (it only changes how the
+  convolution runs on CPU).
 All other layers are shared with the source model, weights included.
 """
 
@@ -20,7 +22,15 @@ import keras
 import numpy as np
 
 from restransfer.export.artifact import ExportError
-from restransfer.models.layers import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, DropPath, Preprocess, ZeroPadShortcut
+from restransfer.models.layers import (
+    CAFFE_MEAN_BGR,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DropPath,
+    GroupedConv2D,
+    Preprocess,
+    ZeroPadShortcut,
+)
 
 MODEL_FILE = "model.keras"
 
@@ -35,6 +45,8 @@ def _replacement(layer, channels_in: int):
     """(built-in layer, weights to set after it is built or None) standing in for ``layer``."""
     if isinstance(layer, DropPath):
         return keras.layers.Identity(name=layer.name), None
+    if isinstance(layer, GroupedConv2D):
+        return keras.layers.Conv2D.from_config(layer.get_config()), layer.get_weights()
     if isinstance(layer, Preprocess):
         if layer.mode == "torch":
             return keras.layers.Normalization(mean=list(IMAGENET_MEAN), variance=[s * s for s in IMAGENET_STD],
