@@ -8,6 +8,8 @@ statistics do not move.
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,12 @@ from restransfer.errors import ConfigError
 from restransfer.models.heads import classifier
 from restransfer.models.registry import create_model
 from restransfer.models.stages import freeze_stages, resolve_frozen
-from restransfer.recipe.load import load_recipe
+from restransfer.recipe.load import dump_recipe, load_recipe
 from restransfer.recipe.run import FAILED, FINISHED, RUNNING, Run, RunFolder, TrainingError
 from restransfer.recipe.schema import PhaseConfig, Recipe
 from restransfer.train import checkpoint, plots
 from restransfer.train.callbacks import EpochRecorder
+from restransfer.train.distribute import Distribution, scaled_learning_rate, setup_distribution
 from restransfer.train.optimizers import build_optimizer, stage_multipliers
 from restransfer.train.precision import describe_precision, dtype_policy, resolve_jit_compile
 from restransfer.train.schedules import WarmupSchedule
@@ -51,13 +54,16 @@ def build_model(recipe: Recipe, num_classes: int, *, load_weights: bool = True) 
 
 
 def compile_phase(model: keras.Model, phase: PhaseConfig, *, steps_per_epoch: int, num_classes: int,
-                  jit_compile: bool) -> list[str]:
-    """Freeze the phase's stages and compile with its optimizer, schedule and loss; return the frozen stages."""
+                  jit_compile: bool, lr_scale: float = 1.0) -> list[str]:
+    """Freeze the phase's stages and compile with its optimizer, schedule and loss; return the frozen stages.
+
+    ``lr_scale`` multiplies the phase's learning rate (the recipe's distribution scaling rule).
+    """
     frozen = resolve_frozen(model, freeze=phase.freeze, freeze_until=phase.freeze_until)
     freeze_stages(model, frozen)
     total = phase.epochs * steps_per_epoch
     schedule = WarmupSchedule(
-        phase.optimizer.learning_rate, total_steps=total,
+        phase.optimizer.learning_rate * lr_scale, total_steps=total,
         warmup_steps=round(phase.schedule.warmup_epochs * steps_per_epoch), decay=phase.schedule.name,
         min_lr=phase.schedule.min_lr, gamma=phase.schedule.gamma,
         milestones=[round(m * steps_per_epoch) for m in phase.schedule.milestones],
@@ -102,8 +108,17 @@ def train(recipe: Recipe | str | Path | Mapping[str, Any], overrides: Sequence[s
     else:
         default_name = Path(recipe).stem if isinstance(recipe, (str, Path)) else "run"
         recipe = load_recipe(recipe, overrides)
-    folder = RunFolder(out if out is not None else Path("runs") / default_name)
-    state = folder.prepare(recipe, force=force)
+    # Before anything runs on the backend: JAX's multi-process start must come first.
+    dist = setup_distribution(recipe.distribution.strategy)
+    source = RunFolder(out if out is not None else Path("runs") / default_name)
+    if dist.is_chief:
+        folder, state = source, source.prepare(recipe, force=force)
+    else:
+        # Only the chief writes the run folder. Another worker computes the same steps, keeps its
+        # own files in a scratch folder, and resumes from the chief's last checkpoint.
+        folder = RunFolder(tempfile.mkdtemp(prefix="restransfer-worker-"))
+        same = source.recipe_text() == dump_recipe(recipe) and (source.info() or {}).get("status") != FINISHED
+        state = source.training_state() if same else None
     resuming = state is not None
     folder.write_info(
         model=recipe.model.name, image_size=list(recipe.image_size), status=RUNNING,
@@ -118,17 +133,22 @@ def train(recipe: Recipe | str | Path | Mapping[str, Any], overrides: Sequence[s
         say(f"New run in {folder.path}.")
     try:
         with dtype_policy(recipe.precision):
-            run = _train(recipe, folder, state or None, say, verbose)
+            run = _train(recipe, folder, state or None, say, verbose, dist, source)
     except KeyboardInterrupt:
         say("Interrupted. Rerun the same command to resume from the last complete epoch.")
         raise
     except BaseException as error:
         folder.write_info(status=FAILED, error=str(error).splitlines()[0] if str(error) else type(error).__name__)
         raise
+    finally:
+        if folder is not source:
+            shutil.rmtree(folder.path, ignore_errors=True)
+    run.run_dir = source.path
     return run
 
 
-def _train(recipe: Recipe, folder: RunFolder, state: dict | None, say, verbose) -> Run:
+def _train(recipe: Recipe, folder: RunFolder, state: dict | None, say, verbose, dist: Distribution,
+           source: RunFolder) -> Run:
     from restransfer.data import load_data
 
     keras.utils.set_random_seed(recipe.seed)
@@ -143,9 +163,15 @@ def _train(recipe: Recipe, folder: RunFolder, state: dict | None, say, verbose) 
     say(f"Data: {bundle.num_train} training and {bundle.num_val} validation images, {num_classes} classes, "
         f"{recipe.image_size[0]}x{recipe.image_size[1]} px, batch {recipe.data.batch_size}.")
 
-    model = build_model(recipe, num_classes, load_weights=state is None)
-    if state:
-        checkpoint.restore_weights(model, folder.checkpoints, state)
+    say(dist.describe(recipe.data.batch_size) + ".")
+    lr_scale = scaled_learning_rate(1.0, recipe.distribution.lr_scaling, recipe.data.batch_size,
+                                    recipe.distribution.base_batch_size)
+    if lr_scale != 1.0:
+        say(f"Learning rates scaled x{lr_scale:g} (linear rule, base batch {recipe.distribution.base_batch_size}).")
+    with dist.scope():
+        model = build_model(recipe, num_classes, load_weights=state is None)
+        if state:
+            checkpoint.restore_weights(model, source.checkpoints, state)
     weights = recipe.model.weights or "none (random initialisation)"
     say(f"Model: {recipe.model.name}, weights {weights if state is None else 'from checkpoint ' + state['checkpoint']}; "
         f"new head with {num_classes} classes.")
@@ -164,10 +190,11 @@ def _train(recipe: Recipe, folder: RunFolder, state: dict | None, say, verbose) 
         if done_epochs >= end:
             continue
         name = recipe.phase_name(index)
-        frozen = compile_phase(model, phase, steps_per_epoch=steps_per_epoch, num_classes=num_classes,
-                               jit_compile=jit_compile)
-        if state and start < done_epochs:
-            checkpoint.restore_optimizer(model, folder.checkpoints, state)
+        with dist.scope():
+            frozen = compile_phase(model, phase, steps_per_epoch=steps_per_epoch, num_classes=num_classes,
+                                   jit_compile=jit_compile, lr_scale=lr_scale)
+            if state and start < done_epochs:
+                checkpoint.restore_optimizer(model, source.checkpoints, state)
         _print_stage_table(model, say, title=f"{name}: frozen {frozen or 'nothing'}")
         say(f"Phase {index + 1}/{len(recipe.phases)} '{name}': epochs {max(start, done_epochs) + 1}-{end}, "
             f"{phase.optimizer.name} lr {phase.optimizer.learning_rate:g} ({phase.schedule.name}, "
@@ -192,10 +219,10 @@ def _train(recipe: Recipe, folder: RunFolder, state: dict | None, say, verbose) 
                 f"{folder.checkpoints}. Lower phases[{index}].optimizer.learning_rate (or add warmup, or "
                 "use precision float32) and train again with --force, or with --out for a new folder.")
         done_epochs = end
-    return _finish(recipe, folder, model, bundle, class_names, history, best, say)
+    return _finish(recipe, folder, model, bundle, class_names, history, best, say, dist.is_chief)
 
 
-def _finish(recipe, folder: RunFolder, model, bundle, class_names, history, best, say) -> Run:
+def _finish(recipe, folder: RunFolder, model, bundle, class_names, history, best, say, is_chief: bool) -> Run:
     from restransfer.recipe.evaluate import evaluation_report, predict_dataset
 
     probabilities, labels = predict_dataset(model, bundle.val)
@@ -224,7 +251,7 @@ def _finish(recipe, folder: RunFolder, model, bundle, class_names, history, best
     folder.write_info(status=FINISHED, error=None)
     say(f"Finished: val_accuracy {final['val_accuracy']:.4f}, val_loss {final['val_loss']:.4f}, "
         f"{final['epochs']} epochs in {final['seconds']:.1f} s ({final['images_per_s']:.0f} images/s).")
-    for fmt in recipe.export:
+    for fmt in recipe.export if is_chief else ():
         from restransfer.export import export_run
 
         say(f"Export {fmt}: {export_run(folder.path, format=fmt)}")

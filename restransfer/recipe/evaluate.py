@@ -13,13 +13,13 @@ from restransfer.errors import ConfigError
 
 def predict_dataset(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
     """``(probabilities [N, C], labels [N])`` over a dataset of ``(images, one-hot)`` batches."""
-    probabilities, labels = [], []
-    for images, targets in dataset:
-        probabilities.append(np.asarray(model.predict_on_batch(images), dtype=np.float32))
-        labels.append(np.argmax(np.asarray(targets), axis=-1))
-    if not probabilities:
+    labels = [np.argmax(np.asarray(targets), axis=-1) for _, targets in dataset]
+    if not labels:
         raise ConfigError("The evaluation dataset is empty.")
-    return np.concatenate(probabilities), np.concatenate(labels)
+    # predict() over the whole (unshuffled) dataset, not predict_on_batch: under a distribution
+    # strategy predict_on_batch returns one output per replica.
+    probabilities = model.predict(dataset.map(lambda images, targets: images), verbose=0)
+    return np.asarray(probabilities, dtype=np.float32), np.concatenate(labels)
 
 
 def evaluation_report(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict:

@@ -249,6 +249,18 @@ class PhaseConfig(_Strict):
         return [s for s in stages if s in wanted]
 
 
+class DistributionConfig(_Strict):
+    """How many replicas train: ``tf.distribute`` on TensorFlow, ``keras.distribution`` on JAX.
+
+    ``data.batch_size`` is the global batch, split evenly across replicas. ``lr_scaling:
+    linear`` multiplies every phase's learning rate by ``batch_size / base_batch_size``.
+    """
+
+    strategy: Literal["none", "mirrored", "multi_worker", "tpu", "data_parallel"] = "none"
+    lr_scaling: Literal["none", "linear"] = "none"
+    base_batch_size: int = Field(256, ge=1)
+
+
 class Recipe(_Strict):
     """A whole training run: model, head, data, phases, precision, XLA, seed and exports."""
 
@@ -260,6 +272,7 @@ class Recipe(_Strict):
     jit_compile: Literal["auto"] | bool = "auto"
     seed: int = Field(0, ge=0, lt=2**31)
     export: list[Literal["saved_model", "keras", "tflite"]] = Field(default_factory=list)
+    distribution: DistributionConfig = Field(default_factory=DistributionConfig)
 
     @field_validator("jit_compile", mode="before")
     @classmethod
