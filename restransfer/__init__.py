@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "stage_table": "restransfer.diagnostics.complexity",
     "load_recipe": "restransfer.recipe.load",
-    "train": "restransfer.train",
+    "train": "restransfer.recipe.engine",
     "evaluate": "restransfer.recipe.evaluate",
     "predict": "restransfer.recipe.predict",
     "gradient_norms": "restransfer.diagnostics.gradients",

@@ -26,7 +26,7 @@ SAME_ARCHITECTURE = {"resnet50", "resnet101", "resnet152"}
 @contextlib.contextmanager
 def precision_scope(precision: str):
     """Build layers under the dtype policy ``precision`` as the recipe engine does."""
-    from restransfer.train.precision import PRECISIONS, dtype_policy
+    from restransfer.training.precision import PRECISIONS, dtype_policy
 
     if precision not in PRECISIONS:
         from restransfer.errors import ConfigError

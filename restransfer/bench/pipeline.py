@@ -39,7 +39,7 @@ def run_pipeline(name: str = "resnet18", *, image_size: int = 128, batch_size: i
     """
     from restransfer.data import load_data
     from restransfer.models.registry import create_model
-    from restransfer.train.precision import resolve_jit_compile
+    from restransfer.training.precision import resolve_jit_compile
 
     workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="restransfer-bench-"))
     folder = write_jpeg_folder(workdir / "images", images=images)

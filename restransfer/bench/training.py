@@ -52,11 +52,11 @@ def compile_for_bench(model: keras.Model, *, jit_compile, steps_per_epoch: int =
     """Compile exactly as a recipe phase does (``restransfer.recipe.engine.compile_phase``).
 
     The phase trains everything with SGD + momentum 0.9 and a cosine schedule; ``jit_compile``
-    ``"auto"`` is resolved by the recipe policy (``restransfer.train.precision``).
+    ``"auto"`` is resolved by the recipe policy (``restransfer.training.precision``).
     """
     from restransfer.recipe.engine import compile_phase
     from restransfer.recipe.schema import PhaseConfig
-    from restransfer.train.precision import resolve_jit_compile
+    from restransfer.training.precision import resolve_jit_compile
 
     phase = PhaseConfig(epochs=1, optimizer={"name": "sgd", "learning_rate": 0.01, "momentum": 0.9})
     compile_phase(model, phase, steps_per_epoch=steps_per_epoch, num_classes=model.output_shape[-1],

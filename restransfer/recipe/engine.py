@@ -24,12 +24,12 @@ from restransfer.models.stages import freeze_stages, resolve_frozen
 from restransfer.recipe.load import dump_recipe, load_recipe
 from restransfer.recipe.run import FAILED, FINISHED, RUNNING, Run, RunFolder, TrainingError
 from restransfer.recipe.schema import PhaseConfig, Recipe
-from restransfer.train import checkpoint, plots
-from restransfer.train.callbacks import EpochRecorder
-from restransfer.train.distribute import Distribution, scaled_learning_rate, setup_distribution
-from restransfer.train.optimizers import build_optimizer, stage_multipliers
-from restransfer.train.precision import describe_precision, dtype_policy, resolve_jit_compile
-from restransfer.train.schedules import WarmupSchedule
+from restransfer.training import checkpoint, plots
+from restransfer.training.callbacks import EpochRecorder
+from restransfer.training.distribute import Distribution, scaled_learning_rate, setup_distribution
+from restransfer.training.optimizers import build_optimizer, stage_multipliers
+from restransfer.training.precision import describe_precision, dtype_policy, resolve_jit_compile
+from restransfer.training.schedules import WarmupSchedule
 
 MONITOR = "val_accuracy"
 
@@ -179,6 +179,15 @@ def _train(recipe: Recipe, folder: RunFolder, state: dict | None, say, verbose, 
     say(f"XLA jit_compile: {'on' if jit_compile else 'off'} ({why}).")
     folder.write_info(preprocessing=model.get_layer("preprocess").mode, jit_compile=jit_compile)
 
+    if dist.strategy == "multi_worker":
+        # Keras splits each global batch across processes and needs its size fixed in the graph;
+        # the last partial batch of an epoch is dropped.
+        batch = recipe.data.batch_size
+        bundle.train = bundle.train.rebatch(batch, drop_remainder=True)
+        if bundle.val is not None:
+            bundle.val = bundle.val.rebatch(batch, drop_remainder=True)
+        say(f"multi_worker: batches of exactly {batch}; up to {batch - 1} images per epoch and per "
+            "validation pass are left out.")
     steps_per_epoch = _steps_per_epoch(bundle, recipe.data.batch_size)
     history: list[dict] = list(state.get("history", [])) if state else []
     best = dict(state.get("best", {})) if state else {}
@@ -207,8 +216,17 @@ def _train(recipe: Recipe, folder: RunFolder, state: dict | None, say, verbose, 
             on_epoch=folder.write_history, monitor=MONITOR, best=best,
         )
         callbacks = [recorder, keras.callbacks.TensorBoard(log_dir=str(folder.logs), write_graph=False)]
-        model.fit(bundle.train, validation_data=bundle.val, epochs=end, initial_epoch=max(start, done_epochs),
-                  callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles itself
+        try:
+            model.fit(bundle.train, validation_data=bundle.val, epochs=end, initial_epoch=max(start, done_epochs),
+                      callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles itself
+        except Exception as error:
+            if dist.strategy != "multi_worker":
+                raise
+            # A lost peer surfaces as a failed collective (e.g. gloo's "Connection reset by peer").
+            raise TrainingError(
+                f"multi_worker training stopped on the {dist.worker}: {str(error).strip().splitlines()[-1]} "
+                f"Every worker must stay up; the chief's run folder keeps the last complete epoch "
+                f"({len(recorder.history)}). Start every worker again with the same command to resume.") from error
         best = recorder.best
         if recorder.bad_loss is not None:
             bad = recorder.bad_loss

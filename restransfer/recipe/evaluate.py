@@ -70,7 +70,7 @@ def evaluate(run_dir: str | Path, *, data: str | Path | None = None, split: str 
     from restransfer.data import load_data
     from restransfer.recipe.load import validate_recipe
     from restransfer.recipe.run import RunFolder
-    from restransfer.train import checkpoint, plots
+    from restransfer.training import checkpoint, plots
 
     folder = RunFolder(run_dir)
     model = load_run_model(folder)

@@ -23,7 +23,7 @@ import keras
 from restransfer.errors import ConfigError, RestransferError
 from restransfer.recipe.load import dump_recipe
 from restransfer.recipe.schema import Recipe
-from restransfer.train import checkpoint
+from restransfer.training import checkpoint
 
 RUNNING, FINISHED, FAILED = "running", "finished", "failed"
 _RUN_FILES = ("run.json", "recipe.yaml")

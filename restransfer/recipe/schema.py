@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from restransfer.data.schema import DataConfig
 from restransfer.errors import did_you_mean
 from restransfer.models.specs import SPECS
-from restransfer.train.optimizers import OPTIMIZERS
-from restransfer.train.precision import PRECISIONS
-from restransfer.train.schedules import DECAYS
+from restransfer.training.optimizers import OPTIMIZERS
+from restransfer.training.precision import PRECISIONS
+from restransfer.training.schedules import DECAYS
 
 FREEZE_KEYWORDS = ("none", "all_but_head", "all")
 EXPORT_FORMATS = ("saved_model", "keras", "tflite")

@@ -76,3 +76,67 @@ def test_jax_data_parallel_on_two_host_devices_matches_one_device(tmp_path):
                                       "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     result = json.loads(out.strip().splitlines()[-1])
     assert result["max_diff"] < 1e-4
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_workers(recipe_path, out, tmp_path):
+    ports = [_free_port(), _free_port()]
+    workers = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                     "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps(tf_config)}
+        log = open(tmp_path / f"worker{index}.log", "a")
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "restransfer", "train", str(recipe_path), "--out", str(out)],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT))
+    return workers
+
+
+@pytest.mark.slow
+def test_multi_worker_trains_writes_once_and_resumes_after_a_worker_is_killed(tmp_path):
+    import time
+
+    import yaml
+
+    recipe = {**RECIPE, "phases": [{**RECIPE["phases"][0], "epochs": 3}],
+              "distribution": {"strategy": "multi_worker"}}
+    recipe_path = tmp_path / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    state = out / "checkpoints" / "state.json"
+
+    workers = _start_workers(recipe_path, out, tmp_path)
+    deadline = time.time() + 400
+    while time.time() < deadline and not state.exists() and all(w.poll() is None for w in workers):
+        time.sleep(0.5)
+    assert state.exists(), (tmp_path / "worker0.log").read_text()[-3000:]
+    workers[1].kill()  # a worker dies mid-run ...
+    try:
+        workers[0].wait(timeout=30)  # ... and the chief cannot go on without it
+    except subprocess.TimeoutExpired:
+        workers[0].kill()
+    for w in workers:
+        w.wait()
+    epoch_saved = json.loads(state.read_text())["epoch"]
+    assert 1 <= epoch_saved < 3
+
+    workers = _start_workers(recipe_path, out, tmp_path)  # the same command on both resumes
+    for w in workers:
+        assert w.wait(timeout=600) == 0, (tmp_path / "worker0.log").read_text()[-3000:]
+    log = (out / "train.log").read_text()
+    assert f"Resuming {out} after epoch {epoch_saved}" in log
+    assert "distribution multi_worker: 2 replica(s), global batch 16, 8 per replica" in log
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished"
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 1 + 3
+    # Only the chief wrote: nothing else appeared beside the run folder and the logs.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml", "run", "worker0.log", "worker1.log"]

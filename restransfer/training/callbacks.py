@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from restransfer.train import checkpoint
+from restransfer.training import checkpoint
 
 
 class NonFiniteLoss(Exception):

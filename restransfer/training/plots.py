@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restransfer.train import checkpoint
+from restransfer.training import checkpoint
 
 
 def _pyplot():

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from restransfer.train.optimizers import build_optimizer, stage_multipliers
+from restransfer.training.optimizers import build_optimizer, stage_multipliers
 
 
 def two_stage_model():

@@ -6,7 +6,7 @@ import keras
 import pytest
 
 from restransfer.errors import ConfigError
-from restransfer.train.distribute import (
+from restransfer.training.distribute import (
     Distribution,
     _is_chief,
     _tf_config,

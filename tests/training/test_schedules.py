@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from restransfer.train.schedules import WarmupSchedule
+from restransfer.training.schedules import WarmupSchedule
 
 
 def values(schedule, steps):

@@ -6,8 +6,8 @@ import pytest
 
 import restransfer as rt
 from restransfer.models.heads import classifier
-from restransfer.train.optimizers import build_optimizer
-from restransfer.train.precision import describe_precision, dtype_policy, has_accelerator, resolve_jit_compile
+from restransfer.training.optimizers import build_optimizer
+from restransfer.training.precision import describe_precision, dtype_policy, has_accelerator, resolve_jit_compile
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])

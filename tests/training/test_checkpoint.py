@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from restransfer.train import checkpoint
-from restransfer.train.optimizers import build_optimizer
+from restransfer.training import checkpoint
+from restransfer.training.optimizers import build_optimizer
 
 
 def compiled_model(seed=0):

@@ -137,9 +137,10 @@ def _jax_multi_worker(config: dict) -> Distribution:
     workers = config["cluster"].get("chief", []) + config["cluster"]["worker"]
     task = config["task"]
     process_id = int(task["index"]) + (1 if task["type"] == "worker" and "chief" in config["cluster"] else 0)
-    if jax.default_backend() == "cpu":
-        # CPU processes exchange gradients through gloo; the default has no cross-process collectives.
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # CPU processes exchange gradients through gloo (the default has no cross-process
+    # collectives); GPUs use NCCL whatever this says. Asking which backend runs would start it,
+    # and the multi-process start must come first.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     keras.distribution.initialize(workers[0], num_processes=len(workers), process_id=process_id)
     devices = keras.distribution.list_devices()
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
