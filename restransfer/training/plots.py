@@ -1,4 +1,8 @@
-"""Training curves and confusion matrices as PNG files (matplotlib, Agg: no display needed)."""
+"""Training curves and confusion matrices as PNG files.
+
+Figures are drawn on ``matplotlib.figure.Figure`` directly, never through pyplot, so saving
+them needs no display and leaves a notebook's inline backend alone.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +14,13 @@ import numpy as np
 from restransfer.training import checkpoint
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
     """Loss and accuracy per epoch, train and validation; dotted lines where a phase starts."""
-    plt = _pyplot()
+    from matplotlib.figure import Figure
+
     epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [row.get(prefix + metric) for row in history]
@@ -41,17 +38,17 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
     return path
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> Path:
     """A confusion matrix (rows: true class, columns: predicted), counts in the cells."""
-    plt = _pyplot()
+    from matplotlib.figure import Figure
     from sklearn.metrics import ConfusionMatrixDisplay
 
     size = max(4.0, 0.5 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ConfusionMatrixDisplay(matrix, display_labels=list(class_names)).plot(
         ax=ax, colorbar=False, xticks_rotation="vertical" if len(class_names) > 8 else "horizontal",
         include_values=len(class_names) <= 30)
@@ -59,7 +56,6 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
         ax.set_title(title)
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
     return path
 
 
