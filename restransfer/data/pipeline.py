@@ -1,8 +1,10 @@
 """`load_data`: a source's listing -> checked files -> fast tf.data pipelines.
 
-Per split: read + decode + `resize_for_eval` in parallel (AUTOTUNE), `cache` (decode once),
-then for training shuffle, batch, augment batched (every epoch, after the cache), one-hot
-labels, prefetch. Validation and test are never augmented.
+Per split: read + decode + `resize_for_eval` in parallel (AUTOTUNE), decoded once when cached,
+batch, one-hot labels, prefetch. Training data cached in memory lives in an `ImageStore` (one
+tensor; each epoch a new order of indices, the first epoch streams); other training data goes
+through ``cache`` (file) and a shuffle buffer. Training batches are augmented every epoch after
+the cache; validation and test are never augmented and keep their order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tensorflow as tf
 from restransfer.data.augment import build_augment
 from restransfer.data.check import DataReport, check_listing
 from restransfer.data.image_ops import decode_image, resize_for_eval
+from restransfer.data.memory_store import ImageStore, stored_training_dataset
 from restransfer.data.schema import DataConfig, data_config_error
 from restransfer.data.sources import (
     Listing,
@@ -58,9 +61,11 @@ class DataBundle:
         return len(self.class_names)
 
     def dropped_at_runtime(self) -> int:
-        """Files that failed to decode during iteration (0 unless files changed after the check).
+        """Images that failed to decode during iteration (0 unless files changed after the check).
 
-        Exact at the end of an epoch; the engine should log it when it is not zero.
+        Summed over epochs (a broken training file never reaches the memory store, so each
+        epoch tries and drops it again); exact at the end of an epoch. The engine should log
+        it when it is not zero.
         """
         return sum(counter.dropped() for counter in self.counters.values())
 
@@ -69,8 +74,9 @@ class _DropCounter:
     """Counts elements entering and leaving the decode step; the difference was dropped."""
 
     def __init__(self) -> None:
-        self.entered = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.left = tf.Variable(0, dtype=tf.int64, trainable=False)
+        with tf.device("/CPU:0"):  # updated inside tf.data functions, which run on the host
+            self.entered = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.left = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def dropped(self) -> int:
         return int(self.entered.numpy() - self.left.numpy())
@@ -158,20 +164,23 @@ def build_dataset(part: Part, num_classes: int, image_size: tuple[int, int], bat
                   seed: int = 0, counter: _DropCounter | None = None,
                   cache_uint8: bool = False) -> tf.data.Dataset:
     """Batched ``(images, one-hot labels)`` for one split (see the module docstring)."""
-    ds = _decoded(part, image_size, as_uint8=cache_uint8 and training and cache != "none",
-                  counter=counter)
-    if cache == "memory":
-        ds = ds.cache()
-    elif cache == "file":
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        # A run stopped mid-epoch leaves a lock file that would block every later run.
-        for stale in cache_path.parent.glob(cache_path.name + "*.lockfile"):
-            stale.unlink()
-        ds = ds.cache(str(cache_path))
-    if training:
-        buffer = min(shuffle_buffer or len(part), max(len(part), 1))
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
+    as_uint8 = cache_uint8 and training and cache != "none"
+    if training and cache == "memory" and part.dataset is None:
+        ds = _stored(part, image_size, batch_size, as_uint8, seed, shuffle_buffer, counter)
+    else:
+        ds = _decoded(part, image_size, as_uint8=as_uint8, counter=counter)
+        if cache == "memory":
+            ds = ds.cache()
+        elif cache == "file":
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            # A run stopped mid-epoch leaves a lock file that would block every later run.
+            for stale in cache_path.parent.glob(cache_path.name + "*.lockfile"):
+                stale.unlink()
+            ds = ds.cache(str(cache_path))
+        if training:
+            buffer = min(shuffle_buffer or len(part), max(len(part), 1))
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
 
     def finish(images: tf.Tensor, labels: tf.Tensor):
         images = tf.cast(images, tf.float32)
@@ -184,6 +193,34 @@ def build_dataset(part: Part, num_classes: int, image_size: tuple[int, int], bat
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _loader(part: Part, image_size: tuple[int, int], as_uint8: bool):
+    """``item -> image [h, w, 3]`` (float32 0..255, or rounded uint8): decode and resize."""
+
+    def load(item):
+        image = decode_image(tf.io.read_file(item)) if part.paths is not None else item
+        image = resize_for_eval(image, image_size)
+        if as_uint8:
+            image = tf.cast(tf.round(image), tf.uint8)
+        return image
+
+    return load
+
+
+def _stored(part: Part, image_size: tuple[int, int], batch_size: int, as_uint8: bool, seed: int,
+            shuffle_buffer: int | None, counter: _DropCounter | None) -> tf.data.Dataset:
+    """Training batches from an `ImageStore` filled by the first epoch (file or array parts)."""
+    load = _loader(part, image_size, as_uint8)
+    items = tf.constant(part.paths if part.paths is not None else part.images)
+    store = ImageStore(len(part), image_size, tf.uint8 if as_uint8 else tf.float32)
+    counting = {}
+    if counter is not None:
+        counting = {"count_in": lambda index: _counted(counter.entered, index),
+                    "count_out": lambda image, label: _counted(counter.left, image, label)}
+    return stored_training_dataset(
+        store, part.labels, lambda index: load(tf.gather(items, index)), batch_size, seed=seed,
+        shuffle_buffer=shuffle_buffer, drop_errors=part.paths is not None, **counting)
+
+
 def _decoded(part: Part, image_size: tuple[int, int], as_uint8: bool = False,
              counter: _DropCounter | None = None) -> tf.data.Dataset:
     """Unbatched ``(image [h, w, 3] 0..255, int64 label)`` elements of a part, float32 or uint8."""
@@ -193,17 +230,10 @@ def _decoded(part: Part, image_size: tuple[int, int], as_uint8: bool = False,
         ds = tf.data.Dataset.from_tensor_slices((part.images, part.labels))
     else:
         ds = part.dataset
-
-    def load(item, label):
-        image = decode_image(tf.io.read_file(item)) if part.paths is not None else item
-        image = resize_for_eval(image, image_size)
-        if as_uint8:
-            image = tf.cast(tf.round(image), tf.uint8)
-        return image, label
-
+    load = _loader(part, image_size, as_uint8)
     if counter is not None:
         ds = ds.map(lambda item, label: _counted(counter.entered, item, label))
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda item, label: (load(item), label), num_parallel_calls=tf.data.AUTOTUNE)
     if part.paths is not None:
         # Last resort only: every file passed `check_listing` (decoded with these same ops), so
         # this drops nothing unless a file changes on disk during training; counted above/below.
@@ -213,9 +243,10 @@ def _decoded(part: Part, image_size: tuple[int, int], as_uint8: bool = False,
     return ds
 
 
-def _counted(variable: tf.Variable, item: tf.Tensor, label: tf.Tensor):
+def _counted(variable: tf.Variable, *elements: tf.Tensor):
     with tf.control_dependencies([variable.assign_add(1)]):
-        return tf.identity(item), tf.identity(label)
+        identities = tuple(tf.identity(e) for e in elements)
+    return identities if len(identities) > 1 else identities[0]
 
 
 def _cache_plan(mode: str, part: Part, image_size: tuple[int, int], training: bool,

@@ -1,0 +1,90 @@
+import numpy as np
+import tensorflow as tf
+
+from restransfer.data import load_data
+from restransfer.data.image_ops import decode_image, resize_for_eval
+from restransfer.data.memory_store import ImageStore, stored_training_dataset
+from tests.data.conftest import make_folder
+
+
+def _indexed(count: int, batch_size: int = 4, seed: int = 0, shuffle_buffer=None):
+    """A store whose image ``i`` is filled with the value ``i``, so images name their slot."""
+    store = ImageStore(count, (2, 2), tf.float32)
+    decoded = tf.Variable(0, dtype=tf.int64)
+
+    def load(index):
+        with tf.control_dependencies([decoded.assign_add(1)]):
+            return tf.fill([2, 2, 3], tf.cast(index, tf.float32))
+
+    ds = stored_training_dataset(store, np.arange(count) % 3, load, batch_size, seed=seed,
+                                 shuffle_buffer=shuffle_buffer)
+    return store, decoded, ds
+
+
+def _order(ds) -> list[int]:
+    order = []
+    for images, labels in ds:
+        slots = images.numpy()[:, 0, 0, 0].astype(int)
+        np.testing.assert_array_equal(labels.numpy(), slots % 3)  # labels follow their image
+        order += slots.tolist()
+    return order
+
+
+def test_every_epoch_is_a_new_permutation_and_files_decode_once():
+    store, decoded, ds = _indexed(40)
+    epochs = [_order(ds) for _ in range(3)]
+    for order in epochs:
+        assert sorted(order) == list(range(40))
+    assert len({tuple(order) for order in epochs}) == 3
+    assert int(decoded.numpy()) == 40 and store.num_filled() == 40
+
+
+def test_first_batch_leaves_before_the_whole_set_is_decoded():
+    # A whole-set shuffle buffer would decode all 512 images before the first batch.
+    store, decoded, ds = _indexed(512)
+    next(iter(ds))
+    assert store.num_filled() < 256 and int(decoded.numpy()) < 256
+
+
+def test_an_interrupted_epoch_is_completed_by_the_next():
+    store, decoded, ds = _indexed(64)
+    for _ in ds.take(2):
+        pass
+    assert 0 < store.num_filled() < 64
+    assert sorted(_order(ds)) == list(range(64))
+    assert store.num_filled() == 64 and int(decoded.numpy()) == 64
+    assert sorted(_order(ds)) == list(range(64))
+
+
+def test_order_depends_on_seed_and_epoch_only():
+    first, second, other = _indexed(30)[2], _indexed(30)[2], _indexed(30, seed=1)[2]
+    assert [_order(first) for _ in range(2)] == [_order(second) for _ in range(2)]
+    assert _order(other) != _order(_indexed(30)[2])
+    assert _order(_indexed(30, shuffle_buffer=1)[2]) == list(range(30))  # no shuffling
+
+
+def test_training_images_equal_evaluation_images(tmp_path):
+    # The store holds exactly resize_for_eval(decode_image(file)): training sees what
+    # evaluation and the exported serving graph see.
+    root = make_folder(tmp_path / "d", {"a": 5, "b": 5}, size=(53, 41))
+    data = load_data(source="folder", path=root, validation_split=0.2, image_size=[24, 20],
+                     batch_size=3, seed=2)
+    assert data.cache["train"] == "memory"
+    references = np.stack([resize_for_eval(decode_image(tf.io.read_file(str(p))), (24, 20))
+                           for p in sorted(root.rglob("*.jpg"))])
+    for _ in range(2):
+        images = np.concatenate([x.numpy() for x, _ in data.train])
+        assert len(images) == data.num_train == 8
+        for image in images:  # each training image is one reference image, bit for bit
+            assert (np.abs(references - image).max(axis=(1, 2, 3)) == 0).sum() >= 1
+
+
+def test_file_broken_after_the_check_is_dropped_and_counted_in_memory(tmp_path):
+    root = make_folder(tmp_path / "train", {"a": 4, "b": 4})
+    val = make_folder(tmp_path / "val", {"a": 1, "b": 1}, seed=50)
+    data = load_data(source="folder", path=root, val_path=val, image_size=8, batch_size=3)
+    assert data.cache["train"] == "memory"
+    (root / "a" / "002.jpg").write_bytes(b"broken after the check")
+    # It never reaches the store, so every epoch tries it again, drops it and counts it.
+    assert [sum(len(x) for x, _ in data.train) for _ in range(2)] == [7, 7]
+    assert data.dropped_at_runtime() == 2
