@@ -10,19 +10,18 @@ from __future__ import annotations
 import importlib
 
 from restransfer.errors import ConfigError, DataError, RestransferError, WeightsError
-from restransfer.models import (
-    create_model,
-    freeze_stages,
-    list_models,
-    model_stages,
-    replace_head,
-    stage_names,
-)
 
 __version__ = "0.1.0"
 
-# Public names whose modules are imported only when used (they may import TensorFlow).
+# Public names, imported on first use: `import restransfer` (and so `restransfer --help`) stays
+# instant, and nothing imports TensorFlow unless it needs it.
 _LAZY = {
+    "create_model": "restransfer.models",
+    "freeze_stages": "restransfer.models",
+    "list_models": "restransfer.models",
+    "model_stages": "restransfer.models",
+    "replace_head": "restransfer.models",
+    "stage_names": "restransfer.models",
     "stage_table": "restransfer.diagnostics.complexity",
     "load_recipe": "restransfer.recipe.load",
     "train": "restransfer.recipe.engine",
@@ -37,22 +36,14 @@ _LAZY = {
 }
 
 
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'restransfer' has no attribute '{name}'")
 
 
-__all__ = [
-    "ConfigError",
-    "DataError",
-    "RestransferError",
-    "WeightsError",
-    "create_model",
-    "freeze_stages",
-    "list_models",
-    "model_stages",
-    "replace_head",
-    "stage_names",
-    *_LAZY,
-]
+__all__ = ["ConfigError", "DataError", "RestransferError", "WeightsError", *_LAZY]

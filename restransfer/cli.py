@@ -13,6 +13,10 @@ import sys
 
 from restransfer.errors import RestransferError
 
+# TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides our own output; set
+# before any command module can import TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 COMMAND_MODULES = (
     "restransfer.models.commands",
     "restransfer.bench.commands",
@@ -35,8 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides our own output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
