@@ -5,15 +5,14 @@ before it yields the first one, so training cannot start until the whole first e
 (decoding and the training step run one after the other instead of overlapping), and every
 later epoch copies each image through the buffer one element at a time. Here:
 
-- the first epoch streams: files are decoded in parallel in a random order of indices, each
-  image is written to its slot in the store as it passes, and batches leave as soon as they
-  are full;
-- once every slot is filled, an epoch gathers whole batches from the store by index (one copy
-  per batch, no per-image work).
+- while some slot is empty, an epoch streams: indices in a new order -> read, decode, resize in
+  parallel -> batch -> write the batch to its slots -> train; batches leave as soon as their
+  images are decoded;
+- once every slot is filled, an epoch only gathers: indices in a new order -> batch -> one
+  gather per batch, no per-image work.
 
-An epoch that stops early (``take``, an interrupted ``fit``) leaves some slots empty; the next
-epoch streams again and decodes only those. The order of epoch ``k`` depends only on the seed
-and ``k``, so two bundles made with the same seed yield the same sequence.
+An epoch that stops early (``take``, an interrupted ``fit``) leaves slots empty, so the next
+epoch streams (decodes) again; the store is complete after the first full epoch.
 """
 
 from __future__ import annotations
@@ -22,9 +21,6 @@ from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
-
-# Mixes the epoch number into the shuffle seed; any large odd constant works.
-_EPOCH_STRIDE = 1_000_003
 
 
 class ImageStore:
@@ -38,12 +34,12 @@ class ImageStore:
         height, width = image_size
         # On the CPU even when a GPU is visible: tf.data functions run on the host.
         with tf.device("/CPU:0"):
-            self.images = tf.Variable(tf.zeros([count, height, width, 3], dtype),
-                                      trainable=False, name="image_store")
+            # Uninitialised: zero-filling would touch every page once more before the first
+            # epoch writes it (measured 0.7 s CPU for 1.2 GB); `filled` guards every read.
+            empty = tf.raw_ops.Empty(shape=[count, height, width, 3], dtype=dtype, init=False)
+            self.images = tf.Variable(empty, trainable=False, name="image_store")
             self.filled = tf.Variable(tf.zeros([count], tf.bool), trainable=False,
                                       name="image_store_filled")
-            self.epochs = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                      name="image_store_epochs")
 
     @property
     def count(self) -> int:
@@ -52,21 +48,21 @@ class ImageStore:
     def num_filled(self) -> int:
         return int(tf.math.count_nonzero(self.filled.read_value()))
 
-    def put(self, index: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
-        """Write ``image`` to slot ``index``, then mark it filled; returns ``image``."""
-        written = self.images.scatter_update(tf.IndexedSlices(image[None], index[None]))
+    def put(self, indices: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+        """Write ``images [B, h, w, 3]`` to slots ``indices [B]``, mark them filled; returns
+        ``images``."""
+        written = self.images.scatter_update(tf.IndexedSlices(images, indices))
         with tf.control_dependencies([written]):
             marked = self.filled.scatter_update(
-                tf.IndexedSlices(tf.constant([True]), index[None]))
+                tf.IndexedSlices(tf.ones_like(indices, tf.bool), indices))
         with tf.control_dependencies([marked]):
-            return tf.identity(image)
+            return tf.identity(images)
 
 
 def stored_training_dataset(store: ImageStore, labels: np.ndarray,
                             load: Callable[[tf.Tensor], tf.Tensor], batch_size: int, *,
                             seed: int = 0, shuffle_buffer: int | None = None,
-                            count_in: Callable | None = None,
-                            count_out: Callable | None = None,
+                            counters: tuple[tf.Variable, tf.Variable] | None = None,
                             drop_errors: bool = False) -> tf.data.Dataset:
     """Batches ``(images [B, h, w, 3] in the store's dtype, int64 labels [B])``, one epoch.
 
@@ -75,42 +71,39 @@ def stored_training_dataset(store: ImageStore, labels: np.ndarray,
         labels: ``int64 [count]`` label of each slot.
         load: ``index -> image [h, w, 3]`` in the store's dtype (read, decode and resize).
         batch_size: images per batch.
-        seed: the shuffle seed; the order of each epoch is a function of it and the epoch.
+        seed: the shuffle seed (reshuffled every epoch, the same sequence for the same seed).
         shuffle_buffer: shuffle window over the indices; ``None`` permutes the whole set.
-        count_in, count_out: ``(index) -> index`` maps run before and after the decode step
-            of a streaming epoch (the drop counter of `load_data`).
+        counters: ``(entered, left)`` int64 variables, incremented before and after each
+            ``load``; their difference is the number of images dropped (`load_data`).
         drop_errors: drop images whose ``load`` fails (files changed after the check).
     """
     count = store.count
     buffer = max(1, min(shuffle_buffer or count, count))
     labels = tf.constant(np.asarray(labels, np.int64))
+    order = tf.data.Dataset.range(count).shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
 
-    def fetch(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.cond(store.filled.sparse_read(index),
-                        lambda: store.images.sparse_read(index),
-                        lambda: store.put(index, load(index)))
-        return image, tf.gather(labels, index)
+    def decode(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        if counters is None:
+            return load(index), index
+        with tf.control_dependencies([counters[0].assign_add(1)]):
+            image = load(index)
+        with tf.control_dependencies([image]):
+            left = counters[1].assign_add(1)
+        with tf.control_dependencies([left]):
+            return tf.identity(image), index
+
+    def write(images: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return store.put(indices, images), tf.gather(labels, indices)
 
     def gather(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return store.images.sparse_read(indices), tf.gather(labels, indices)
 
-    def epoch(_) -> tf.data.Dataset:
-        number = store.epochs.assign_add(1)
-        order = tf.data.Dataset.range(count).shuffle(
-            buffer, seed=seed * _EPOCH_STRIDE + number, reshuffle_each_iteration=False)
-
-        def from_store() -> tf.data.Dataset:
-            return order.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-
-        def streaming() -> tf.data.Dataset:
-            ds = order.map(count_in) if count_in is not None else order
-            ds = ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
-            if drop_errors:
-                ds = ds.ignore_errors(log_warning=True)
-            if count_out is not None:
-                ds = ds.map(count_out)
-            return ds.batch(batch_size)
-
-        return tf.cond(tf.reduce_all(store.filled.read_value()), from_store, streaming)
-
-    return tf.data.Dataset.range(1).flat_map(epoch)
+    streaming = order.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if drop_errors:
+        streaming = streaming.ignore_errors(log_warning=True)
+    streaming = streaming.batch(batch_size).map(write, num_parallel_calls=tf.data.AUTOTUNE)
+    from_store = order.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    # The choice is made once per epoch, when the epoch's iterator starts.
+    return tf.data.Dataset.range(1).flat_map(
+        lambda _: tf.cond(tf.reduce_all(store.filled.read_value()),
+                          lambda: from_store, lambda: streaming))

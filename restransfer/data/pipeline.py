@@ -212,13 +212,10 @@ def _stored(part: Part, image_size: tuple[int, int], batch_size: int, as_uint8: 
     load = _loader(part, image_size, as_uint8)
     items = tf.constant(part.paths if part.paths is not None else part.images)
     store = ImageStore(len(part), image_size, tf.uint8 if as_uint8 else tf.float32)
-    counting = {}
-    if counter is not None:
-        counting = {"count_in": lambda index: _counted(counter.entered, index),
-                    "count_out": lambda image, label: _counted(counter.left, image, label)}
     return stored_training_dataset(
         store, part.labels, lambda index: load(tf.gather(items, index)), batch_size, seed=seed,
-        shuffle_buffer=shuffle_buffer, drop_errors=part.paths is not None, **counting)
+        shuffle_buffer=shuffle_buffer, drop_errors=part.paths is not None,
+        counters=(counter.entered, counter.left) if counter is not None else None)
 
 
 def _decoded(part: Part, image_size: tuple[int, int], as_uint8: bool = False,
@@ -243,10 +240,9 @@ def _decoded(part: Part, image_size: tuple[int, int], as_uint8: bool = False,
     return ds
 
 
-def _counted(variable: tf.Variable, *elements: tf.Tensor):
+def _counted(variable: tf.Variable, item: tf.Tensor, label: tf.Tensor):
     with tf.control_dependencies([variable.assign_add(1)]):
-        identities = tuple(tf.identity(e) for e in elements)
-    return identities if len(identities) > 1 else identities[0]
+        return tf.identity(item), tf.identity(label)
 
 
 def _cache_plan(mode: str, part: Part, image_size: tuple[int, int], training: bool,
