@@ -183,11 +183,14 @@ def _train(recipe: Recipe, folder: RunFolder, state: dict | None, say, verbose, 
         # Keras splits each global batch across processes and needs its size fixed in the graph;
         # the last partial batch of an epoch is dropped.
         batch = recipe.data.batch_size
+        evaluation_data = bundle.val
         bundle.train = bundle.train.rebatch(batch, drop_remainder=True)
         if bundle.val is not None:
             bundle.val = bundle.val.rebatch(batch, drop_remainder=True)
         say(f"multi_worker: batches of exactly {batch}; up to {batch - 1} images per epoch and per "
-            "validation pass are left out.")
+            "validation pass are left out (not from the final evaluation).")
+    else:
+        evaluation_data = bundle.val
     steps_per_epoch = _steps_per_epoch(bundle, recipe.data.batch_size)
     history: list[dict] = list(state.get("history", [])) if state else []
     best = dict(state.get("best", {})) if state else {}
@@ -237,13 +240,18 @@ def _train(recipe: Recipe, folder: RunFolder, state: dict | None, say, verbose, 
                 f"{folder.checkpoints}. Lower phases[{index}].optimizer.learning_rate (or add warmup, or "
                 "use precision float32) and train again with --force, or with --out for a new folder.")
         done_epochs = end
-    return _finish(recipe, folder, model, bundle, class_names, history, best, say, dist.is_chief)
+    with dist.local(model) as local_model:
+        finished = _finish(recipe, folder, local_model, bundle, evaluation_data, class_names, history, best, say,
+                           dist.is_chief)
+    finished.model = model
+    return finished
 
 
-def _finish(recipe, folder: RunFolder, model, bundle, class_names, history, best, say, is_chief: bool) -> Run:
+def _finish(recipe, folder: RunFolder, model, bundle, evaluation_data, class_names, history, best, say,
+            is_chief: bool) -> Run:
     from restransfer.recipe.evaluate import evaluation_report, predict_dataset
 
-    probabilities, labels = predict_dataset(model, bundle.val)
+    probabilities, labels = predict_dataset(model, evaluation_data)
     report = evaluation_report(probabilities, labels, class_names)
     phases = []
     for index, _ in enumerate(recipe.phases):

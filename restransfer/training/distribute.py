@@ -51,6 +51,27 @@ class Distribution:
             return self.tf_strategy.scope()
         return contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def local(self, model: keras.Model):
+        """Yield a model for work one process does alone (final evaluation, saving).
+
+        Under JAX multi-process training the weights are arrays spanning every process, which
+        ``predict()`` cannot gather; this yields a copy on this process's devices, built and used
+        outside the distribution. Elsewhere it yields ``model`` itself.
+        """
+        if self.strategy != "multi_worker":
+            yield model
+            return
+        weights = model.get_weights()  # replicated arrays: each process holds a full copy
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(None)
+        try:
+            copy = keras.models.clone_model(model)
+            copy.set_weights(weights)
+            yield copy
+        finally:
+            keras.distribution.set_distribution(previous)
+
     def per_replica_batch(self, global_batch: int) -> int:
         """The share of one replica; the global batch must split evenly."""
         if global_batch % self.num_replicas:
