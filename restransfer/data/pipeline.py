@@ -249,9 +249,10 @@ def _cache_plan(mode: str, part: Part, image_size: tuple[int, int], training: bo
                 run_dir: Path | None) -> tuple[str, bool]:
     """``(memory | file | none, store training images as uint8)`` for one split.
 
-    float32 in memory is fastest (batching is a copy, no conversion); training images fall back
-    to uint8 (4x smaller, harmless before augmentation) when float32 would not fit or on disk.
-    Evaluation images always stay float32 so evaluation equals the exported serving graph.
+    Cached training images are stored as uint8 (the resized image rounded to whole levels, at
+    most 0.5 off; augmentation follows): 4x less memory, and 4x fewer bytes to write in the
+    first epoch and to gather in later ones than float32. Evaluation images stay float32 so
+    evaluation equals the exported serving graph exactly.
     """
     if mode == "file" and run_dir is None:
         raise ConfigError("cache: file needs a run folder (run_dir) to write the cache to; "
@@ -260,14 +261,9 @@ def _cache_plan(mode: str, part: Part, image_size: tuple[int, int], training: bo
         return "none", False
     if mode == "file":
         return "file", training
-    float_bytes = len(part) * image_size[0] * image_size[1] * 3 * 4
-    budget = _memory_budget()
-    if float_bytes <= budget:
-        return "memory", False
-    if training and (float_bytes / 4 <= budget or mode == "memory"):
-        return "memory", True
-    if mode == "memory":
-        return "memory", False
+    nbytes = len(part) * image_size[0] * image_size[1] * 3 * (1 if training else 4)
+    if mode == "memory" or nbytes <= _memory_budget():
+        return "memory", training
     return ("file", training) if run_dir is not None else ("none", False)
 
 
