@@ -10,10 +10,11 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev,jax]"
-.venv/bin/python -m pytest "$@"
+# Two workers: much of the suite is single-threaded Python (model building, notebook kernels).
+.venv/bin/python -m pytest -n 2 --durations=25 "$@"
 
 [ -x .venv-jax/bin/python ] || "$PY" -m venv .venv-jax
 .venv-jax/bin/python -m pip install -q --upgrade pip
 .venv-jax/bin/python -m pip install -q "keras>=3.8" "jax[cpu]" numpy h5py safetensors pyyaml pydantic rich pytest pytest-timeout
 .venv-jax/bin/python -m pip install -q --no-deps -e .
-KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -m "not tensorflow" tests/models tests/test_backend.py
+KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -m "not tensorflow" --durations=10 tests/models tests/test_backend.py
