@@ -212,10 +212,13 @@ def _stored(part: Part, image_size: tuple[int, int], batch_size: int, as_uint8: 
     load = _loader(part, image_size, as_uint8)
     items = tf.constant(part.paths if part.paths is not None else part.images)
     store = ImageStore(len(part), image_size, tf.uint8 if as_uint8 else tf.float32)
-    return stored_training_dataset(
+    ds = stored_training_dataset(
         store, part.labels, lambda index: load(tf.gather(items, index)), batch_size, seed=seed,
         shuffle_buffer=shuffle_buffer, drop_errors=part.paths is not None,
         counters=(counter.entered, counter.left) if counter is not None else None)
+    if part.paths is None:  # nothing can be dropped: tell Keras the number of steps
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-len(part) // batch_size)))
+    return ds
 
 
 def _decoded(part: Part, image_size: tuple[int, int], as_uint8: bool = False,
