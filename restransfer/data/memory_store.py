@@ -34,8 +34,8 @@ class ImageStore:
         height, width = image_size
         # On the CPU even when a GPU is visible: tf.data functions run on the host.
         with tf.device("/CPU:0"):
-            # Uninitialised: zero-filling would touch every page once more before the first
-            # epoch writes it (measured 0.7 s CPU for 1.2 GB); `filled` guards every read.
+            # Uninitialised: zero-filling would write every page once more before the first
+            # epoch writes it; `filled` guards every read.
             empty = tf.raw_ops.Empty(shape=[count, height, width, 3], dtype=dtype, init=False)
             self.images = tf.Variable(empty, trainable=False, name="image_store")
             self.filled = tf.Variable(tf.zeros([count], tf.bool), trainable=False,
