@@ -174,44 +174,35 @@ class _Common(_Strict):
         return value
 
 
-class FolderData(_Common):
+class _FileData(_Common):
+    """Sources read from files: training data at ``path``, validation from ``val_path`` or a split."""
+
+    path: Path
+    val_path: Path | None = None
+    test_path: Path | None = None
+    validation_split: float | None = Field(None, gt=0, lt=1)
+
+    @field_validator("path", "val_path", "test_path")
+    @classmethod
+    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _one_validation(self) -> _FileData:
+        _check_one_validation(self)
+        return self
+
+
+class FolderData(_FileData):
     """One subfolder per class; validation from ``val_path`` or a stratified split."""
 
     source: Literal["folder"] = "folder"
-    path: Path
-    val_path: Path | None = None
-    test_path: Path | None = None
-    validation_split: float | None = Field(None, gt=0, lt=1)
-
-    @field_validator("path", "val_path", "test_path")
-    @classmethod
-    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve_path(value, info)
-
-    @model_validator(mode="after")
-    def _one_validation(self) -> FolderData:
-        _check_one_validation(self)
-        return self
 
 
-class CsvData(_Common):
+class CsvData(_FileData):
     """A CSV of ``path,label`` rows; image paths are relative to the CSV file."""
 
     source: Literal["csv"] = "csv"
-    path: Path
-    val_path: Path | None = None
-    test_path: Path | None = None
-    validation_split: float | None = Field(None, gt=0, lt=1)
-
-    @field_validator("path", "val_path", "test_path")
-    @classmethod
-    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve_path(value, info)
-
-    @model_validator(mode="after")
-    def _one_validation(self) -> CsvData:
-        _check_one_validation(self)
-        return self
 
 
 class TfdsData(_Common):

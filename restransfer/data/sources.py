@@ -143,16 +143,7 @@ def folder_listing(path: Path, val_path: Path | None, test_path: Path | None,
         raise DataError(f"{path} has one class folder ({class_names[0]}); classification "
                         "needs at least two.")
     train = _part_from_classes(classes, class_names)
-    parts: dict[str, Part] = {}
-    roots = {"train": Path(path)}
-    if validation_split is not None:
-        train_idx, val_idx = stratified_split(train.labels, validation_split, seed, class_names)
-        mask = np.zeros(len(train), bool)
-        mask[train_idx] = True
-        parts["train"], parts["val"] = train.subset(mask), train.subset(~mask)
-        roots["val"] = Path(path)
-    else:
-        parts["train"] = train
+    parts, roots = _train_and_split(train, Path(path), validation_split, seed, class_names)
     for name, extra_path in (("val", val_path), ("test", test_path)):
         if extra_path is None:
             continue
@@ -163,6 +154,17 @@ def folder_listing(path: Path, val_path: Path | None, test_path: Path | None,
         for reason, paths in extra_ignored.items():
             ignored.setdefault(reason, []).extend(paths)
     return Listing(class_names=class_names, parts=parts, ignored=ignored, roots=roots)
+
+
+def _train_and_split(train: Part, root: Path, validation_split: float | None, seed: int,
+                     class_names: list[str]) -> tuple[dict[str, Part], dict[str, Path]]:
+    """The training part, and a stratified validation part carved from it when asked."""
+    if validation_split is None:
+        return {"train": train}, {"train": root}
+    train_idx, _ = stratified_split(train.labels, validation_split, seed, class_names)
+    mask = np.zeros(len(train), bool)
+    mask[train_idx] = True
+    return {"train": train.subset(mask), "val": train.subset(~mask)}, {"train": root, "val": root}
 
 
 # ---------------------------------------------------------------------------------- CSV
@@ -195,16 +197,7 @@ def csv_listing(path: Path, val_path: Path | None, test_path: Path | None,
         raise DataError(f"{path} has one label ({class_names[0]}); classification needs two.")
     index = {name: i for i, name in enumerate(class_names)}
     train = Part(labels=np.array([index[n] for n in names], dtype=np.int64), paths=paths)
-    parts: dict[str, Part] = {}
-    roots = {"train": Path(path)}
-    if validation_split is not None:
-        train_idx, val_idx = stratified_split(train.labels, validation_split, seed, class_names)
-        mask = np.zeros(len(train), bool)
-        mask[train_idx] = True
-        parts["train"], parts["val"] = train.subset(mask), train.subset(~mask)
-        roots["val"] = Path(path)
-    else:
-        parts["train"] = train
+    parts, roots = _train_and_split(train, Path(path), validation_split, seed, class_names)
     for name, extra_path in (("val", val_path), ("test", test_path)):
         if extra_path is None:
             continue
