@@ -259,6 +259,10 @@ def _check_array_part(name: str, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray
                         f"received shape {x.shape}.")
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise DataError(f"x_{name} must hold numbers; received dtype {x.dtype}.")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        bad = np.flatnonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1))
+        raise DataError(f"x_{name} has NaN or infinite pixels in images {bad[:10].tolist()}"
+                        f"{' ...' if len(bad) > 10 else ''}; fix or drop them before training.")
     if len(x) and (x.min() < 0 or x.max() > 255):
         raise DataError(f"x_{name} values must be in 0..255; received {x.min()}..{x.max()}.")
     if np.issubdtype(x.dtype, np.floating) and len(x) and x.max() <= 1.0:

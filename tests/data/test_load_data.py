@@ -78,6 +78,11 @@ def test_arrays_bad_input_names_the_problem():
     with pytest.raises(DataError, match="y_val has 3 labels|x_val has 4 images"):
         load_data(source="arrays", x_train=x * 255, y_train=np.arange(4) % 2, x_val=x * 255,
                   y_val=np.arange(3) % 2)
+    poisoned = x * 255
+    poisoned[2, 1, 1, 0] = np.nan
+    with pytest.raises(DataError, match=r"x_train has NaN or infinite pixels in images \[2\]"):
+        load_data(source="arrays", x_train=poisoned, y_train=np.arange(4) % 2, x_val=x * 255,
+                  y_val=np.arange(4) % 2)
     with pytest.raises(ConfigError, match="batch_size"):
         load_data(source="digits", batch_size=0)
 

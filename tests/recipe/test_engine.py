@@ -148,14 +148,20 @@ def test_force_refuses_to_delete_foreign_files(tmp_path):
         RunFolder(other).prepare(load_recipe(TINY))
 
 
-def test_nan_loss_stops_with_a_clear_message(tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")
-    x[3, 0, 0, 0] = np.nan
-    recipe = {**TINY, "data": {"source": "arrays", "x_train": x, "y_train": np.arange(16) % 2,
-                               "x_val": x[:4] * 0 + 1, "y_val": np.arange(4) % 2, "image_size": 32,
-                               "batch_size": 16},
-              "phases": [TINY["phases"][0]]}
+def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
+    from restransfer.recipe import engine
+
+    build = engine.build_model
+
+    def poisoned(*args, **kwargs):  # a NaN weight in the head: every loss is NaN
+        model = build(*args, **kwargs)
+        kernel = keras.ops.convert_to_numpy(model.get_layer("predictions").kernel).copy()
+        kernel[0, 0] = np.nan
+        model.get_layer("predictions").kernel.assign(kernel)
+        return model
+
+    monkeypatch.setattr(engine, "build_model", poisoned)
+    recipe = {**TINY, "phases": [TINY["phases"][0]]}
     with pytest.raises(TrainingError, match="training loss became nan in epoch 1.*last good checkpoint"):
         rt.train(recipe, out=tmp_path / "nan", verbose=0)
     info = json.loads((tmp_path / "nan/run.json").read_text())
