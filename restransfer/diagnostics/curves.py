@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from restransfer.diagnostics.plots import save_figure
+from restransfer.diagnostics.plots import finish_figure
 from restransfer.errors import ConfigError, DataError
 
 HISTORY_FILE = "history.csv"
@@ -106,12 +106,7 @@ def plot_curves(runs: Mapping[str, Any], metrics: Sequence[str] = ("loss",), *, 
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return finish_figure(fig, path, title)
 
 
 

@@ -19,7 +19,8 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
-def _finish(fig, path, title):
+def finish_figure(fig, path, title):
+    """Title, tight layout, and a PNG when ``path`` is given; returns the figure."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -58,7 +59,7 @@ def plot_gradient_flow(flow: Mapping[str, Mapping[str, float]], *, path: str | P
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
 
 
 def plot_stage_bars(tables: Mapping[str, Sequence], *, value: str = "params", path: str | Path | None = None,
@@ -86,7 +87,7 @@ def plot_stage_bars(tables: Mapping[str, Sequence], *, value: str = "params", pa
     ax.set_ylabel("parameters (M)" if value == "params" else "multiply-adds per image (M)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
 
 
 def plot_norm_comparison(results: Sequence, *, path: str | Path | None = None,
@@ -103,7 +104,7 @@ def plot_norm_comparison(results: Sequence, *, path: str | Path | None = None,
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
 
 
 def plot_probe(probes: Mapping[str, Sequence], *, path: str | Path | None = None,
@@ -119,7 +120,7 @@ def plot_probe(probes: Mapping[str, Sequence], *, path: str | Path | None = None
     ax.set_ylabel("cross-validated accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
 
 
 def plot_tradeoff(points: Mapping[str, tuple[float, float]], *, xlabel: str, ylabel: str,
@@ -136,4 +137,4 @@ def plot_tradeoff(points: Mapping[str, tuple[float, float]], *, xlabel: str, yla
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
