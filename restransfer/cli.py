@@ -1,7 +1,8 @@
 """The `restransfer` command: parse arguments, call the library, print results.
 
-Each command group lives in a ``commands`` module with a ``register(subparsers)`` function
-that imports nothing heavy at module level, so ``restransfer --help`` stays instant.
+Each command group is a module of ``restransfer.commands`` with a ``register(subparsers)``
+function; those modules import nothing heavy at module level, so ``restransfer --help`` stays
+instant (tests/test_cli.py checks that building the parser loads no Keras, TensorFlow or JAX).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from restransfer.errors import RestransferError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 COMMAND_MODULES = (
-    "restransfer.models.commands",
-    "restransfer.bench.commands",
-    "restransfer.data.commands",
-    "restransfer.diagnostics.commands",
-    "restransfer.recipe.commands",
-    "restransfer.export.commands",
-    "restransfer.quickstart",
+    "restransfer.commands.models",
+    "restransfer.commands.bench",
+    "restransfer.commands.data",
+    "restransfer.commands.diagnostics",
+    "restransfer.commands.recipe",
+    "restransfer.commands.export",
+    "restransfer.commands.quickstart",
 )
 
 

@@ -63,9 +63,3 @@ def comparison_table(runs: dict):
         )
     return table
 
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("quickstart", help="offline demo: pretrain on digits 0-4, transfer to 5-9")
-    parser.add_argument("--out", default="runs/quickstart", help="folder for the three runs")
-    parser.add_argument("--force", action="store_true", help="replace earlier quickstart runs in --out")
-    parser.set_defaults(handler=lambda args: (quickstart(args.out, force=args.force), 0)[1])
