@@ -231,7 +231,7 @@ def profile_stages(root: Path, size: tuple[int, int], rounds: int = 3) -> dict:
     """
     import tensorflow as tf
 
-    from restransfer.data.check import _decode_errors, _inspect
+    from restransfer.data.check import _inspect, file_decode_errors
     from restransfer.data.image_ops import decode_image, resize_for_eval
 
     paths = sorted(str(p) for p in root.rglob("*.jpg"))
@@ -260,7 +260,7 @@ def profile_stages(root: Path, size: tuple[int, int], rounds: int = 3) -> dict:
         "read_decode_resize_bilinear (keras default)": mapped(
             lambda p: tf.image.resize(decode(p), size, method="bilinear")),
         "check_headers_and_hashes": inspect,
-        "check_decode": lambda: _decode_errors(paths),
+        "check_decode": lambda: file_decode_errors(paths),
     }
     cpu: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):

@@ -19,6 +19,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -145,7 +146,7 @@ def _inspect(path: str) -> dict[str, Any]:
     return info
 
 
-def _decode_errors(paths: list[str]) -> dict[str, str]:
+def file_decode_errors(paths: list[str]) -> dict[str, str]:
     """Decode each file with the training ops; map path -> error for those that fail."""
     import tensorflow as tf
 
@@ -154,8 +155,9 @@ def _decode_errors(paths: list[str]) -> dict[str, str]:
     if not paths:
         return {}
     ds = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64), paths))
-    ds = ds.map(lambda i, p: (i, tf.shape(decode_image(tf.io.read_file(p)))),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    shape = tf.autograph.experimental.do_not_convert(
+        lambda i, p: (i, tf.shape(decode_image(tf.io.read_file(p)))))
+    ds = ds.map(shape, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     ds = ds.ignore_errors().batch(256)
     decoded = np.zeros(len(paths), bool)
     for index, _ in ds.as_numpy_iterator():
@@ -203,8 +205,17 @@ class _Cache:
             pass  # a read-only home only costs the next run a full check
 
 
-def inspect_files(paths: list[str]) -> tuple[dict[str, dict[str, Any]], int]:
-    """Per-file facts and verdicts (cached); returns ``(path -> info, number from cache)``."""
+DecodeErrors = Callable[[list[str]], dict[str, str]]
+
+
+def inspect_files(paths: list[str], decode_errors: DecodeErrors = file_decode_errors
+                  ) -> tuple[dict[str, dict[str, Any]], int]:
+    """Per-file facts and verdicts (cached); returns ``(path -> info, number from cache)``.
+
+    ``decode_errors`` decodes the files without a cached verdict (absolute paths) and returns
+    path -> error for those that fail; `load_data` passes one that also keeps the decoded
+    training images.
+    """
     paths = sorted({os.path.abspath(p) for p in paths})
     cache = _Cache(os.path.commonpath(paths) if paths else "")
     infos: dict[str, dict[str, Any]] = {}
@@ -222,7 +233,7 @@ def inspect_files(paths: list[str]) -> tuple[dict[str, dict[str, Any]], int]:
             todo.append((path, stat))
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         fresh = dict(zip([p for p, _ in todo], pool.map(_inspect, [p for p, _ in todo])))
-    errors = _decode_errors([p for p, info in fresh.items() if "error" not in info])
+    errors = decode_errors([p for p, info in fresh.items() if "error" not in info])
     for path, stat in todo:
         info = fresh[path]
         if path in errors:
@@ -252,19 +263,19 @@ def _file_warnings(path: str, info: dict[str, Any]) -> list[str]:
 
 
 def check_listing(listing: Listing, skip_bad: bool = False,
-                  run_dir: Path | None = None) -> DataReport:
+                  decode_errors: DecodeErrors = file_decode_errors) -> DataReport:
     """Check a listing; raise `DataError` when training would fail (unless ``skip_bad``).
 
     Args:
         listing: what a source yields.
         skip_bad: leave unreadable files out (recorded in ``report.skipped``) instead of
             raising; problems that are not about single files still raise.
-        run_dir: unused here; `load_data` writes ``data_skipped.json`` there.
+        decode_errors: how files without a cached verdict are decoded (see `inspect_files`).
 
     Returns:
         The :class:`DataReport`.
     """
-    report = inspect_listing(listing)
+    report = inspect_listing(listing, decode_errors)
     files = [issue for issue in report.bad if issue.part != "class"]
     if skip_bad and files:
         skipped = {issue.path for issue in files}
@@ -281,13 +292,14 @@ def check_listing(listing: Listing, skip_bad: bool = False,
     return report
 
 
-def inspect_listing(listing: Listing) -> DataReport:
+def inspect_listing(listing: Listing,
+                    decode_errors: DecodeErrors = file_decode_errors) -> DataReport:
     """Build the full report without raising (what `restransfer data check` prints)."""
     counts = listing.counts()
     report = DataReport(class_names=listing.class_names, counts=counts, ignored=listing.ignored)
     paths = [p for part in listing.parts.values() for p in (part.paths or [])]
     if paths:
-        infos, from_cache = inspect_files(paths)
+        infos, from_cache = inspect_files(paths, decode_errors)
         report.files_checked, report.files_from_cache = len(infos), from_cache
         owners: dict[str, list[tuple[str, str]]] = {}
         for name, part in listing.parts.items():

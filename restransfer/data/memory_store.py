@@ -12,15 +12,21 @@ later epoch copies each image through the buffer one element at a time. Here:
   gather per batch, no per-image work.
 
 An epoch that stops early (``take``, an interrupted ``fit``) leaves slots empty, so the next
-epoch streams (decodes) again; the store is complete after the first full epoch.
+epoch streams (decodes) again; the store is complete after the first full epoch. On a dataset's
+first run the check fills the store (`fill_store`) while it decodes every file anyway, and the
+first epoch already only gathers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+# For every tf.data function of the data layer: none has Python control flow on tensors, and
+# AutoGraph's conversion of each one only costs start-up (~20 ms per function).
+do_not_convert = tf.autograph.experimental.do_not_convert
 
 
 class ImageStore:
@@ -59,6 +65,28 @@ class ImageStore:
             return tf.identity(images)
 
 
+def fill_store(store: ImageStore, indices: Sequence[int],
+               load: Callable[[tf.Tensor], tf.Tensor], batch_size: int = 64) -> list[int]:
+    """Load slots ``indices`` into ``store`` (in parallel, any order); return those that failed.
+
+    Args:
+        store: the slots to fill.
+        indices: which slots to load.
+        load: ``index -> image [h, w, 3]`` in the store's dtype; an image whose ``load`` raises
+            is left out and its index returned.
+        batch_size: images written per scatter.
+    """
+    if not len(indices):
+        return []
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64))
+    ds = ds.map(do_not_convert(lambda index: (index, load(index))), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=False)
+    ds = ds.ignore_errors().batch(batch_size)
+    ds = ds.map(do_not_convert(lambda index, images: _after(store.put(index, images), index)))
+    loaded = np.concatenate([index for index in ds.as_numpy_iterator()] or [np.zeros(0, int)])
+    return sorted(set(int(i) for i in indices) - set(loaded.tolist()))
+
+
 def stored_training_dataset(store: ImageStore, labels: np.ndarray,
                             load: Callable[[tf.Tensor], tf.Tensor], batch_size: int, *,
                             seed: int = 0, shuffle_buffer: int | None = None,
@@ -82,6 +110,7 @@ def stored_training_dataset(store: ImageStore, labels: np.ndarray,
     labels = tf.constant(np.asarray(labels, np.int64))
     order = tf.data.Dataset.range(count).shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
 
+    @do_not_convert
     def decode(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         if counters is None:
             return load(index), index
@@ -92,9 +121,11 @@ def stored_training_dataset(store: ImageStore, labels: np.ndarray,
         with tf.control_dependencies([left]):
             return tf.identity(image), index
 
+    @do_not_convert
     def write(images: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return store.put(indices, images), tf.gather(labels, indices)
 
+    @do_not_convert
     def gather(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return store.images.sparse_read(indices), tf.gather(labels, indices)
 
@@ -104,6 +135,12 @@ def stored_training_dataset(store: ImageStore, labels: np.ndarray,
     streaming = streaming.batch(batch_size).map(write, num_parallel_calls=tf.data.AUTOTUNE)
     from_store = order.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     # The choice is made once per epoch, when the epoch's iterator starts.
-    return tf.data.Dataset.range(1).flat_map(
+    return tf.data.Dataset.range(1).flat_map(do_not_convert(
         lambda _: tf.cond(tf.reduce_all(store.filled.read_value()),
-                          lambda: from_store, lambda: streaming))
+                          lambda: from_store, lambda: streaming)))
+
+
+def _after(done: tf.Tensor, value: tf.Tensor) -> tf.Tensor:
+    with tf.control_dependencies([done]):
+        return tf.identity(value)
+

@@ -14,15 +14,21 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from restransfer.data.augment import build_augment
-from restransfer.data.check import DataReport, check_listing
+from restransfer.data.check import DataReport, check_listing, file_decode_errors
 from restransfer.data.image_ops import decode_image, resize_for_eval
-from restransfer.data.memory_store import ImageStore, stored_training_dataset
+from restransfer.data.memory_store import (
+    ImageStore,
+    do_not_convert,
+    fill_store,
+    stored_training_dataset,
+)
 from restransfer.data.schema import DataConfig, data_config_error
 from restransfer.data.sources import (
     Listing,
@@ -113,31 +119,45 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
         raise ConfigError(data_config_error(error)) from None
     run_dir = Path(run_dir) if run_dir is not None else None
     listing = make_listing(config, seed)
-    report = check_listing(listing, skip_bad=config.skip_bad, run_dir=run_dir)
+    size = tuple(config.image_size)
+    plans = {name: _cache_plan(config.cache, part, size, name == "train", run_dir)
+             for name, part in listing.parts.items()}
+    load_file = _file_loader(size) if any(p.paths is not None for p in listing.parts.values()) \
+        else None
+    train = listing.parts["train"]
+    store = None
+    if plans["train"][0] == "memory" and train.paths is not None:
+        # Created before the check so that a first run's check decodes each training file
+        # once, straight into the store, instead of once for the check and again in epoch 1.
+        store = ImageStore(len(train), size, tf.uint8)
+        report = check_listing(listing, skip_bad=config.skip_bad,
+                               decode_errors=_filling_decoder(train, store, load_file))
+    else:
+        report = check_listing(listing, skip_bad=config.skip_bad)
+    if store is not None and any(issue.part == "train" for issue in report.skipped):
+        store = None  # slots follow the listing's order, which skipping changes
     listing = report.usable_listing(listing)
     if run_dir is not None and report.skipped:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "data_skipped.json").write_text(json.dumps(report.skipped_json(), indent=2))
-    size = tuple(config.image_size)
     augment = build_augment(config.augment, size, seed)
     num_classes = len(listing.class_names)
-    datasets, caches, counters = {}, {}, {}
+    datasets, counters = {}, {}
     for name, part in listing.parts.items():
         counters[name] = _DropCounter() if part.paths is not None else None
-        training = name == "train"
-        cache, as_uint8 = _cache_plan(config.cache, part, size, training, run_dir)
-        caches[name] = cache
+        cache, as_uint8 = plans[name]
+        load = load_file if part.paths is not None else _array_loader(size)
         datasets[name] = build_dataset(
-            part, num_classes, size, config.batch_size, training=training,
-            augment=augment if training else None, cache=cache,
+            part, load, num_classes, size, config.batch_size, training=name == "train",
+            augment=augment if name == "train" else None, cache=cache,
             cache_path=_cache_path(run_dir, name, part, size, config) if cache == "file" else None,
             shuffle_buffer=config.shuffle_buffer, seed=seed, counter=counters[name],
-            cache_uint8=as_uint8)
+            as_uint8=as_uint8, store=store if name == "train" else None)
     return DataBundle(
         train=datasets["train"], val=datasets["val"], test=datasets.get("test"),
         class_names=listing.class_names, num_train=len(listing.parts["train"]),
         num_val=len(listing.parts["val"]), num_test=len(listing.parts.get("test", ())),
-        report=report, image_size=size, cache=caches,
+        report=report, image_size=size, cache={name: plan[0] for name, plan in plans.items()},
         counters={k: v for k, v in counters.items() if v is not None})
 
 
@@ -158,17 +178,21 @@ def make_listing(config: Any, seed: int) -> Listing:
                         config.test_split, config.image_key, config.label_key)
 
 
-def build_dataset(part: Part, num_classes: int, image_size: tuple[int, int], batch_size: int, *,
-                  training: bool, augment=None, cache: str = "memory",
+def build_dataset(part: Part, load: Callable[[tf.Tensor], tf.Tensor], num_classes: int,
+                  image_size: tuple[int, int], batch_size: int, *, training: bool, augment=None, cache: str = "memory",
                   cache_path: Path | None = None, shuffle_buffer: int | None = None,
-                  seed: int = 0, counter: _DropCounter | None = None,
-                  cache_uint8: bool = False) -> tf.data.Dataset:
-    """Batched ``(images, one-hot labels)`` for one split (see the module docstring)."""
-    as_uint8 = cache_uint8 and training and cache != "none"
+                  seed: int = 0, counter: _DropCounter | None = None, as_uint8: bool = False,
+                  store: ImageStore | None = None) -> tf.data.Dataset:
+    """Batched ``(images, one-hot labels)`` for one split (see the module docstring).
+
+    ``load`` maps a path (file parts) or an image (array and TFDS parts) to the float32 image;
+    ``store`` is the training split's `ImageStore` when the check already filled it.
+    """
     if training and cache == "memory" and part.dataset is None:
-        ds = _stored(part, image_size, batch_size, as_uint8, seed, shuffle_buffer, counter)
+        ds = _stored(part, load, image_size, batch_size, as_uint8, seed, shuffle_buffer,
+                     counter, store)
     else:
-        ds = _decoded(part, image_size, as_uint8=as_uint8, counter=counter)
+        ds = _decoded(part, load, as_uint8=as_uint8, counter=counter)
         if cache == "memory":
             ds = ds.cache()
         elif cache == "file":
@@ -182,6 +206,7 @@ def build_dataset(part: Part, num_classes: int, image_size: tuple[int, int], bat
             ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
 
+    @do_not_convert
     def finish(images: tf.Tensor, labels: tf.Tensor):
         images = tf.cast(images, tf.float32)
         labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
@@ -193,35 +218,70 @@ def build_dataset(part: Part, num_classes: int, image_size: tuple[int, int], bat
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _loader(part: Part, image_size: tuple[int, int], as_uint8: bool):
-    """``item -> image [h, w, 3]`` (float32 0..255, or rounded uint8): decode and resize."""
+def _file_loader(image_size: tuple[int, int]) -> Callable[[tf.Tensor], tf.Tensor]:
+    """``path -> float32 image [h, w, 3]`` in 0..255: read, decode, `resize_for_eval`.
 
-    def load(item):
-        image = decode_image(tf.io.read_file(item)) if part.paths is not None else item
-        image = resize_for_eval(image, image_size)
-        if as_uint8:
-            image = tf.cast(tf.round(image), tf.uint8)
-        return image
+    Traced once per `load_data` call with a fixed signature and shared by every split and the
+    check: the traced graph (conditionals for alpha, grayscale and the resize direction) takes
+    tens of milliseconds to build, a visible share of a small dataset's first epoch.
+    """
+    return tf.function(lambda path: resize_for_eval(decode_image(tf.io.read_file(path)),
+                                                    image_size),
+                       input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 
-    return load
+
+def _array_loader(image_size: tuple[int, int]) -> Callable[[tf.Tensor], tf.Tensor]:
+    """``image [H, W, 3] -> float32 image [h, w, 3]`` for array and TFDS parts."""
+    return do_not_convert(lambda image: resize_for_eval(image, image_size))
 
 
-def _stored(part: Part, image_size: tuple[int, int], batch_size: int, as_uint8: bool, seed: int,
-            shuffle_buffer: int | None, counter: _DropCounter | None) -> tf.data.Dataset:
-    """Training batches from an `ImageStore` filled by the first epoch (file or array parts)."""
-    load = _loader(part, image_size, as_uint8)
+
+def _to_uint8(image: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.round(image), tf.uint8)
+
+
+def _filling_decoder(part: Part, store: ImageStore,
+                     load: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[list[str]], dict]:
+    """The check's ``decode_errors`` for a first run: training files are decoded, resized and
+    written to ``store`` (their check and their first epoch in one pass); other files are
+    decoded as the check always does."""
+    index_of = {os.path.abspath(path): i for i, path in enumerate(part.paths)}
+    paths = tf.constant(part.paths)
+
+    def decode_errors(todo: list[str]) -> dict[str, str]:
+        mine = [index_of[path] for path in todo if path in index_of]
+        errors = file_decode_errors([path for path in todo if path not in index_of])
+        failed = fill_store(store, mine, do_not_convert(lambda i: _to_uint8(load(tf.gather(paths, i)))))
+        errors.update(file_decode_errors([part.paths[i] for i in failed]))
+        return errors
+
+    return decode_errors
+
+
+def _stored(part: Part, load: Callable[[tf.Tensor], tf.Tensor], image_size: tuple[int, int],
+            batch_size: int, as_uint8: bool, seed: int, shuffle_buffer: int | None, counter: _DropCounter | None,
+            store: ImageStore | None) -> tf.data.Dataset:
+    """Training batches from an `ImageStore` filled by the check or the first epoch."""
     items = tf.constant(part.paths if part.paths is not None else part.images)
-    store = ImageStore(len(part), image_size, tf.uint8 if as_uint8 else tf.float32)
+    dtype = tf.uint8 if as_uint8 else tf.float32
+    if store is None:
+        store = ImageStore(len(part), image_size, dtype)
+
+    @do_not_convert
+    def load_index(index: tf.Tensor) -> tf.Tensor:
+        image = load(tf.gather(items, index))
+        return _to_uint8(image) if as_uint8 else image
+
     ds = stored_training_dataset(
-        store, part.labels, lambda index: load(tf.gather(items, index)), batch_size, seed=seed,
-        shuffle_buffer=shuffle_buffer, drop_errors=part.paths is not None,
+        store, part.labels, load_index, batch_size, seed=seed, shuffle_buffer=shuffle_buffer,
+        drop_errors=part.paths is not None,
         counters=(counter.entered, counter.left) if counter is not None else None)
     if part.paths is None:  # nothing can be dropped: tell Keras the number of steps
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-len(part) // batch_size)))
     return ds
 
 
-def _decoded(part: Part, image_size: tuple[int, int], as_uint8: bool = False,
+def _decoded(part: Part, load: Callable[[tf.Tensor], tf.Tensor], as_uint8: bool = False,
              counter: _DropCounter | None = None) -> tf.data.Dataset:
     """Unbatched ``(image [h, w, 3] 0..255, int64 label)`` elements of a part, float32 or uint8."""
     if part.paths is not None:
@@ -230,16 +290,21 @@ def _decoded(part: Part, image_size: tuple[int, int], as_uint8: bool = False,
         ds = tf.data.Dataset.from_tensor_slices((part.images, part.labels))
     else:
         ds = part.dataset
-    load = _loader(part, image_size, as_uint8)
     if counter is not None:
-        ds = ds.map(lambda item, label: _counted(counter.entered, item, label))
-    ds = ds.map(lambda item, label: (load(item), label), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(do_not_convert(lambda item, label: _counted(counter.entered, item, label)))
+
+    @do_not_convert
+    def load_item(item: tf.Tensor, label: tf.Tensor):
+        image = load(item)
+        return (_to_uint8(image) if as_uint8 else image), label
+
+    ds = ds.map(load_item, num_parallel_calls=tf.data.AUTOTUNE)
     if part.paths is not None:
         # Last resort only: every file passed `check_listing` (decoded with these same ops), so
         # this drops nothing unless a file changes on disk during training; counted above/below.
         ds = ds.ignore_errors(log_warning=True)
     if counter is not None:
-        ds = ds.map(lambda image, label: _counted(counter.left, image, label))
+        ds = ds.map(do_not_convert(lambda image, label: _counted(counter.left, image, label)))
     return ds
 
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from restransfer.data import load_data
@@ -65,29 +66,74 @@ def test_order_depends_on_the_seed():
     assert _order(_indexed(30, shuffle_buffer=1)[2]) == list(range(30))  # no shuffling
 
 
-def test_training_images_are_the_evaluation_images_rounded(tmp_path):
+def _stored_images(data) -> np.ndarray:
+    images = np.concatenate([x.numpy() for x, _ in data.train])
+    assert images.dtype == np.float32 and len(images) == data.num_train
+    return images
+
+
+@pytest.mark.parametrize("run", ["first", "later"])
+def test_training_images_are_the_evaluation_images_rounded(tmp_path, run):
     # The store holds resize_for_eval(decode_image(file)) rounded to uint8: training sees what
-    # evaluation and the exported serving graph see, to half a grey level.
+    # evaluation and the exported serving graph see, to half a grey level. A first run's check
+    # fills the store; a later run (verdicts cached) fills it while streaming epoch 1.
     root = make_folder(tmp_path / "d", {"a": 5, "b": 5}, size=(53, 41))
-    data = load_data(source="folder", path=root, validation_split=0.2, image_size=[24, 20],
-                     batch_size=3, seed=2)
+    kwargs = dict(source="folder", path=root, validation_split=0.2, image_size=[24, 20],
+                  batch_size=3, seed=2)
+    data = load_data(**kwargs)
+    if run == "later":
+        data = load_data(**kwargs)
+        assert data.report.files_from_cache == 10
     assert data.cache["train"] == "memory"
     references = np.round(np.stack([
         resize_for_eval(decode_image(tf.io.read_file(str(p))), (24, 20))
         for p in sorted(root.rglob("*.jpg"))]))
-    for _ in range(2):  # streamed, then from the store
-        images = np.concatenate([x.numpy() for x, _ in data.train])
-        assert images.dtype == np.float32 and len(images) == data.num_train == 8
+    for _ in range(2):
+        images = _stored_images(data)
+        assert len(images) == 8
         matches = [np.flatnonzero((references == image).all(axis=(1, 2, 3))) for image in images]
         assert all(len(m) == 1 for m in matches)
         assert len({int(m[0]) for m in matches}) == 8  # eight different files
 
 
-def test_file_broken_after_the_check_is_dropped_and_counted_in_memory(tmp_path):
+def test_first_run_check_decodes_training_files_into_the_store(tmp_path):
+    # Each training file is decoded once on a first run: by the check, straight into the
+    # store. Deleting every file after load_data proves epoch 1 reads none of them.
     root = make_folder(tmp_path / "train", {"a": 4, "b": 4})
     val = make_folder(tmp_path / "val", {"a": 1, "b": 1}, seed=50)
     data = load_data(source="folder", path=root, val_path=val, image_size=8, batch_size=3)
-    assert data.cache["train"] == "memory"
+    assert data.report.files_checked == 10 and data.report.files_from_cache == 0
+    for path in root.rglob("*.jpg"):
+        path.unlink()
+    first, second = _stored_images(data), _stored_images(data)
+    assert len(first) == 8 and data.dropped_at_runtime() == 0
+    np.testing.assert_array_equal(np.sort(first, axis=0), np.sort(second, axis=0))
+
+
+def test_first_run_with_a_skipped_training_file_streams_the_rest(tmp_path):
+    # Skipping changes the slots' order, so the prefilled store is dropped, not misread.
+    root = make_folder(tmp_path / "train", {"a": 4, "b": 4})
+    (root / "a" / "001.jpg").write_bytes(b"broken from the start")
+    val = make_folder(tmp_path / "val", {"a": 1, "b": 1}, seed=50)
+    data = load_data(source="folder", path=root, val_path=val, image_size=8, batch_size=3,
+                     skip_bad=True)
+    assert [issue.path for issue in data.report.skipped] == [str(root / "a" / "001.jpg")]
+    references = np.round(np.stack([
+        resize_for_eval(decode_image(tf.io.read_file(str(p))), (8, 8))
+        for p in sorted(root.rglob("*.jpg")) if p.name != "001.jpg" or p.parent.name != "a"]))
+    images = _stored_images(data)
+    assert len(images) == 7
+    assert sorted(int(np.flatnonzero((references == im).all(axis=(1, 2, 3)))[0])
+                  for im in images) == list(range(7))
+
+
+def test_file_broken_after_the_check_is_dropped_and_counted_in_memory(tmp_path):
+    root = make_folder(tmp_path / "train", {"a": 4, "b": 4})
+    val = make_folder(tmp_path / "val", {"a": 1, "b": 1}, seed=50)
+    load_data(source="folder", path=root, val_path=val, image_size=8, batch_size=3)
+    # A later run: verdicts come from the cache, so epoch 1 streams the files.
+    data = load_data(source="folder", path=root, val_path=val, image_size=8, batch_size=3)
+    assert data.cache["train"] == "memory" and data.report.files_from_cache == 10
     (root / "a" / "002.jpg").write_bytes(b"broken after the check")
     # It never reaches the store, so every epoch tries it again, drops it and counts it.
     assert [sum(len(x) for x, _ in data.train) for _ in range(2)] == [7, 7]
