@@ -9,11 +9,8 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
-
-from restransfer.errors import ConfigError
-
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verbose: int | str = 2) -> dict:
@@ -21,22 +18,22 @@ def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verb
     from rich.console import Console
 
     from restransfer.recipe.engine import train
+    from restransfer.recipe.shipped import shipped_recipe
 
     out = Path(out).expanduser().resolve()
-    recipe = {name: RECIPES / f"quickstart_{name}.yaml" for name in ("source", "target", "scratch")}
-    missing = [str(p) for p in recipe.values() if not p.is_file()]
-    if missing:
-        raise ConfigError(f"The quickstart recipes {missing} are missing; they ship in the repository's recipes/ folder.")
     # The table needs ~100 columns; rich assumes 80 when output is not a terminal.
     console = Console(width=max(Console().width, 100))
     runs = {}
-    console.rule("1/3 pretrain on digits 0-4")
-    runs["source"] = train(recipe["source"], out=out / "source", force=force, verbose=verbose)
-    console.rule("2/3 fine-tune on digits 5-9, 10 images per class")
-    runs["target"] = train(recipe["target"], {"model.weights": str(out / "source")}, out=out / "target",
-                           force=force, verbose=verbose)
-    console.rule("3/3 baseline: the same target from scratch")
-    runs["scratch"] = train(recipe["scratch"], out=out / "scratch", force=force, verbose=verbose)
+    with ExitStack() as stack:
+        recipe = {name: stack.enter_context(shipped_recipe(f"quickstart_{name}.yaml"))
+                  for name in ("source", "target", "scratch")}
+        console.rule("1/3 pretrain on digits 0-4")
+        runs["source"] = train(recipe["source"], out=out / "source", force=force, verbose=verbose)
+        console.rule("2/3 fine-tune on digits 5-9, 10 images per class")
+        runs["target"] = train(recipe["target"], {"model.weights": str(out / "source")}, out=out / "target",
+                               force=force, verbose=verbose)
+        console.rule("3/3 baseline: the same target from scratch")
+        runs["scratch"] = train(recipe["scratch"], out=out / "scratch", force=force, verbose=verbose)
     console.print(comparison_table(runs))
     return runs
 
