@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -23,3 +24,34 @@ def test_unknown_model_is_one_clear_line_without_traceback():
     assert result.returncode == 2
     assert "Unknown model 'resnet05'" in result.stderr and "Did you mean 'resnet50'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+COMMANDS = ["models", "bench", "data", "diagnose", "train", "validate", "evaluate", "predict", "export", "quickstart"]
+
+
+def test_building_the_parser_imports_no_framework():
+    # `restransfer --help` and argument errors must not wait seconds for TensorFlow to load.
+    code = ("import sys, restransfer.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'numpy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_help_lists_every_command():
+    import argparse
+
+    from restransfer.cli import build_parser
+
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    assert re.findall(r"^ {4}(\w+)", result.stdout, flags=re.MULTILINE) == COMMANDS
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(subparsers.choices) == COMMANDS  # a new command must be added to COMMANDS above
+
+
+def test_export_command_offers_the_library_formats():
+    from restransfer.commands import export as command
+    from restransfer.export.artifact import FORMATS, QUANTIZATIONS
+
+    assert (command.FORMATS, command.QUANTIZATIONS) == (FORMATS, QUANTIZATIONS)
