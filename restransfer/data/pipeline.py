@@ -122,8 +122,8 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
     size = tuple(config.image_size)
     plans = {name: _cache_plan(config.cache, part, size, name == "train", run_dir)
              for name, part in listing.parts.items()}
-    load_file = _file_loader(size) if any(p.paths is not None for p in listing.parts.values()) \
-        else None
+    load_file = (_file_loader(size, config.resize)
+                 if any(p.paths is not None for p in listing.parts.values()) else None)
     train = listing.parts["train"]
     store = None
     if plans["train"][0] == "memory" and train.paths is not None:
@@ -146,7 +146,7 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
     for name, part in listing.parts.items():
         counters[name] = _DropCounter() if part.paths is not None else None
         cache, as_uint8 = plans[name]
-        load = load_file if part.paths is not None else _array_loader(size)
+        load = load_file if part.paths is not None else _array_loader(size, config.resize)
         datasets[name] = build_dataset(
             part, load, num_classes, size, config.batch_size, training=name == "train",
             augment=augment if name == "train" else None, cache=cache,
@@ -218,7 +218,7 @@ def build_dataset(part: Part, load: Callable[[tf.Tensor], tf.Tensor], num_classe
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _file_loader(image_size: tuple[int, int]) -> Callable[[tf.Tensor], tf.Tensor]:
+def _file_loader(image_size: tuple[int, int], method: str) -> Callable[[tf.Tensor], tf.Tensor]:
     """``path -> float32 image [h, w, 3]`` in 0..255: read, decode, `resize_for_eval`.
 
     Traced once per `load_data` call with a fixed signature and shared by every split and the
@@ -226,13 +226,13 @@ def _file_loader(image_size: tuple[int, int]) -> Callable[[tf.Tensor], tf.Tensor
     tens of milliseconds to build, a visible share of a small dataset's first epoch.
     """
     return tf.function(lambda path: resize_for_eval(decode_image(tf.io.read_file(path)),
-                                                    image_size),
+                                                    image_size, method),
                        input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 
 
-def _array_loader(image_size: tuple[int, int]) -> Callable[[tf.Tensor], tf.Tensor]:
+def _array_loader(image_size: tuple[int, int], method: str) -> Callable[[tf.Tensor], tf.Tensor]:
     """``image [H, W, 3] -> float32 image [h, w, 3]`` for array and TFDS parts."""
-    return do_not_convert(lambda image: resize_for_eval(image, image_size))
+    return do_not_convert(lambda image: resize_for_eval(image, image_size, method))
 
 
 
@@ -345,7 +345,7 @@ def _memory_budget() -> float:
 def _cache_path(run_dir: Path, name: str, part: Part, image_size: tuple[int, int],
                 config: Any) -> Path:
     """A cache file name that changes whenever the cached content would."""
-    digest = hashlib.sha1(repr((tuple(image_size), config.source)).encode())
+    digest = hashlib.sha1(repr((tuple(image_size), config.source, config.resize)).encode())
     digest.update(part.labels.tobytes())
     if part.paths is not None:
         for path in part.paths:

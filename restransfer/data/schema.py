@@ -16,7 +16,7 @@ recipe).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     BaseModel,
@@ -33,6 +33,10 @@ from pydantic import (
 SOURCES = ("folder", "csv", "tfds", "digits", "arrays")
 CACHE_MODES = ("auto", "memory", "file", "none")
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+# How decoded images are resized to image_size; see restransfer.data.image_ops.
+ResizeMethod = Literal["area", "bilinear"]
+RESIZE_METHODS: tuple[str, ...] = get_args(ResizeMethod)
 
 
 class _Strict(BaseModel):
@@ -154,6 +158,10 @@ class _Common(_Strict):
     batch_size: int = Field(32, ge=1)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     cache: Literal["auto", "memory", "file", "none"] = "auto"
+    resize: ResizeMethod = Field(
+        "area", description="area: antialiased shrinking, close to PIL (torchvision, timm); "
+                            "bilinear: Keras' image_dataset_from_directory default, faster, "
+                            "aliased when shrinking")
     shuffle_buffer: int | None = Field(None, ge=1, description="default: the whole training set")
     skip_bad: bool = False
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from restransfer.data.schema import RESIZE_METHODS
 from restransfer.export.artifact import (
     FORMATS,
     QUANTIZATIONS,
@@ -43,7 +44,8 @@ SampleSource = Sequence[str | os.PathLike] | np.ndarray | object | None
 def export_model(model, out: str | os.PathLike, format: str, class_names: Sequence[str], *,
                  image_size: Sequence[int] | None = None, samples: SampleSource = None,
                  assets: Mapping[str, str | os.PathLike] | None = None, quantize: str | None = None,
-                 verify: bool = True, source_model: str | os.PathLike | None = None) -> ExportResult:
+                 verify: bool = True, source_model: str | os.PathLike | None = None,
+                 resize: str = "area") -> ExportResult:
     """Export a Keras classifier (float32 RGB 0..255 in, probabilities out) to ``out``.
 
     Args:
@@ -61,6 +63,8 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
         verify: reload in a fresh process and compare with ``model`` (raises on mismatch).
         source_model: the ``.keras`` file ``model`` came from, recorded so that ``export verify``
             can compare against it on new images.
+        resize: how the SavedModel's bytes signature resizes decoded images, ``"area"`` or
+            ``"bilinear"``: the run's ``data.resize``, so serving equals evaluation.
 
     Returns:
         An ``ExportResult`` (path, file sizes, verification report).
@@ -72,14 +76,16 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
     if len(class_names) != num_outputs:
         raise ExportError(f"The model has {num_outputs} outputs but {len(class_names)} class names were given.")
     image_size = _image_size(model, image_size)
+    if resize not in RESIZE_METHODS:
+        raise ExportError(f"resize must be one of {list(RESIZE_METHODS)}; received {resize!r}.")
     assets = {key: Path(path) for key, path in (assets or {}).items() if Path(path).is_file()}
-    encoded, samples_source = _encode_samples(samples, image_size)
+    encoded, samples_source = _encode_samples(samples, image_size, resize)
 
     with staged_directory(out) as stage:
         if format == "saved_model":
             from restransfer.export.saved_model import write_saved_model
 
-            write_saved_model(model, stage, class_names, image_size, assets)
+            write_saved_model(model, stage, class_names, image_size, assets, resize=resize)
             artifacts, precision = ["saved_model.pb", "variables", "assets"], {"saved_model": "float32"}
         elif format == "keras":
             from restransfer.export.keras_file import write_keras
@@ -96,10 +102,11 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
                 shutil.copyfile(path, stage / path.name)
                 artifacts.append(path.name)
         sample_names = write_samples(stage, encoded)
-        reference = _keras_probabilities(model, [stage / name for name in sample_names], image_size)
+        reference = _keras_probabilities(model, [stage / name for name in sample_names], image_size,
+                                         resize)
         write_reference(stage, reference)
         manifest = _manifest(model, format, class_names, image_size, precision, sample_names, samples_source,
-                             source_model, file_sizes(stage, artifacts))
+                             source_model, file_sizes(stage, artifacts), resize)
         write_manifest(stage, manifest)
         report = None
         if verify:
@@ -141,6 +148,7 @@ def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike |
     return export_model(
         model, out, format, info["class_names"],
         image_size=info.get("image_size"), samples=samples, quantize=quantize, verify=verify,
+        resize=info.get("resize", "area"),
         assets={"recipe": run / "recipe.yaml", "metrics": run / "metrics.json"},
         source_model=run / "model.keras",
     )
@@ -174,13 +182,13 @@ def _image_size(model, image_size) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _encode_samples(samples: SampleSource, image_size) -> tuple[list[tuple[str, bytes]], str]:
+def _encode_samples(samples: SampleSource, image_size, resize: str) -> tuple[list[tuple[str, bytes]], str]:
     """(suffix, encoded bytes) sample images, and where they came from."""
     if isinstance(samples, (list, tuple)) and samples and isinstance(samples[0], (str, os.PathLike)):
-        from restransfer.export.verify import eval_images
+        from restransfer.data.image_ops import read_images
 
         paths = [Path(p) for p in samples[:NUM_SAMPLES]]
-        eval_images(paths, image_size)  # a clear error naming a bad file before anything is written
+        read_images(paths, image_size, resize)  # a clear error naming a bad file before anything is written
         encoded = []
         for path in paths:
             try:
@@ -232,16 +240,17 @@ def _validation_samples(run: Path):
         return None
 
 
-def _keras_probabilities(model, files: Sequence[Path], image_size) -> np.ndarray:
+def _keras_probabilities(model, files: Sequence[Path], image_size, resize: str) -> np.ndarray:
     import keras
 
-    from restransfer.export.verify import eval_images
+    from restransfer.data.image_ops import read_images
 
-    return keras.ops.convert_to_numpy(call_model(model, eval_images(files, image_size))).astype(np.float32)
+    images = read_images(files, image_size, resize)
+    return keras.ops.convert_to_numpy(call_model(model, images)).astype(np.float32)
 
 
 def _manifest(model, format, class_names, image_size, precision, samples, samples_source, source_model,
-              files) -> dict:
+              files, resize) -> dict:
     import keras
 
     import restransfer
@@ -254,7 +263,8 @@ def _manifest(model, format, class_names, image_size, precision, samples, sample
     except ImportError:
         pass
     return {
-        "format": format, "model": model.name, "image_size": list(image_size), "class_names": class_names,
+        "format": format, "model": model.name, "image_size": list(image_size), "resize": resize,
+        "class_names": class_names,
         "files": files, "precision": precision,
         "tolerances": {name: TOLERANCES[p] for name, p in precision.items()},
         "samples": samples, "samples_source": samples_source,

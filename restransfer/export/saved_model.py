@@ -48,8 +48,11 @@ def _is_supported_image(contents: tf.Tensor) -> tf.Tensor:
     ]))
 
 
-def serving_functions(model: keras.Model, image_size: Sequence[int], class_names: Sequence[str]):
+def serving_functions(model: keras.Model, image_size: Sequence[int], class_names: Sequence[str],
+                      resize: str = "area"):
     """The two serving functions, as plain Python callables ready for ``tf.function``.
+
+    ``resize`` is the run's ``data.resize`` (``resize_for_eval``'s method).
 
     Returns:
         ``(serve_bytes, serve_tensor)``; each returns ``{"probabilities", "classes", "scores"}``.
@@ -76,7 +79,7 @@ def serving_functions(model: keras.Model, image_size: Sequence[int], class_names
         )
         with tf.control_dependencies([tf.debugging.Assert(_is_supported_image(contents), [message])]):
             image = decode_image(tf.identity(contents))
-        return resize_for_eval(image, (height, width))
+        return resize_for_eval(image, (height, width), resize)
 
     def serve_tensor(images):
         return outputs(call_model(model, images))
@@ -94,7 +97,7 @@ def serving_functions(model: keras.Model, image_size: Sequence[int], class_names
 
 def write_saved_model(model: keras.Model, path: Path, class_names: Sequence[str],
                       image_size: Sequence[int], assets: Mapping[str, Path] | None = None,
-                      *, tensor_only: bool = False) -> None:
+                      *, tensor_only: bool = False, resize: str = "area") -> None:
     """Write ``model`` as a SavedModel with the two serving signatures and asset files.
 
     Args:
@@ -104,9 +107,10 @@ def write_saved_model(model: keras.Model, path: Path, class_names: Sequence[str]
         image_size: ``(height, width)`` the model takes.
         assets: asset name -> file to copy into ``assets/`` (e.g. the recipe, the metrics).
         tensor_only: write only ``serve_tensor`` (as TFLite's source: TFLite has no image decoders).
+        resize: how ``serving_default`` resizes decoded images (``resize_for_eval``'s method).
     """
     height, width = (int(s) for s in image_size)
-    serve_bytes, serve_tensor = serving_functions(model, (height, width), class_names)
+    serve_bytes, serve_tensor = serving_functions(model, (height, width), class_names, resize)
     archive = keras.export.ExportArchive()
     archive.track(model)
     tensor_spec = tf.TensorSpec([None, height, width, 3], tf.float32, name=TENSOR_INPUT)

@@ -2,8 +2,10 @@
 
 TFLite has no image decoders, so the TFLite model is converted from the ``serve_tensor``
 signature: ``images`` (float32 ``[batch, height, width, 3]``, RGB 0..255) -> ``probabilities``,
-``classes``, ``scores``. Decode and resize on the device the way ``resize_for_eval`` does
-(bilinear with antialiasing, whole image, no crop). Class names are also in ``labels.txt``.
+``classes``, ``scores``. Decode and resize on the device the way ``resize_for_eval`` does with
+the method ``export.json`` records under ``resize`` (``area``: box-filter shrinking, bilinear
+enlarging; ``bilinear``: plain bilinear), whole image, no crop. Class names are also in
+``labels.txt``.
 """
 
 from __future__ import annotations

@@ -162,21 +162,6 @@ def child_sys_path() -> list[str]:
     return [p for p in dict.fromkeys(paths) if os.path.isdir(p) and os.path.abspath(p) != project]
 
 
-def eval_images(files: Sequence[Path], image_size: Sequence[int]) -> np.ndarray:
-    """Decode and resize files the way evaluation and serving do: float32 [N, h, w, 3]."""
-    import tensorflow as tf
-
-    from restransfer.data.image_ops import decode_image, resize_for_eval
-
-    images = []
-    for path in files:
-        try:
-            images.append(resize_for_eval(decode_image(tf.io.read_file(str(path))), image_size).numpy())
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
-            raise DataError(f"Cannot read image '{path}': {error.message.strip().splitlines()[0]}") from None
-    return np.stack(images).astype(np.float32)
-
-
 def _keras_reference(model, manifest: dict, directory: Path, images: np.ndarray) -> np.ndarray:
     import keras
 
@@ -248,7 +233,9 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
         if not files or samples.reference is None:
             raise ExportError(f"'{directory}' holds no sample images; pass some with --images.")
         source = f"{len(files)} stored samples ({manifest.get('samples_source', 'unknown')})"
-    tensor_inputs = eval_images(files, image_size)
+    from restransfer.data.image_ops import read_images
+
+    tensor_inputs = read_images(files, image_size, manifest.get("resize", "area"))
     reference = samples.reference if not images else _keras_reference(model, manifest, directory, tensor_inputs)
 
     with tempfile.TemporaryDirectory(prefix="restransfer-verify-") as scratch:

@@ -121,8 +121,8 @@ def train(recipe: Recipe | str | Path | Mapping[str, Any], overrides: Sequence[s
         state = source.training_state() if same else None
     resuming = state is not None
     folder.write_info(
-        model=recipe.model.name, image_size=list(recipe.image_size), status=RUNNING,
-        restransfer_version=_version(), backend=keras.backend.backend(), precision=recipe.precision,
+        model=recipe.model.name, image_size=list(recipe.image_size), resize=recipe.data.resize,
+        status=RUNNING, restransfer_version=_version(), backend=keras.backend.backend(), precision=recipe.precision,
     )
     say = _Logger(folder, verbose)
     if resuming and state:

@@ -83,7 +83,7 @@ def evaluate(run_dir: str | Path, *, data: str | Path | None = None, split: str 
         data_path = Path(data).expanduser().resolve()
         if not data_path.is_dir():
             raise ConfigError(f"--data {data} is not a folder; give a folder with one subfolder per class.")
-        keep = {k: config[k] for k in ("image_size", "batch_size", "cache", "skip_bad")}
+        keep = {k: config[k] for k in ("image_size", "resize", "batch_size", "cache", "skip_bad")}
         config = {**keep, "source": "folder", "path": data_path, "val_path": data_path}
         suffix, split = "-" + data_path.name, "val"
     else:

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from restransfer.data.image_ops import decode_image, resize_for_eval
+from restransfer.data.image_ops import decode_image, read_images, resize_for_eval
+from restransfer.errors import DataError
 from tests.data.conftest import image_bytes
 
 
@@ -71,3 +72,32 @@ def test_decode_and_resize_in_a_graph():
 
     for fmt, mode in (("JPEG", "L"), ("PNG", "RGBA"), ("GIF", "P")):
         assert serve(tf.constant(image_bytes(fmt, mode))).shape == (16, 16, 3)
+
+
+def test_bilinear_method_is_keras_plain_bilinear_and_area_is_antialiased():
+    image = tf.constant(np.random.default_rng(1).integers(0, 256, (90, 120, 3), np.uint8))
+    bilinear = resize_for_eval(image, (30, 40), "bilinear")
+    np.testing.assert_array_equal(bilinear.numpy(), tf.image.resize(image, (30, 40)).numpy())
+    # A 3x shrink: area is the mean of each 3x3 block; bilinear only samples.
+    blocks = image.numpy().astype(np.float64).reshape(30, 3, 40, 3, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(resize_for_eval(image, (30, 40)).numpy(), blocks, atol=1e-3)
+    assert np.abs(bilinear.numpy() - blocks).mean() > 10
+
+
+def test_unknown_resize_method_names_the_choices():
+    with pytest.raises(ValueError, match="area.*bilinear.*'nearest'"):
+        resize_for_eval(tf.zeros([4, 4, 3], tf.uint8), (2, 2), "nearest")
+
+
+def test_read_images_names_a_missing_or_broken_file(tmp_path):
+    good = tmp_path / "good.png"
+    good.write_bytes(image_bytes("PNG", size=(20, 10)))
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    batch = read_images([good, good], (8, 8), "bilinear")
+    assert batch.shape == (2, 8, 8, 3) and batch.dtype == np.float32
+    np.testing.assert_array_equal(
+        batch[0], resize_for_eval(decode_image(tf.io.read_file(str(good))), (8, 8), "bilinear"))
+    with pytest.raises(DataError, match=r"bad.jpg' cannot be decoded \(Unknown image file format"):
+        read_images([good, tmp_path / "bad.jpg"], (8, 8))
+    with pytest.raises(DataError, match="missing.png' does not exist"):
+        read_images([tmp_path / "missing.png"], (8, 8))

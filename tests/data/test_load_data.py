@@ -231,3 +231,21 @@ def test_file_broken_after_the_check_is_dropped_and_counted(tmp_path):
     x, _ = _epoch(data.train)
     vx, _ = _epoch(data.val)
     assert len(x) + len(vx) == 7 and data.dropped_at_runtime() == 1
+
+
+def test_bilinear_resize_gives_exactly_keras_image_dataset_from_directory(tmp_path):
+    # data.resize: bilinear is Keras' own preprocessing, pixel for pixel: validation images
+    # equal image_dataset_from_directory's; training images are them rounded to uint8.
+    import keras
+
+    root = make_folder(tmp_path / "d", {"a": 3, "b": 3}, size=(70, 45))
+    keras_images = np.concatenate([x.numpy() for x, _ in keras.utils.image_dataset_from_directory(
+        root, image_size=(24, 20), shuffle=False, verbose=False)])
+    data = load_data(source="folder", path=root, val_path=root, image_size=[24, 20],
+                     batch_size=4, resize="bilinear")
+    val = np.concatenate([x.numpy() for x, _ in data.val])
+    np.testing.assert_array_equal(val, keras_images)
+    train = np.concatenate([x.numpy() for x, _ in data.train])
+    assert sorted(map(bytes, train)) == sorted(map(bytes, np.round(keras_images)))
+    area = load_data(source="folder", path=root, val_path=root, image_size=[24, 20], batch_size=4)
+    assert np.abs(np.concatenate([x.numpy() for x, _ in area.val]) - keras_images).max() > 1

@@ -52,7 +52,7 @@ def test_failed_export_leaves_nothing_behind(trained_model, tmp_path):
     not_an_image = tmp_path / "sample.png"
     not_an_image.write_text("text")
     out = tmp_path / "exports" / "keras"
-    with pytest.raises(DataError, match=f"Cannot read image '{not_an_image}'"):
+    with pytest.raises(DataError, match=f"Image '{not_an_image}' cannot be decoded"):
         export_model(trained_model, out, "keras", CLASS_NAMES, samples=[not_an_image])
     assert not out.exists()
     # A failure after writing started (a layer the portable .keras cannot express) removes the

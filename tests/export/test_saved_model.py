@@ -136,3 +136,22 @@ def test_mixed_precision_model_serves_float32(tmp_path):
     out = loaded.signatures["serve_tensor"](images=tf.constant(images))
     assert out["probabilities"].dtype == tf.float32 and out["scores"].dtype == tf.float32
     np.testing.assert_allclose(out["probabilities"].numpy(), model.predict_on_batch(images), atol=1e-4)
+
+
+def test_bilinear_run_serves_with_bilinear_resize(trained_model, encoded, tmp_path):
+    # A run trained with data.resize: bilinear exports a serving graph that resizes the same
+    # way (serving equals evaluation), records it, and passes its own verification.
+    from restransfer.export import export_model
+
+    result = export_model(trained_model, tmp_path / "export", "saved_model", CLASS_NAMES,
+                          image_size=(32, 32), resize="bilinear")
+    assert result.verification.passed
+    assert json.loads((tmp_path / "export" / "export.json").read_text())["resize"] == "bilinear"
+    contents, _ = encoded
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    served = loaded.signatures["serving_default"](image_bytes=tf.constant(contents))
+    bilinear = np.stack([resize_for_eval(decode_image(tf.constant(c)), (32, 32), "bilinear") for c in contents])
+    expected = trained_model.predict_on_batch(bilinear)
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
+    # Image 2 (50x70 JPEG) is shrunk: the two resizes differ there, so the test can tell them apart.
+    assert np.abs(bilinear[2] - resize_for_eval(decode_image(tf.constant(contents[2])), (32, 32))).max() > 1

@@ -82,6 +82,7 @@ def test_run_folder_follows_the_contract(finished):
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished" and info["model"] == "cifar_resnet20"
     assert info["image_size"] == [32, 32] and info["preprocessing"] == "torch" and info["backend"] == "tensorflow"
+    assert info["resize"] == "area"  # what predict and export resize with
     assert json.loads((run_dir / "class_names.json").read_text()) == finished.class_names == ["0", "1", "2"]
     for png in run_dir.glob("plots/*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
