@@ -290,11 +290,11 @@ def _decoded(part: Part, load: Callable[[tf.Tensor], tf.Tensor], as_uint8: bool 
         ds = tf.data.Dataset.from_tensor_slices((part.images, part.labels))
     else:
         ds = part.dataset
-    if counter is not None:
-        ds = ds.map(do_not_convert(lambda item, label: _counted(counter.entered, item, label)))
 
     @do_not_convert
     def load_item(item: tf.Tensor, label: tf.Tensor):
+        if counter is not None:
+            item, label = _counted(counter.entered, item, label)
         image = load(item)
         return (_to_uint8(image) if as_uint8 else image), label
 
