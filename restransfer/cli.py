@@ -13,9 +13,11 @@ import os
 import sys
 
 from restransfer.errors import RestransferError
+from restransfer.native_logs import filtered_stderr
 
-# TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides our own output; set
-# before any command module can import TensorFlow.
+# TensorFlow's C++ chatter (CUDA probing, CPU features) hides our own output; set before any
+# command module can import TensorFlow. What absl prints before it reads this is filtered by
+# `filtered_stderr`.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 COMMAND_MODULES = (
@@ -41,14 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except RestransferError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with filtered_stderr():
+        try:
+            return int(args.handler(args) or 0)
+        except RestransferError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return error.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":
