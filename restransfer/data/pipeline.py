@@ -2,8 +2,9 @@
 
 Per split: read + decode + `resize_for_eval` in parallel (AUTOTUNE), decoded once when cached,
 batch, one-hot labels, prefetch. Training data cached in memory lives in an `ImageStore` (one
-tensor; each epoch a new order of indices, the first epoch streams); other training data goes
-through ``cache`` (file) and a shuffle buffer. Training batches are augmented every epoch after
+tensor; each epoch a new order of indices; on a dataset's first run the check fills it, else the
+first epoch streams into it); other training data goes through ``cache`` (file) and a shuffle
+buffer. Training batches are augmented every epoch after
 the cache; validation and test are never augmented and keep their order.
 """
 
@@ -129,7 +130,7 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
     if plans["train"][0] == "memory" and train.paths is not None:
         # Created before the check so that a first run's check decodes each training file
         # once, straight into the store, instead of once for the check and again in epoch 1.
-        store = ImageStore(len(train), size, tf.uint8)
+        store = ImageStore(len(train), size, tf.uint8 if plans["train"][1] else tf.float32)
         report = check_listing(listing, skip_bad=config.skip_bad,
                                decode_errors=_filling_decoder(train, store, load_file))
     else:
@@ -251,7 +252,9 @@ def _filling_decoder(part: Part, store: ImageStore,
     def decode_errors(todo: list[str]) -> dict[str, str]:
         mine = [index_of[path] for path in todo if path in index_of]
         errors = file_decode_errors([path for path in todo if path not in index_of])
-        failed = fill_store(store, mine, do_not_convert(lambda i: _to_uint8(load(tf.gather(paths, i)))))
+        as_stored = _to_uint8 if store.images.dtype == tf.uint8 else tf.identity
+        failed = fill_store(store, mine,
+                            do_not_convert(lambda i: as_stored(load(tf.gather(paths, i)))))
         errors.update(file_decode_errors([part.paths[i] for i in failed]))
         return errors
 
