@@ -18,8 +18,8 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,7 +150,7 @@ def file_decode_errors(paths: list[str]) -> dict[str, str]:
     """Decode each file with the training ops; map path -> error for those that fail."""
     import tensorflow as tf
 
-    from restransfer.data.image_ops import decode_image
+    from restransfer.data.image_ops import decode_image, op_error_reason
 
     if not paths:
         return {}
@@ -168,7 +168,7 @@ def file_decode_errors(paths: list[str]) -> dict[str, str]:
             decode_image(tf.io.read_file(paths[i]))
             errors[paths[i]] = "decoding failed once, then succeeded (file changing?)"
         except tf.errors.OpError as error:
-            message = error.message.split("}}")[-1].strip().split(" [Op:")[0]
+            message = op_error_reason(error)
             errors[paths[i]] = f"corrupt or truncated ({message})"
     return errors
 

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from restransfer.data.schema import RESIZE_METHODS, ResizeMethod
+from restransfer.data.schema import DEFAULT_RESIZE, RESIZE_METHODS, ResizeMethod
 from restransfer.errors import DataError
 
 
@@ -67,7 +67,7 @@ def decode_image(contents: tf.Tensor) -> tf.Tensor:
 
 
 def resize_for_eval(image: tf.Tensor, image_size: Sequence[int],
-                    method: ResizeMethod = "area") -> tf.Tensor:
+                    method: ResizeMethod = DEFAULT_RESIZE) -> tf.Tensor:
     """Resize a decoded image to ``image_size`` the way evaluation and serving do.
 
     Args:
@@ -96,7 +96,7 @@ def resize_for_eval(image: tf.Tensor, image_size: Sequence[int],
 
 
 def read_images(paths: Sequence[str | os.PathLike], image_size: Sequence[int],
-                method: ResizeMethod = "area") -> np.ndarray:
+                method: ResizeMethod = DEFAULT_RESIZE) -> np.ndarray:
     """Read, decode and `resize_for_eval` image files: float32 ``[N, h, w, 3]`` in 0..255.
 
     What prediction, export samples and export verification feed the model: the validation
@@ -116,9 +116,14 @@ def read_images(paths: Sequence[str | os.PathLike], image_size: Sequence[int],
             image = decode_image(tf.io.read_file(os.fspath(path)))
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError,
                 tf.errors.NotFoundError) as error:
-            # TensorFlow prefixes "{{function_node ...}}" and appends " [Op:...]".
-            reason = error.message.split("}}")[-1].strip().split(" [Op:")[0].splitlines()[0]
-            raise DataError(f"Image '{path}' cannot be decoded ({reason[:200]}); JPEG, PNG, "
+            reason = op_error_reason(error).splitlines()[0][:200]
+            raise DataError(f"Image '{path}' cannot be decoded ({reason}); JPEG, PNG, "
                             "GIF, BMP or WebP expected.") from None
         images.append(resize_for_eval(image, image_size, method).numpy())
     return np.stack(images).astype(np.float32)
+
+
+def op_error_reason(error: tf.errors.OpError) -> str:
+    """A TensorFlow op error's message without the ``{{function_node ...}}`` prefix and the
+    `` [Op:...]`` suffix TensorFlow wraps it in."""
+    return error.message.split("}}")[-1].strip().split(" [Op:")[0]

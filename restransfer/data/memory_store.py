@@ -79,8 +79,8 @@ def fill_store(store: ImageStore, indices: Sequence[int],
     if not len(indices):
         return []
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64))
-    ds = ds.map(do_not_convert(lambda index: (index, load(index))), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=False)
+    ds = ds.map(do_not_convert(lambda index: (index, load(index))),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     ds = ds.ignore_errors().batch(batch_size)
     ds = ds.map(do_not_convert(lambda index, images: _after(store.put(index, images), index)))
     loaded = np.concatenate([index for index in ds.as_numpy_iterator()] or [np.zeros(0, int)])

@@ -130,7 +130,7 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
     if plans["train"][0] == "memory" and train.paths is not None:
         # Created before the check so that a first run's check decodes each training file
         # once, straight into the store, instead of once for the check and again in epoch 1.
-        store = ImageStore(len(train), size, tf.uint8 if plans["train"][1] else tf.float32)
+        store = _new_store(len(train), size, as_uint8=plans["train"][1])
         report = check_listing(listing, skip_bad=config.skip_bad,
                                decode_errors=_filling_decoder(train, store, load_file))
     else:
@@ -180,9 +180,10 @@ def make_listing(config: Any, seed: int) -> Listing:
 
 
 def build_dataset(part: Part, load: Callable[[tf.Tensor], tf.Tensor], num_classes: int,
-                  image_size: tuple[int, int], batch_size: int, *, training: bool, augment=None, cache: str = "memory",
-                  cache_path: Path | None = None, shuffle_buffer: int | None = None,
-                  seed: int = 0, counter: _DropCounter | None = None, as_uint8: bool = False,
+                  image_size: tuple[int, int], batch_size: int, *, training: bool, augment=None,
+                  cache: str = "memory", cache_path: Path | None = None,
+                  shuffle_buffer: int | None = None, seed: int = 0,
+                  counter: _DropCounter | None = None, as_uint8: bool = False,
                   store: ImageStore | None = None) -> tf.data.Dataset:
     """Batched ``(images, one-hot labels)`` for one split (see the module docstring).
 
@@ -236,9 +237,13 @@ def _array_loader(image_size: tuple[int, int], method: str) -> Callable[[tf.Tens
     return do_not_convert(lambda image: resize_for_eval(image, image_size, method))
 
 
+def _new_store(count: int, image_size: tuple[int, int], as_uint8: bool) -> ImageStore:
+    return ImageStore(count, image_size, tf.uint8 if as_uint8 else tf.float32)
 
-def _to_uint8(image: tf.Tensor) -> tf.Tensor:
-    return tf.cast(tf.round(image), tf.uint8)
+
+def _as_stored(image: tf.Tensor, as_uint8: bool) -> tf.Tensor:
+    """A loaded float32 image as cached: rounded to uint8 for training, else unchanged."""
+    return tf.cast(tf.round(image), tf.uint8) if as_uint8 else image
 
 
 def _filling_decoder(part: Part, store: ImageStore,
@@ -252,9 +257,9 @@ def _filling_decoder(part: Part, store: ImageStore,
     def decode_errors(todo: list[str]) -> dict[str, str]:
         mine = [index_of[path] for path in todo if path in index_of]
         errors = file_decode_errors([path for path in todo if path not in index_of])
-        as_stored = _to_uint8 if store.images.dtype == tf.uint8 else tf.identity
-        failed = fill_store(store, mine,
-                            do_not_convert(lambda i: as_stored(load(tf.gather(paths, i)))))
+        as_uint8 = store.images.dtype == tf.uint8
+        failed = fill_store(store, mine, do_not_convert(
+            lambda i: _as_stored(load(tf.gather(paths, i)), as_uint8)))
         errors.update(file_decode_errors([part.paths[i] for i in failed]))
         return errors
 
@@ -262,18 +267,16 @@ def _filling_decoder(part: Part, store: ImageStore,
 
 
 def _stored(part: Part, load: Callable[[tf.Tensor], tf.Tensor], image_size: tuple[int, int],
-            batch_size: int, as_uint8: bool, seed: int, shuffle_buffer: int | None, counter: _DropCounter | None,
-            store: ImageStore | None) -> tf.data.Dataset:
+            batch_size: int, as_uint8: bool, seed: int, shuffle_buffer: int | None,
+            counter: _DropCounter | None, store: ImageStore | None) -> tf.data.Dataset:
     """Training batches from an `ImageStore` filled by the check or the first epoch."""
     items = tf.constant(part.paths if part.paths is not None else part.images)
-    dtype = tf.uint8 if as_uint8 else tf.float32
     if store is None:
-        store = ImageStore(len(part), image_size, dtype)
+        store = _new_store(len(part), image_size, as_uint8)
 
     @do_not_convert
     def load_index(index: tf.Tensor) -> tf.Tensor:
-        image = load(tf.gather(items, index))
-        return _to_uint8(image) if as_uint8 else image
+        return _as_stored(load(tf.gather(items, index)), as_uint8)
 
     ds = stored_training_dataset(
         store, part.labels, load_index, batch_size, seed=seed, shuffle_buffer=shuffle_buffer,
@@ -298,8 +301,7 @@ def _decoded(part: Part, load: Callable[[tf.Tensor], tf.Tensor], as_uint8: bool 
     def load_item(item: tf.Tensor, label: tf.Tensor):
         if counter is not None:
             item, label = _counted(counter.entered, item, label)
-        image = load(item)
-        return (_to_uint8(image) if as_uint8 else image), label
+        return _as_stored(load(item), as_uint8), label
 
     ds = ds.map(load_item, num_parallel_calls=tf.data.AUTOTUNE)
     if part.paths is not None:

@@ -37,6 +37,8 @@ FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 # How decoded images are resized to image_size; see restransfer.data.image_ops.
 ResizeMethod = Literal["area", "bilinear"]
 RESIZE_METHODS: tuple[str, ...] = get_args(ResizeMethod)
+# Also what runs and exports that record no ``resize`` used (they predate the option).
+DEFAULT_RESIZE: ResizeMethod = "area"
 
 
 class _Strict(BaseModel):
@@ -159,9 +161,9 @@ class _Common(_Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     cache: Literal["auto", "memory", "file", "none"] = "auto"
     resize: ResizeMethod = Field(
-        "area", description="area: antialiased shrinking, close to PIL (torchvision, timm); "
-                            "bilinear: Keras' image_dataset_from_directory default, faster, "
-                            "aliased when shrinking")
+        DEFAULT_RESIZE,
+        description="area: antialiased shrinking, close to PIL (torchvision, timm); bilinear: "
+                    "Keras' image_dataset_from_directory default, faster, aliased when shrinking")
     shuffle_buffer: int | None = Field(None, ge=1, description="default: the whole training set")
     skip_bad: bool = False
 

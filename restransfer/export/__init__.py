@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restransfer.data.schema import RESIZE_METHODS
+from restransfer.data.schema import DEFAULT_RESIZE, RESIZE_METHODS
 from restransfer.export.artifact import (
     FORMATS,
     QUANTIZATIONS,
@@ -45,7 +45,7 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
                  image_size: Sequence[int] | None = None, samples: SampleSource = None,
                  assets: Mapping[str, str | os.PathLike] | None = None, quantize: str | None = None,
                  verify: bool = True, source_model: str | os.PathLike | None = None,
-                 resize: str = "area") -> ExportResult:
+                 resize: str = DEFAULT_RESIZE) -> ExportResult:
     """Export a Keras classifier (float32 RGB 0..255 in, probabilities out) to ``out``.
 
     Args:
@@ -148,7 +148,7 @@ def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike |
     return export_model(
         model, out, format, info["class_names"],
         image_size=info.get("image_size"), samples=samples, quantize=quantize, verify=verify,
-        resize=info.get("resize", "area"),
+        resize=info.get("resize", DEFAULT_RESIZE),
         assets={"recipe": run / "recipe.yaml", "metrics": run / "metrics.json"},
         source_model=run / "model.keras",
     )
@@ -182,13 +182,15 @@ def _image_size(model, image_size) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _encode_samples(samples: SampleSource, image_size, resize: str) -> tuple[list[tuple[str, bytes]], str]:
+def _encode_samples(samples: SampleSource, image_size,
+                    resize: str) -> tuple[list[tuple[str, bytes]], str]:
     """(suffix, encoded bytes) sample images, and where they came from."""
     if isinstance(samples, (list, tuple)) and samples and isinstance(samples[0], (str, os.PathLike)):
         from restransfer.data.image_ops import read_images
 
         paths = [Path(p) for p in samples[:NUM_SAMPLES]]
-        read_images(paths, image_size, resize)  # a clear error naming a bad file before anything is written
+        # A clear error naming a bad file before anything is written.
+        read_images(paths, image_size, resize)
         encoded = []
         for path in paths:
             try:

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from restransfer.data.image_ops import decode_image, resize_for_eval
+from restransfer.data.schema import DEFAULT_RESIZE
 from restransfer.errors import DataError
 from restransfer.export.artifact import ExportError, call_model
 
@@ -49,7 +50,7 @@ def _is_supported_image(contents: tf.Tensor) -> tf.Tensor:
 
 
 def serving_functions(model: keras.Model, image_size: Sequence[int], class_names: Sequence[str],
-                      resize: str = "area"):
+                      resize: str = DEFAULT_RESIZE):
     """The two serving functions, as plain Python callables ready for ``tf.function``.
 
     ``resize`` is the run's ``data.resize`` (``resize_for_eval``'s method).
@@ -97,7 +98,7 @@ def serving_functions(model: keras.Model, image_size: Sequence[int], class_names
 
 def write_saved_model(model: keras.Model, path: Path, class_names: Sequence[str],
                       image_size: Sequence[int], assets: Mapping[str, Path] | None = None,
-                      *, tensor_only: bool = False, resize: str = "area") -> None:
+                      *, tensor_only: bool = False, resize: str = DEFAULT_RESIZE) -> None:
     """Write ``model`` as a SavedModel with the two serving signatures and asset files.
 
     Args:

@@ -234,8 +234,9 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
             raise ExportError(f"'{directory}' holds no sample images; pass some with --images.")
         source = f"{len(files)} stored samples ({manifest.get('samples_source', 'unknown')})"
     from restransfer.data.image_ops import read_images
+    from restransfer.data.schema import DEFAULT_RESIZE
 
-    tensor_inputs = read_images(files, image_size, manifest.get("resize", "area"))
+    tensor_inputs = read_images(files, image_size, manifest.get("resize", DEFAULT_RESIZE))
     reference = samples.reference if not images else _keras_reference(model, manifest, directory, tensor_inputs)
 
     with tempfile.TemporaryDirectory(prefix="restransfer-verify-") as scratch:

@@ -29,12 +29,13 @@ def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5
     model = load_run_model(folder)
     class_names = folder.class_names()
     from restransfer.data.image_ops import read_images
+    from restransfer.data.schema import DEFAULT_RESIZE
 
     info = folder.info() or {}
     size = tuple(model.input_shape[1:3])
     if None in size:
         size = tuple(info["image_size"])
-    batch = read_images(images, size, info.get("resize", "area"))
+    batch = read_images(images, size, info.get("resize", DEFAULT_RESIZE))
     probabilities = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
     k = max(1, min(top_k, len(class_names)))
     results = []
