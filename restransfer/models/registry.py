@@ -33,6 +33,11 @@ def check_model_name(name: str) -> None:
         )
 
 
+def default_style(weights) -> str:
+    """The style a model is built in when none is given: ``keras`` for the ImageNet files, else torchvision."""
+    return "keras" if isinstance(weights, str) and weights == "imagenet" else "torchvision"
+
+
 def create_model(name: str, *, num_classes: int | None = None, weights: str | None = None,
                  style: str | None = None, **options) -> keras.Model:
     """Build a named model and optionally load weights.
@@ -60,8 +65,7 @@ def create_model(name: str, *, num_classes: int | None = None, weights: str | No
                 f"create_model got an unknown option '{key}'." + did_you_mean(key, _OPTIONS)
                 + f" Options: {sorted(_OPTIONS)}."
             )
-    if style is None:
-        style = "keras" if weights == "imagenet" else "torchvision"
+    style = style or default_style(weights)
     model = build_resnet(SPECS[name], name=name, num_classes=num_classes, style=style, **options)
     if weights is not None:
         from restransfer.models.weights import load_weights

@@ -24,17 +24,11 @@ from restransfer.errors import WeightsError
 from restransfer.models.specs import SPECS
 from restransfer.models.weights import imagenet, readers
 from restransfer.models.weights.assign import assign, check_style, model_shapes, weights_style
+from restransfer.models.weights.source import SUPPORTED, WeightsSource, weights_source
 from restransfer.models.weights.torch_names import torch_name
 
-STATE_DICT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt", ".bin")
-KERAS_H5_SUFFIXES = (".h5", ".hdf5")
-SUPPORTED = (
-    "'imagenet'; a keras.applications-format .h5; a torchvision/timm state dict (.safetensors, .npz, "
-    ".pth, .pt, .bin); a restransfer checkpoint (.weights.h5 or .keras); or a run folder holding model.keras"
-)
 
-
-def load_weights(model: keras.Model, weights: str | os.PathLike, *, model_name: str | None = None,
+def load_weights(model: keras.Model, weights: str | os.PathLike | WeightsSource, *, model_name: str | None = None,
                  style: str | None = None) -> None:
     """Load pretrained weights into a model built by ``create_model``.
 
@@ -67,27 +61,23 @@ def load_weights(model: keras.Model, weights: str | os.PathLike, *, model_name: 
         >>> model = create_model("resnet50", num_classes=5, weights="resnet50_tv.safetensors")
     """
     model_name = model_name or model.name
-    if isinstance(weights, str) and weights == "imagenet":
+    source = weights if isinstance(weights, WeightsSource) else weights_source(
+        weights, model_name=model_name if model_name in SPECS else None, style=style)
+    if source.kind == "none":
+        return
+    if source.kind == "imagenet":
         _load_imagenet(model, model_name, style)
         return
-    path = Path(weights).expanduser()
-    if not path.exists():
-        raise WeightsError(f"Weights file {path} does not exist. Pass {SUPPORTED}.")
-    if path.is_dir():
-        if not (path / "model.keras").is_file():
-            raise WeightsError(f"{path} is a folder without model.keras; pass a run folder or a weights file.")
-        path = path / "model.keras"
-    name = path.name.lower()
-    if name.endswith(".weights.h5"):
+    path = source.path / "model.keras" if source.kind == "run_folder" else source.path
+    if source.format == "own_weights":
         _load_own_weights(model, path, style)
-    elif name.endswith(KERAS_H5_SUFFIXES):
+    elif source.format == "keras_h5":
         assign(model, readers.read_keras_h5(path), source=str(path), model_style=style)
-    elif name.endswith(".keras"):
+    elif source.format == "keras_model":
         assign(model, readers.read_keras_model(path), source=str(path), model_style=style)
-    elif name.endswith(STATE_DICT_SUFFIXES):
-        _load_state_dict(model, path, model_name, style)
     else:
-        raise WeightsError(f"Unknown weights format '{path.suffix}' of {path}. Supported: {SUPPORTED}.")
+        tensors, origin = readers.read_torch_names(path)
+        assign(model, tensors, source=str(path), origin=origin, file_name=torch_name, model_style=style)
 
 
 def _load_imagenet(model: keras.Model, model_name: str, style: str | None) -> None:
@@ -95,17 +85,6 @@ def _load_imagenet(model: keras.Model, model_name: str, style: str | None) -> No
     include_top = any(layer.name == "predictions" for layer in model.layers)
     path = imagenet.fetch(model_name, include_top)
     assign(model, readers.read_keras_h5(path), source=f"ImageNet weights {path.name}", model_style="keras")
-
-
-def _load_state_dict(model: keras.Model, path: Path, model_name: str, style: str | None) -> None:
-    spec = SPECS.get(model_name)
-    if spec is not None and (spec.stem == "cifar" or not spec.residual):
-        raise WeightsError(
-            f"'{model_name}' has no torchvision/timm counterpart, so {path.name} cannot be mapped to it. "
-            "Load it from a restransfer checkpoint (.weights.h5, .keras or a run folder) instead."
-        )
-    tensors, origin = readers.read_torch_names(path)
-    assign(model, tensors, source=str(path), origin=origin, file_name=torch_name, model_style=style)
 
 
 def _load_own_weights(model: keras.Model, path: Path, style: str | None) -> None:
@@ -127,4 +106,4 @@ def _load_own_weights(model: keras.Model, path: Path, style: str | None) -> None
     model.set_weights(twin.get_weights())
 
 
-__all__ = ["SUPPORTED", "load_weights"]
+__all__ = ["SUPPORTED", "WeightsSource", "load_weights", "weights_source"]
