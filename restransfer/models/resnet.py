@@ -117,6 +117,9 @@ def check_build_options(
     if not 0.0 <= dropout < 1.0:
         raise OptionError("dropout", f"dropout must be in [0, 1). Received dropout={dropout}.")
     _check_choice("preprocessing", preprocessing, (None, "auto", *PREPROCESSING_MODES))
+    if norm_groups is not None and (isinstance(norm_groups, bool) or norm_groups < 1):
+        raise OptionError("norm_groups", f"norm_groups must be a positive number of groups. Received "
+                                         f"norm_groups={norm_groups!r}.")
     if norm_groups is not None and norm != "group":
         raise OptionError("norm_groups", f"norm_groups applies to norm='group' only. Received norm={norm!r}, "
                                          f"norm_groups={norm_groups}.")

@@ -51,10 +51,11 @@ class ModelConfig(_Strict):
     weights: str | None = None
     style: Literal[tuple(STYLES)] | None = None
     norm: Literal[NORMS] = "batch"
-    norm_groups: StrictInt | None = Field(None, ge=1)
+    # Ranges of builder options are the builder's own checks (resnet.check_build_options).
+    norm_groups: StrictInt | None = None
     output_stride: Literal[OUTPUT_STRIDES] = 32
     zero_init_residual: StrictBool = False
-    drop_path_rate: Number = Field(0.0, ge=0, lt=1)
+    drop_path_rate: Number = 0.0
     shortcut: Literal[tuple(s for s in SHORTCUTS if s)] | None = None
     bn_momentum: Number | None = Field(
         None, gt=0, lt=1, description="BatchNorm moving-average momentum; Keras' 0.99 when unset. "
