@@ -1,67 +1,66 @@
-"""Atomic files and resumable checkpoints: weights, optimizer state and the training state.
+"""Resumable checkpoints: weights, optimizer state and the training state, checked on reload.
 
-Every file is written to a temporary name in the same folder and moved into place with
-``os.replace``, so a crash (Ctrl-C, kill -9, a full disk) leaves either the old file or the
-new one, never half of one. ``state.json`` is replaced last and names the checkpoint that
-belongs to it, so it never points at files that are not complete.
+Every file is written atomically (``restransfer.files.atomic_write``), so a crash leaves the
+old file or the new one, never half of one. ``state.json`` is replaced last and names the
+checkpoint that belongs to it, so it never points at files that are not complete.
+
+Files can still be damaged after the fact (a full disk under another tool, a partial copy or
+sync of a run folder, a hand edit), so each epoch's state records the size and SHA-256 of its
+weights and optimizer files, and the two newest epochs are kept. `find_resumable` takes the
+newest epoch whose files are intact and says what it skipped; a resume then goes on from the
+previous epoch instead of failing.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable
+import hashlib
+import re
+import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from restransfer.files import atomic_write, read_json, remove_temporaries, write_json, write_text
+
+__all__ = ["BEST", "STATE", "KEEP", "atomic_write", "write_text", "write_json", "read_json",
+           "save_checkpoint", "find_resumable", "load_state", "restore_weights", "restore_optimizer"]
+
 STATE = "state.json"
 BEST = "best.weights.h5"
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary path next to ``path``, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keras requires the ".weights.h5" suffix, so the temporary name keeps the suffixes.
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="".join(path.suffixes) or ".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def read_json(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+# Epochs whose checkpoints are kept: the newest, and one to fall back to when it is damaged.
+KEEP = 2
+_GENERATION = re.compile(r"^(last-epoch(\d+))\.")
 
 
 def save_checkpoint(model: keras.Model, folder: Path, state: dict) -> None:
-    """Save weights and optimizer state under a name for this epoch, then point ``state`` at it."""
+    """Save weights and optimizer state under a name for this epoch, then point ``state`` at it.
+
+    The state (with the files' sizes and hashes) is written twice: beside the epoch's files
+    (``last-epochNNNN.state.json``, what a fallback reads) and as ``state.json`` (the newest).
+    Checkpoints older than the ``KEEP`` newest epochs are deleted.
+    """
     folder = Path(folder)
     name = f"last-epoch{state['epoch']:04d}"
-    atomic_write(folder / f"{name}.weights.h5", model.save_weights)
+    weights = folder / f"{name}.weights.h5"
+    atomic_write(weights, model.save_weights)
     store: dict = {}
     model.optimizer.save_own_variables(store)
-    atomic_write(folder / f"{name}.optimizer.npz", lambda tmp: _save_npz(tmp, store))
-    write_json(folder / STATE, {**state, "checkpoint": name})
-    for old in folder.glob("last-epoch*"):
-        if not old.name.startswith(name + "."):
-            old.unlink(missing_ok=True)
+    optimizer = folder / f"{name}.optimizer.npz"
+    atomic_write(optimizer, lambda tmp: _save_npz(tmp, store))
+    record = {**state, "checkpoint": name,
+              "files": {path.name: _fingerprint(path) for path in (weights, optimizer)}}
+    write_json(folder / f"{name}.state.json", record)
+    write_json(folder / STATE, record)
+    generations: dict[int, list[Path]] = {}
+    for path in folder.glob("last-epoch*"):
+        match = _GENERATION.match(path.name)
+        if match:
+            generations.setdefault(int(match.group(2)), []).append(path)
+    for epoch in sorted(generations)[:-KEEP]:
+        if epoch != state["epoch"]:
+            for path in generations[epoch]:
+                path.unlink(missing_ok=True)
 
 
 def _save_npz(path: Path, store: dict) -> None:
@@ -69,14 +68,100 @@ def _save_npz(path: Path, store: dict) -> None:
         np.savez(f, **store)
 
 
+def _fingerprint(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def find_resumable(folder: Path) -> tuple[dict | None, list[str]]:
+    """The newest intact training state, and one line per damaged checkpoint skipped on the way.
+
+    Returns ``(None, [])`` when no epoch finished yet, and ``(None, notes)`` when checkpoints
+    exist but none is intact (training starts again at epoch 1). Temporary files left by an
+    interrupted save are deleted.
+    """
+    folder = Path(folder)
+    remove_temporaries([folder])
+    notes: list[str] = []
+    tried: set[str] = set()
+    candidates = [folder / STATE] + sorted(folder.glob("last-epoch*.state.json"), reverse=True)
+    for path in candidates:
+        if not path.exists():
+            continue
+        try:
+            state = read_json(path)
+            if not isinstance(state, dict) or not isinstance(state.get("checkpoint"), str) \
+                    or not isinstance(state.get("epoch"), int):
+                raise ValueError("it does not hold a training state")
+        except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError too
+            notes.append(f"{path.name} is damaged ({_reason(error)})")
+            continue
+        if state["checkpoint"] in tried:
+            continue
+        tried.add(state["checkpoint"])
+        damage = _damage(folder, state)
+        if damage is None:
+            if notes:
+                notes.append(f"resuming from the intact checkpoint of epoch {state['epoch']}")
+            return state, notes
+        notes.append(f"the checkpoint of epoch {state['epoch']} is damaged: {damage}")
+    if notes:
+        notes.append("no intact checkpoint is left; training starts again at epoch 1")
+    return None, notes
+
+
 def load_state(folder: Path) -> dict | None:
-    """The last complete training state, or None when no epoch finished yet."""
-    path = Path(folder) / STATE
-    if not path.exists():
-        return None
-    for tmp in Path(folder).glob(".tmp-*"):
-        tmp.unlink(missing_ok=True)
-    return read_json(path)
+    """The last intact training state, or None when no epoch finished (or none is intact)."""
+    return find_resumable(folder)[0]
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:120]
+
+
+def _damage(folder: Path, state: dict) -> str | None:
+    """Why the files of ``state``'s checkpoint cannot be resumed from, or None."""
+    name = state["checkpoint"]
+    if not re.fullmatch(r"last-epoch\d+", name):
+        return f"it names an unexpected checkpoint {name[:60]!r}"
+    files = [folder / f"{name}.weights.h5", folder / f"{name}.optimizer.npz"]
+    recorded = state.get("files")
+    for path in files:
+        if not path.is_file():
+            return f"{path.name} is missing"
+        if isinstance(recorded, dict) and isinstance(recorded.get(path.name), dict):
+            expected = recorded[path.name]
+            size = path.stat().st_size
+            if size != expected.get("bytes"):
+                return f"{path.name} has {size:,} bytes, {expected.get('bytes'):,} were written"
+            if _fingerprint(path)["sha256"] != expected.get("sha256"):
+                return f"{path.name} does not have the content that was written (SHA-256 differs)"
+        else:  # written before fingerprints were recorded: check that the files open
+            problem = _unreadable(path)
+            if problem:
+                return f"{path.name} cannot be read ({problem})"
+    return None
+
+
+def _unreadable(path: Path) -> str | None:
+    try:
+        if path.name.endswith(".h5"):
+            import h5py
+
+            with h5py.File(path, "r"):
+                pass
+        else:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+                if bad is not None:
+                    return f"member {bad} is corrupt"
+    except (OSError, zipfile.BadZipFile, ValueError) as error:
+        return _reason(error)
+    return None
 
 
 def restore_weights(model: keras.Model, folder: Path, state: dict) -> None:
@@ -87,6 +172,6 @@ def restore_optimizer(model: keras.Model, folder: Path, state: dict) -> None:
     """Build the compiled model's optimizer and load its saved variables (moments, step)."""
     optimizer = model.optimizer
     optimizer.build(model.trainable_variables)
-    with np.load(Path(folder) / f"{state['checkpoint']}.optimizer.npz") as data:
+    with np.load(Path(folder) / f"{state['checkpoint']}.optimizer.npz", allow_pickle=False) as data:
         store = {key: data[key] for key in data.files}
     optimizer.load_own_variables(store)

@@ -1,6 +1,8 @@
 """Checkpoints restore weights and optimizer state exactly; atomic writes never leave half a file."""
 
 import json
+import os
+import stat
 
 import keras
 import numpy as np
@@ -46,15 +48,86 @@ def test_restored_run_continues_exactly_like_the_uninterrupted_one(tmp_path):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-6, atol=1e-7)
 
 
-def test_only_the_latest_checkpoint_is_kept_and_state_points_to_it(tmp_path):
+def test_the_two_newest_checkpoints_are_kept_and_state_points_to_the_newest(tmp_path):
     model = compiled_model()
     x, y = data()
     model.fit(x, y, epochs=1, verbose=0)
-    for epoch in (1, 2):
+    for epoch in (1, 2, 3):
         checkpoint.save_checkpoint(model, tmp_path, {"epoch": epoch})
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["last-epoch0002.optimizer.npz", "last-epoch0002.weights.h5", "state.json"]
-    assert json.loads((tmp_path / "state.json").read_text())["checkpoint"] == "last-epoch0002"
+    assert names == [f"last-epoch000{e}.{kind}" for e in (2, 3)
+                     for kind in ("optimizer.npz", "state.json", "weights.h5")] + ["state.json"]
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["checkpoint"] == "last-epoch0003"
+    assert set(state["files"]) == {"last-epoch0003.weights.h5", "last-epoch0003.optimizer.npz"}
+
+
+def saved_epochs(tmp_path, epochs=(1, 2)):
+    model = compiled_model()
+    x, y = data()
+    for epoch in epochs:
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        checkpoint.save_checkpoint(model, tmp_path, {"epoch": epoch, "phase": 0})
+    return model
+
+
+def truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("damaged", ["weights.h5", "optimizer.npz"])
+def test_a_truncated_last_checkpoint_falls_back_to_the_previous_epoch(tmp_path, damaged):
+    saved_epochs(tmp_path)
+    truncate(tmp_path / f"last-epoch0002.{damaged}")
+    state, notes = checkpoint.find_resumable(tmp_path)
+    assert state["epoch"] == 1 and state["checkpoint"] == "last-epoch0001"
+    assert f"last-epoch0002.{damaged}" in notes[0] and "bytes" in notes[0]
+    assert "epoch 1" in notes[-1]
+    resumed = compiled_model(seed=3)             # the fallback really restores
+    checkpoint.restore_weights(resumed, tmp_path, state)
+    checkpoint.restore_optimizer(resumed, tmp_path, state)
+    assert int(resumed.optimizer.iterations) == 4
+
+
+def test_a_truncated_state_json_falls_back_to_the_epochs_own_state(tmp_path):
+    saved_epochs(tmp_path)
+    truncate(tmp_path / "state.json", 0.3)
+    state, notes = checkpoint.find_resumable(tmp_path)
+    assert state["epoch"] == 2
+    assert "state.json is damaged" in notes[0]
+
+
+def test_a_changed_byte_is_found_by_the_hash(tmp_path):
+    saved_epochs(tmp_path)
+    path = tmp_path / "last-epoch0002.weights.h5"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    state, notes = checkpoint.find_resumable(tmp_path)
+    assert state["epoch"] == 1 and "SHA-256" in notes[0]
+
+
+def test_checkpoints_without_fingerprints_are_checked_by_opening_them(tmp_path):
+    saved_epochs(tmp_path)
+    for path in tmp_path.glob("*state.json"):    # as written by an older restransfer
+        state = json.loads(path.read_text())
+        del state["files"]
+        path.write_text(json.dumps(state))
+    truncate(tmp_path / "last-epoch0002.weights.h5")
+    state, notes = checkpoint.find_resumable(tmp_path)
+    assert state["epoch"] == 1 and "cannot be read" in notes[0]
+
+
+def test_nothing_intact_starts_again_and_says_so(tmp_path):
+    saved_epochs(tmp_path)
+    for path in tmp_path.glob("*.weights.h5"):
+        truncate(path)
+    state, notes = checkpoint.find_resumable(tmp_path)
+    assert state is None
+    assert "starts again at epoch 1" in notes[-1]
+    assert checkpoint.load_state(tmp_path) is None
+    assert checkpoint.find_resumable(tmp_path / "missing") == (None, [])
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):
@@ -72,7 +145,26 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 
 
 def test_leftover_temporary_files_are_removed_on_resume(tmp_path):
-    checkpoint.write_json(tmp_path / "state.json", {"epoch": 3, "checkpoint": "last-epoch0003"})
+    saved_epochs(tmp_path, epochs=(3,))
     (tmp_path / ".tmp-abc.weights.h5").write_bytes(b"partial")
     assert checkpoint.load_state(tmp_path)["epoch"] == 3
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_temporary_files_are_removed_when_no_epoch_finished(tmp_path):
+    (tmp_path / ".tmp-abc.weights.h5").write_bytes(b"partial")   # killed while saving epoch 1
+    assert checkpoint.load_state(tmp_path) is None
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_atomic_files_get_the_umask_modes_not_mkstemps_0600(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        checkpoint.write_json(tmp_path / "run.json", {})
+        plain = tmp_path / "plain"
+        plain.write_text("")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "run.json").stat().st_mode)
+    assert mode == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~mask

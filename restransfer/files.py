@@ -1,0 +1,194 @@
+"""Files, safely: atomic writes with the user's permissions, and bounded reads of regular files.
+
+A low-floor module (standard library only): run folders, checkpoints, exports and the data
+layer all write and read through it.
+
+- ``atomic_write`` writes a temporary file next to the target and moves it into place with
+  ``os.replace``, so a crash (Ctrl-C, kill -9, a full disk) leaves the old file or the new one,
+  never half of one. Temporary names start with ``.tmp-``; ``remove_temporaries`` deletes the
+  ones a killed process left behind.
+- ``tempfile.mkstemp``/``mkdtemp`` create 0600 files and 0700 folders whatever the umask; what we
+  leave behind gets the modes a plain ``open()``/``mkdir()`` would give (``0o666``/``0o777``
+  minus the umask), so a shared run folder stays readable by the people it is shared with.
+- ``read_regular_file`` reads only regular files (never a FIFO, which blocks, or a device such
+  as ``/dev/zero``, which never ends) and at most ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+TEMP_PREFIX = ".tmp-"
+
+
+def umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    # Elsewhere the only way to read it is to set it; restore it at once.
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666`` minus the umask."""
+    return 0o666 & ~umask()
+
+
+def folder_mode() -> int:
+    """The mode ``mkdir`` gives a new folder: ``0o777`` minus the umask."""
+    return 0o777 & ~umask()
+
+
+def make_temp_folder(parent: Path, prefix: str) -> Path:
+    """``tempfile.mkdtemp`` in ``parent``, with the mode of a plain ``mkdir``."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(folder, folder_mode())
+    return folder
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary path next to ``path``, then move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keras requires the ".weights.h5" suffix, so the temporary name keeps the suffixes.
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix="".join(path.suffixes) or ".tmp",
+                               dir=path.parent)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def remove_temporaries(folders: Iterable[Path], patterns: Iterable[str] = (TEMP_PREFIX + "*",)
+                       ) -> list[Path]:
+    """Delete what interrupted atomic writes left in ``folders`` (not recursive); return it.
+
+    Only call this while no other process writes these folders (the run-folder lock holds).
+    """
+    removed = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for pattern in patterns:
+            for path in folder.glob(pattern):
+                try:
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+                    removed.append(path)
+                except FileNotFoundError:
+                    pass
+    return removed
+
+
+class FileReadError(OSError):
+    """A file cannot be read as data: not a regular file, too large, or an OS error.
+
+    ``reason`` is a short phrase for messages, e.g. ``"not a regular file (a FIFO)"``.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{os.fspath(path)}: {reason}")
+        self.path = os.fspath(path)
+        self.reason = reason
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def format_bytes(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def regular_file_problem(path: str | os.PathLike, max_bytes: int | None = None,
+                         st: os.stat_result | None = None) -> str | None:
+    """Why ``path`` must not be read as data (not a regular file, too large), or None."""
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError as error:
+            return f"missing or unreadable ({error.strerror or error})"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{_kind(st.st_mode)}, not a regular file; only regular files are read"
+    if max_bytes is not None and st.st_size > max_bytes:
+        return (f"{format_bytes(st.st_size)}, above the limit of {format_bytes(max_bytes)} for "
+                "one file")
+    return None
+
+
+def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; ``FileReadError`` otherwise.
+
+    Opened without blocking and checked on the open descriptor, so a file swapped for a FIFO
+    or a device between a listing and this read cannot hang or exhaust memory.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise FileReadError(path, f"cannot read file ({error.strerror or error})") from None
+    try:
+        problem = regular_file_problem(path, max_bytes, os.fstat(fd))
+        if problem is not None:
+            raise FileReadError(path, problem)
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:  # the file grew after the check
+                raise FileReadError(path, f"grew above the limit of {format_bytes(max_bytes)}")
+        return b"".join(chunks)
+    except OSError as error:
+        if isinstance(error, FileReadError):
+            raise
+        raise FileReadError(path, f"cannot read file ({error.strerror or error})") from None
+    finally:
+        os.close(fd)

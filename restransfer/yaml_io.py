@@ -1,0 +1,248 @@
+"""Read YAML that someone else wrote: ``yaml.safe_load`` semantics, with bounds.
+
+A recipe, a run folder's ``recipe.yaml`` or an override value may come from anyone. On top of
+``safe_load`` (plain data only, no Python objects) `read_yaml` and `parse_yaml` refuse, each
+with a one-paragraph `ConfigError` that names the file, line and column:
+
+- bytes that are not UTF-8 text, and files that are not regular files or are over ``MAX_BYTES``;
+- a key given twice in one mapping (``safe_load`` silently keeps the last one);
+- nesting deeper than ``MAX_DEPTH`` (a 5000-deep ``[[[...`` overflows the parser's stack);
+- documents whose anchors and aliases expand to more than ``MAX_VALUES`` values (a few hundred
+  bytes of nested aliases, an "alias bomb", expand to billions: anything that walks the value
+  -- validation, ``repr``, a copy -- would hang), and aliases that contain themselves;
+- integers beyond 64 bits (no setting takes one; a 10,000-digit one makes ``int()`` fail).
+
+`format_value` renders a value for an error message in bounded time and length, whatever it
+holds (a deep or huge structure, a 5,000-digit integer).
+"""
+
+from __future__ import annotations
+
+import os
+import reprlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from restransfer.errors import ConfigError
+from restransfer.files import FileReadError, read_regular_file
+
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+MAX_INT_DIGITS = 19  # 2**63 - 1 has 19 digits
+_INT_LIMIT = 2**63
+
+
+class _Refused(yaml.YAMLError):
+    """A document our loader refuses; ``mark`` is where the problem starts."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None):
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys, deep nesting and 64-bit overflows."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(f"values are nested more than {MAX_DEPTH} levels deep",
+                               self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults` is meant to be overridden by the keys beside it
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # unhashable: safe_load's own error names it
+                if first is not None:
+                    raise _Refused(
+                        f"the key {format_value(key, 60)} appears twice in one mapping (first at "
+                        f"line {first.line + 1}, column {first.column + 1}); YAML would keep only "
+                        "the last one silently. Remove one of them", key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node):
+        digits = sum(ch.isdigit() for ch in str(node.value))
+        if digits > MAX_INT_DIGITS + 2:  # room for 0x/0o prefixes' leading zeros
+            raise _Refused(f"an integer of {digits} digits is beyond any setting's range (64 bits)",
+                           node.start_mark)
+        value = super().construct_yaml_int(node)
+        if abs(value) >= _INT_LIMIT:
+            raise _Refused(f"the integer {value} is beyond any setting's range (64 bits)",
+                           node.start_mark)
+        return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a node graph whose aliases expand to more than ``MAX_VALUES`` values, nest deeper
+    than ``MAX_DEPTH`` once expanded, or contain themselves.
+
+    Aliases share nodes, so this counts with one visit per distinct node (iteratively: the
+    expanded depth may be far beyond Python's recursion limit).
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            if size[key] > MAX_VALUES:
+                raise _Refused(
+                    f"its anchors and aliases expand to more than {MAX_VALUES:,} values (an alias "
+                    "bomb); write the values out or use fewer nested aliases", node.start_mark)
+            if depth[key] > MAX_DEPTH:
+                raise _Refused(f"once its aliases are expanded, values are nested more than "
+                               f"{MAX_DEPTH} levels deep", node.start_mark)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise _Refused("an alias refers to a value that contains it (a value that would be "
+                           "infinitely deep)", node.start_mark)
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in size)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _where(mark: yaml.Mark | None) -> str:
+    return f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _position(text: str, index: int) -> str:
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    return f", line {line}, column {column}"
+
+
+def parse_yaml(text: str | bytes, *, source: str = "YAML text") -> Any:
+    """Parse one YAML document like ``yaml.safe_load``, within the module's bounds.
+
+    Args:
+        text: the document; bytes must be UTF-8 (a UTF-8 byte-order mark is allowed).
+        source: what the text is, for messages, e.g. ``"Recipe recipes/a.yaml"`` or
+            ``"Override 'phases[0].epochs=3'"``.
+
+    Raises:
+        ConfigError: invalid YAML, or a document refused (see the module docstring); the
+            message names ``source``, the line and the column.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            head = text[:error.start]
+            line = head.count(b"\n") + 1
+            column = error.start - (head.rfind(b"\n") + 1) + 1
+            raise ConfigError(
+                f"{source} is not UTF-8 text: byte 0x{text[error.start]:02x} at line {line}, "
+                f"column {column} is not valid UTF-8. Save the file as UTF-8.") from None
+    loader = None
+    try:
+        loader = _Loader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    except yaml.reader.ReaderError as error:
+        raise ConfigError(
+            f"{source} is not valid YAML{_position(text, error.position)}: it holds the "
+            f"control character U+{error.character:04X}, which YAML does not allow. Remove it."
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context = getattr(error, "context", None)
+        if context and not isinstance(error, _Refused):
+            problem = f"{context}, {problem}"
+        label = "is refused" if isinstance(error, _Refused) else "is not valid YAML"
+        raise ConfigError(f"{source} {label}{_where(mark)}: {problem}.") from None
+    except RecursionError:
+        raise ConfigError(f"{source} is refused: values are nested too deeply "
+                          f"(at most {MAX_DEPTH} levels).") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def read_yaml(path: str | os.PathLike, *, what: str = "YAML file",
+              max_bytes: int = MAX_BYTES) -> Any:
+    """Read and parse a YAML file (see `parse_yaml`); ``what`` names it, e.g. ``"Recipe"``.
+
+    Raises:
+        ConfigError: the file is missing, not a regular file, over ``max_bytes``, not UTF-8,
+            invalid YAML or refused.
+    """
+    source = f"{what} {os.fspath(path)}"
+    if not Path(path).exists():
+        raise ConfigError(f"{source} does not exist.")
+    try:
+        data = read_regular_file(path, max_bytes)
+    except FileReadError as error:
+        raise ConfigError(f"{source} cannot be read: {error.reason}.") from None
+    return parse_yaml(data, source=source)
+
+
+class _BoundedRepr(reprlib.Repr):
+    def __init__(self, limit: int):
+        super().__init__()
+        self.maxlevel = 3
+        self.maxdict = 4
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = 6
+        self.maxarray = 6
+        self.maxstring = self.maxother = max(12, limit)
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # str() of a 5,000-digit int raises; its size is what matters
+            return f"<an integer of about {int(x.bit_length() * 0.30103) + 1:,} digits>"
+        return super().repr_int(x, level)
+
+
+def format_value(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, in bounded time and at most ``limit`` characters.
+
+    Example:
+        >>> format_value(list(range(1000)))
+        '[0, 1, 2, 3, 4, 5, ...]'
+    """
+    try:
+        text = _BoundedRepr(limit).repr(value)
+    except Exception:  # noqa: BLE001 - a value whose __repr__ fails still gets a message
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
