@@ -138,10 +138,11 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-def format_bytes(size: int) -> str:
+def format_size(size: float) -> str:
+    """``1536`` -> ``"1.50 KiB"``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
 
@@ -157,7 +158,7 @@ def regular_file_problem(path: str | os.PathLike, max_bytes: int | None = None,
     if not stat.S_ISREG(st.st_mode):
         return f"{_kind(st.st_mode)}, not a regular file; only regular files are read"
     if max_bytes is not None and st.st_size > max_bytes:
-        return (f"{format_bytes(st.st_size)}, above the limit of {format_bytes(max_bytes)} for "
+        return (f"{format_size(st.st_size)}, above the limit of {format_size(max_bytes)} for "
                 "one file")
     return None
 
@@ -184,7 +185,7 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
             if total > max_bytes:  # the file grew after the check
-                raise FileReadError(path, f"grew above the limit of {format_bytes(max_bytes)}")
+                raise FileReadError(path, f"grew above the limit of {format_size(max_bytes)}")
         return b"".join(chunks)
     except OSError as error:
         if isinstance(error, FileReadError):

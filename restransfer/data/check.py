@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from collections.abc import Callable
@@ -24,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from restransfer.data.sources import Listing, Part
+from restransfer.data.sources import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, Listing, Part
 from restransfer.errors import DataError
+from restransfer.files import FileReadError, read_regular_file, regular_file_problem
 
 # Bump when decoding or the checks change, so cached verdicts are recomputed.
-CHECK_VERSION = 1
+CHECK_VERSION = 2
 TINY_SIDE = 32
 # A class this many times larger than the smallest one is reported as imbalance.
 IMBALANCE_RATIO = 5.0
@@ -122,10 +124,9 @@ def _inspect(path: str) -> dict[str, Any]:
     from PIL import Image
 
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as error:
-        return {"error": f"cannot read file ({error.strerror or error})"}
+        data = read_regular_file(path, MAX_IMAGE_BYTES)
+    except FileReadError as error:
+        return {"error": error.reason}
     info: dict[str, Any] = {"sha1": hashlib.sha1(data).hexdigest()}
     if not data:
         info["error"] = "empty file (0 bytes)"
@@ -141,8 +142,17 @@ def _inspect(path: str) -> dict[str, Any]:
             info["mode"], (info["width"], info["height"]) = image.mode, image.size
             info["alpha"] = image.mode in ("RGBA", "LA", "PA") or (
                 image.mode == "P" and "transparency" in image.info)
+    except Image.DecompressionBombError as error:  # far above our limit too
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        count = f"{int(declared.group(1)):,} pixels" if declared else "more pixels than Pillow opens"
+        info["error"] = (f"its header declares {count}, above the limit of {MAX_IMAGE_PIXELS:,}; "
+                         "not decoded")
+        return info
     except Exception as error:  # noqa: BLE001 - Pillow raises many types for broken headers
         info["pillow"] = str(error)
+    if info.get("width", 0) * info.get("height", 0) > MAX_IMAGE_PIXELS:
+        info["error"] = (f"its header declares {info['width']}x{info['height']} pixels, above the "
+                         f"limit of {MAX_IMAGE_PIXELS:,}; not decoded")
     return info
 
 
@@ -220,15 +230,21 @@ def inspect_files(paths: list[str], decode_errors: DecodeErrors = file_decode_er
     cache = _Cache(os.path.commonpath(paths) if paths else "")
     infos: dict[str, dict[str, Any]] = {}
     todo: list[tuple[str, os.stat_result | None]] = []
+    from_cache = 0
     for path in paths:
         try:
             stat = os.stat(path)
         except OSError as error:
             infos[path] = {"error": f"missing or unreadable ({error.strerror or error})"}
             continue
+        problem = regular_file_problem(path, MAX_IMAGE_BYTES, stat)
+        if problem:  # never opened: a FIFO blocks, /dev/zero never ends
+            infos[path] = {"error": problem}
+            continue
         cached = cache.get(path, stat)
         if cached is not None:
             infos[path] = cached
+            from_cache += 1
         else:
             todo.append((path, stat))
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
@@ -242,7 +258,7 @@ def inspect_files(paths: list[str], decode_errors: DecodeErrors = file_decode_er
         cache.put(path, stat, info)
     if todo:
         cache.save()
-    return infos, len(paths) - len(todo)
+    return infos, from_cache
 
 
 def _file_warnings(path: str, info: dict[str, Any]) -> list[str]:
@@ -349,15 +365,17 @@ def _class_warnings(counts: dict[str, list[int]], class_names: list[str]) -> lis
 def render_report(report: DataReport, limit: int = 50):
     """A rich renderable: counts per class and split, then problems and warnings by path."""
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
 
+    # Paths, class names and problems come from the user's files: never read as markup.
     counts = Table(title="images per class")
     counts.add_column("class")
     parts = list(report.counts)
     for part in parts:
         counts.add_column(part, justify="right")
     for i, name in enumerate(report.class_names):
-        counts.add_row(name, *(str(report.counts[p][i]) for p in parts))
+        counts.add_row(escape(name), *(str(report.counts[p][i]) for p in parts))
     counts.add_row("[bold]total", *(f"[bold]{sum(report.counts[p])}" for p in parts))
     renderables: list[Any] = [counts]
     for title, items, style in (("problems (training would fail)", report.bad, "red"),
@@ -370,7 +388,7 @@ def render_report(report: DataReport, limit: int = 50):
         table.add_column("split")
         table.add_column("problem", overflow="fold")
         for issue in items[:limit]:
-            table.add_row(issue.path, issue.part, issue.problem)
+            table.add_row(escape(issue.path), escape(issue.part), escape(issue.problem))
         if len(items) > limit:
             table.add_row(f"... {len(items) - limit} more", "", "")
         renderables.append(table)

@@ -22,6 +22,11 @@ cropped away), the same geometry as ``keras.utils.image_dataset_from_directory``
   measures it).
 - ``"bilinear"``: plain bilinear without antialiasing, exactly Keras'
   ``image_dataset_from_directory`` default; cheaper, but shrinking by more than ~1.2x aliases.
+
+Size policy: decoding allocates what the header declares, so a 64 KB PNG that declares
+23000x23000 pixels takes 2 GB. `declared_pixels` reads the width and height from the header
+(no decoding) and every reader refuses images above ``MAX_IMAGE_PIXELS`` (the exported serving
+graph above the limit it was exported with) before decoding.
 """
 
 from __future__ import annotations
@@ -33,7 +38,73 @@ import numpy as np
 import tensorflow as tf
 
 from restransfer.data.schema import DEFAULT_RESIZE, RESIZE_METHODS, ResizeMethod
+from restransfer.data.sources import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from restransfer.errors import DataError
+from restransfer.files import FileReadError, read_regular_file
+
+FORMAT_NAMES = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+
+
+def sniff_format(contents: tf.Tensor) -> tf.Tensor:
+    """Index into ``FORMAT_NAMES`` of the format the bytes' magic number names, or -1.
+
+    Works on any string, also an empty one (the bytes are padded before they are looked at).
+    """
+    padded = tf.strings.join([contents, b"\0" * 16])
+    head4 = tf.strings.substr(padded, 0, 4)
+    checks = tf.stack([
+        tf.equal(tf.strings.substr(padded, 0, 3), b"\xff\xd8\xff"),
+        tf.equal(tf.strings.substr(padded, 0, 8), b"\x89PNG\r\n\x1a\n"),
+        tf.equal(head4, b"GIF8"),
+        tf.equal(tf.strings.substr(padded, 0, 2), b"BM"),
+        tf.logical_and(tf.equal(head4, b"RIFF"),
+                       tf.equal(tf.strings.substr(padded, 8, 4), b"WEBP")),
+    ])
+    return tf.where(tf.reduce_any(checks), tf.argmax(tf.cast(checks, tf.int32), output_type=tf.int32),
+                    -1)
+
+
+def declared_pixels(contents: tf.Tensor) -> tf.Tensor:
+    """Width x height (``int64``) that an image's header declares, read without decoding.
+
+    PNG (IHDR), GIF (logical screen), BMP (info header), WebP (VP8, VP8L, VP8X) are parsed from
+    their first 30 bytes; JPEG uses ``tf.image.extract_jpeg_shape`` (which fails on a broken
+    header, as decoding would). Unknown formats give 0.
+    """
+    head = tf.cast(tf.io.decode_raw(
+        tf.strings.substr(tf.strings.join([contents, b"\0" * 32]), 0, 32), tf.uint8), tf.int64)
+
+    def little(start: int, count: int) -> tf.Tensor:
+        return sum(head[start + i] * (256 ** i) for i in range(count))
+
+    def big(start: int, count: int) -> tf.Tensor:
+        return sum(head[start + i] * (256 ** (count - 1 - i)) for i in range(count))
+
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(contents, output_type=tf.int64)
+        return shape[0] * shape[1]
+
+    def bmp():
+        core = tf.equal(little(14, 4), 12)  # BITMAPCOREHEADER: 16-bit sizes
+        width = tf.where(core, little(18, 2), little(18, 4))
+        height = tf.where(core, little(20, 2), little(22, 4))
+        height = tf.where(height >= 2**31, 2**32 - height, height)  # top-down bitmaps: negative
+        return width * height
+
+    def webp():
+        chunk = tf.strings.substr(tf.strings.join([contents, b"\0" * 32]), 12, 4)
+        # 14-bit fields: VP8L packs width-1 and height-1 after its signature byte.
+        bits = little(21, 4)
+        lossless = bits % 2**14 + 1, (bits // 2**14) % 2**14 + 1
+        extended = little(24, 3) + 1, little(27, 3) + 1
+        lossy = little(26, 2) % 2**14, little(28, 2) % 2**14
+        return tf.case([(tf.equal(chunk, b"VP8L"), lambda: lossless[0] * lossless[1]),
+                        (tf.equal(chunk, b"VP8X"), lambda: extended[0] * extended[1])],
+                       default=lambda: lossy[0] * lossy[1])
+
+    return tf.switch_case(sniff_format(contents), branch_fns=[
+        jpeg, lambda: big(16, 4) * big(20, 4), lambda: little(6, 2) * little(8, 2), bmp, webp,
+    ], default=lambda: tf.constant(0, tf.int64))
 
 
 def decode_image(contents: tf.Tensor) -> tf.Tensor:
@@ -95,25 +166,52 @@ def resize_for_eval(image: tf.Tensor, image_size: Sequence[int],
     return tf.clip_by_value(tf.cast(resized, tf.float32), 0.0, 255.0)
 
 
+def read_image_bytes(path: str | os.PathLike, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """A regular file's bytes (at most ``max_bytes``); `DataError` naming the file otherwise."""
+    if not os.path.lexists(path):
+        raise DataError(f"Image '{path}' does not exist.")
+    try:
+        return read_regular_file(path, max_bytes)
+    except FileReadError as error:
+        raise DataError(f"Image '{path}' cannot be read: {error.reason}.") from None
+
+
+def pixel_limit_problem(contents: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
+    """Why encoded bytes must not be decoded (their header declares too many pixels), or None."""
+    try:
+        pixels = int(declared_pixels(tf.constant(contents)))
+    except tf.errors.OpError:
+        return None  # a broken header: decoding names the problem
+    if pixels > max_pixels:
+        return (f"its header declares {pixels:,} pixels, above the limit of {max_pixels:,} "
+                "(MAX_IMAGE_PIXELS); it is not decoded")
+    return None
+
+
 def read_images(paths: Sequence[str | os.PathLike], image_size: Sequence[int],
-                method: ResizeMethod = DEFAULT_RESIZE) -> np.ndarray:
+                method: ResizeMethod = DEFAULT_RESIZE,
+                max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Read, decode and `resize_for_eval` image files: float32 ``[N, h, w, 3]`` in 0..255.
 
     What prediction, export samples and export verification feed the model: the validation
-    pipeline's ops, one file at a time.
+    pipeline's ops, one file at a time. Only regular files of at most ``MAX_IMAGE_BYTES`` are
+    read, and images declaring more than ``max_pixels`` are refused before decoding.
 
     Raises:
-        DataError: a file is missing or is no image TensorFlow decodes (named in the message).
+        DataError: a file is missing, is not a regular file, is too large, or is no image
+            TensorFlow decodes (named in the message).
 
     Example:
         >>> batch = read_images(["cat.jpg", "dog.png"], (224, 224))
     """
     images = []
     for path in paths:
-        if not os.path.isfile(path):
-            raise DataError(f"Image '{path}' does not exist.")
+        contents = read_image_bytes(path)
+        problem = pixel_limit_problem(contents, max_pixels)
+        if problem:
+            raise DataError(f"Image '{path}' is refused: {problem}.")
         try:
-            image = decode_image(tf.io.read_file(os.fspath(path)))
+            image = decode_image(tf.constant(contents))
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError,
                 tf.errors.NotFoundError) as error:
             reason = op_error_reason(error).splitlines()[0][:200]

@@ -15,9 +15,17 @@ from typing import Any
 import numpy as np
 
 from restransfer.errors import DataError
+from restransfer.files import regular_file_problem
 
 # Extensions that `decode_image` reads; anything else in a class folder is ignored and counted.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# Image files are read whole; a larger file (or one declaring more pixels) is refused, named.
+MAX_IMAGE_BYTES = 256 << 20
+# 50 MP (8,660 x 5,773): a camera photo passes; a decoded image takes at most 200 MB (RGBA).
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_CSV_BYTES = 1 << 30
+# Label files hold one class name per line: a name with a line break would shift every label.
+_LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 @dataclass
@@ -86,7 +94,7 @@ def scan_folder(root: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]
     """
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist or is not a folder; it should hold "
-                        "one subfolder per class (e.g. {root}/cat/1.jpg).")
+                        f"one subfolder per class (e.g. {root}/cat/1.jpg).")
     classes: dict[str, list[str]] = {}
     ignored: dict[str, list[str]] = {"hidden": [], "not an image": []}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
@@ -117,6 +125,31 @@ def scan_folder(root: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]
     return classes, {k: v for k, v in ignored.items() if v}
 
 
+def class_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a class name, or None: it must be one line of printable text.
+
+    Exported models list their classes one per line (``assets/class_names.txt``,
+    ``labels.txt``); a name holding a line break would shift every label after it.
+    """
+    if not name.strip():
+        return "is empty or only spaces"
+    if any(ch in _LINE_BREAKS for ch in name):
+        return "holds a line break, which would shift the labels of an exported model"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "holds a control character"
+    return None
+
+
+def check_class_names(names: list[str], where: str) -> list[str]:
+    """``names``, or `DataError` naming the first unusable one (see `class_name_problem`)."""
+    for name in names:
+        problem = class_name_problem(name)
+        if problem:
+            raise DataError(f"The class name {name!r} from {where} {problem}. Rename it to one "
+                            "line of printable text.")
+    return names
+
+
 def _part_from_classes(classes: dict[str, list[str]], class_names: list[str]) -> Part:
     paths, labels = [], []
     for label, name in enumerate(class_names):
@@ -137,7 +170,7 @@ def folder_listing(path: Path, val_path: Path | None, test_path: Path | None,
                    validation_split: float | None, seed: int) -> Listing:
     """Class-per-subfolder data; val from ``val_path`` or a stratified ``validation_split``."""
     classes, ignored = scan_folder(Path(path))
-    class_names = sorted(classes)
+    class_names = check_class_names(sorted(classes), f"the class folders of {path}")
     # Empty class folders are reported by the check (with everything else), not raised here.
     if len(class_names) < 2:
         raise DataError(f"{path} has one class folder ({class_names[0]}); classification "
@@ -172,6 +205,9 @@ def read_csv(path: Path) -> tuple[list[str], list[str]]:
     """Rows ``path,label`` (an optional header ``path,label``); paths relative to the CSV."""
     base = Path(path).parent
     paths, labels = [], []
+    problem = regular_file_problem(path, MAX_CSV_BYTES)
+    if problem:
+        raise DataError(f"CSV file {path} cannot be read: {problem}.")
     with open(path, newline="", encoding="utf-8") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
             if not row or not "".join(row).strip() or row[0].startswith("#"):
@@ -192,7 +228,7 @@ def csv_listing(path: Path, val_path: Path | None, test_path: Path | None,
                 validation_split: float | None, seed: int) -> Listing:
     """Data from CSV files of ``path,label`` rows; classes are the sorted training labels."""
     paths, names = read_csv(Path(path))
-    class_names = sorted(set(names))
+    class_names = check_class_names(sorted(set(names)), f"the labels of {path}")
     if len(class_names) < 2:
         raise DataError(f"{path} has one label ({class_names[0]}); classification needs two.")
     index = {name: i for i, name in enumerate(class_names)}
@@ -292,7 +328,7 @@ def arrays_listing(x_train: Any, y_train: Any, x_val: Any, y_val: Any,
     num = int(max(p.labels.max(initial=-1) for p in parts.values())) + 1
     if class_names is None:
         class_names = [str(i) for i in range(num)]
-    class_names = [str(c) for c in class_names]
+    class_names = check_class_names([str(c) for c in class_names], "class_names")
     if num > len(class_names) or min(p.labels.min(initial=0) for p in parts.values()) < 0:
         raise DataError(f"labels must be in 0..{len(class_names) - 1} for the "
                         f"{len(class_names)} class_names; found labels up to {num - 1}.")
@@ -315,8 +351,9 @@ def tfds_listing(name: str, data_dir: Path | None, train_split: str, val_split: 
         raise DataError(f"TFDS dataset '{name}' has features {', '.join(features)}; set "
                         f"image_key/label_key (received {image_key!r}, {label_key!r}).")
     label = features[label_key]
-    class_names = list(getattr(label, "names", None) or
-                       [str(i) for i in range(label.num_classes)])
+    class_names = check_class_names(list(getattr(label, "names", None) or
+                                         [str(i) for i in range(label.num_classes)]),
+                                    f"TFDS dataset '{name}'")
     builder.download_and_prepare()
     parts = {}
     for part, split in (("train", train_split), ("val", val_split), ("test", test_split)):

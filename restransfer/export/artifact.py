@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from restransfer.errors import ConfigError, RestransferError
 from restransfer.export.formats import FORMATS, QUANTIZATIONS
+from restransfer.files import format_size, make_temp_folder
 
 MANIFEST = "export.json"
 SAMPLES_DIR = "samples"
@@ -60,14 +60,6 @@ class ExportResult:
         return "\n".join(lines)
 
 
-def format_size(size: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
 def check_format(format: str, quantize: str | None = None) -> None:
     if format not in FORMATS:
         raise ConfigError(f"Unknown export format '{format}'. Choose one of {list(FORMATS)}.")
@@ -102,7 +94,7 @@ def staged_directory(out: str | os.PathLike) -> Iterator[Path]:
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+        staging = make_temp_folder(parent, f".{out.name}.partial-")
     except OSError as error:
         raise ExportError(
             f"Cannot create the export directory '{out}': {error.strerror or error}. "

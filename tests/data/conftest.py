@@ -74,3 +74,18 @@ def break_folder(root: Path) -> dict[str, Path]:
         "text": write(root / "dog" / "text.png", b"hello, I am text"),
         "empty": write(root / "dog" / "empty.jpg", b""),
     }
+
+
+def huge_png(width: int = 23000, height: int = 23000) -> bytes:
+    """A valid PNG header declaring ``width x height`` RGB pixels, with only a few rows of data:
+    a few KB on disk that would take ``3 * width * height`` bytes to decode."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    rows = zlib.compress(b"\0" * (1 + 3 * width) * 20)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))

@@ -5,7 +5,7 @@ import pytest
 
 from restransfer.cli import main
 from restransfer.data.check import inspect_files, sniff_format
-from tests.data.conftest import break_folder, image_bytes, make_folder, write
+from tests.data.conftest import break_folder, huge_png, image_bytes, make_folder, write
 
 
 def test_sniff_format():
@@ -94,3 +94,66 @@ def test_check_results_are_cached_by_size_and_mtime(tmp_path):
     Path(paths[0]).write_bytes(b"garbage now")
     changed, cached = inspect_files(paths)
     assert cached == 2 and changed[paths[0]]["error"].startswith("not an image")
+
+
+def test_check_names_fifos_devices_and_huge_images_without_reading_them(tmp_path, capsys):
+    import os
+    import threading
+
+    root = make_folder(tmp_path / "d", {"a": 2, "b": 2})
+    os.mkfifo(root / "a" / "pipe.jpg")                       # open() would block forever
+    os.symlink("/dev/zero", root / "b" / "zero.jpg")         # read() would never end
+    write(root / "b" / "bomb.png", huge_png())               # 23000x23000 px in a few KB
+    report_file = tmp_path / "r.json"
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(
+        code=main(["data", "check", str(root), "--json", str(report_file)])), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "data check hung"
+    assert result["code"] == 1
+    bad = {Path(i["path"]).name: i["problem"] for i in json.loads(report_file.read_text())["bad"]}
+    assert "FIFO" in bad["pipe.jpg"] and "not a regular file" in bad["pipe.jpg"]
+    assert "character device" in bad["zero.jpg"]
+    assert "529,000,000 pixels" in bad["bomb.png"] and "not decoded" in bad["bomb.png"]
+    out = capsys.readouterr().out
+    assert "7 files checked (0 from cache)" in out
+
+
+def test_images_above_the_pixel_limit_are_not_decoded(tmp_path):
+    files = [write(tmp_path / "a.png", huge_png(9000, 6000)), write(tmp_path / "b.png", huge_png(100, 80))]
+    infos, _ = inspect_files([str(p) for p in files])
+    assert infos[str(files[0])]["error"] == ("its header declares 9000x6000 pixels, above the limit "
+                                             "of 50,000,000; not decoded")
+    assert "not decoded" not in infos[str(files[1])].get("error", "")
+
+
+def test_check_prints_paths_and_class_names_that_look_like_markup(tmp_path, capsys):
+    root = make_folder(tmp_path / "[/red]x", {"[/oops]": 2, "[bold]b": 2})
+    write(root / "[/oops]" / "[/x].jpg", b"not an image")
+    assert main(["data", "check", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "[/oops]" in out and "[bold]b" in out and "[/x].jpg" in out
+
+
+def test_class_names_with_line_breaks_are_refused(tmp_path):
+    from restransfer.data.sources import csv_listing, folder_listing
+    from restransfer.errors import DataError
+
+    root = make_folder(tmp_path / "d", {"cat": 2, "sea\nlion": 2})
+    with pytest.raises(DataError, match=r"'sea\\nlion'.*line break"):
+        folder_listing(root, None, None, None, 0)
+    table = tmp_path / "labels.csv"
+    write(tmp_path / "1.jpg", image_bytes())
+    table.write_text('path,label\n1.jpg,cat\n1.jpg,"dog\rx"\n')
+    with pytest.raises(DataError, match="line break"):
+        csv_listing(table, None, None, None, 0)
+
+
+def test_a_missing_data_folder_names_it_in_the_example(tmp_path):
+    from restransfer.data.sources import folder_listing
+    from restransfer.errors import DataError
+
+    with pytest.raises(DataError) as caught:
+        folder_listing(tmp_path / "nope", None, None, None, 0)
+    assert "{root}" not in str(caught.value) and f"{tmp_path / 'nope'}/cat/1.jpg" in str(caught.value)

@@ -101,3 +101,52 @@ def test_read_images_names_a_missing_or_broken_file(tmp_path):
         read_images([good, tmp_path / "bad.jpg"], (8, 8))
     with pytest.raises(DataError, match="missing.png' does not exist"):
         read_images([tmp_path / "missing.png"], (8, 8))
+
+
+def _webp(lossless: bool, size=(37, 21)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 200, 30)).save(buffer, "WEBP", lossless=lossless)
+    return buffer.getvalue()
+
+
+def _webp_extended(size=(37, 21)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGBA", size, (10, 200, 30, 128)).save(buffer, "WEBP")  # alpha: a VP8X header
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: image_bytes("JPEG", size=(37, 21)), lambda: image_bytes("PNG", size=(37, 21)),
+    lambda: image_bytes("GIF", "P", size=(37, 21)), lambda: image_bytes("BMP", size=(37, 21)),
+    lambda: _webp(False), lambda: _webp(True), _webp_extended,
+], ids=["jpeg", "png", "gif", "bmp", "webp-lossy", "webp-lossless", "webp-extended"])
+def test_declared_pixels_reads_every_formats_header_without_decoding(make):
+    from restransfer.data.image_ops import declared_pixels
+
+    data = make()
+    assert int(declared_pixels(tf.constant(data))) == 37 * 21
+    assert int(tf.function(declared_pixels)(tf.constant(data))) == 37 * 21   # in a graph too
+    assert int(declared_pixels(tf.constant(b""))) == 0
+    assert int(declared_pixels(tf.constant(b"not an image at all"))) == 0
+
+
+def test_read_images_refuses_huge_images_fifos_and_devices_before_reading_them(tmp_path):
+    import os
+
+    from tests.data.conftest import huge_png
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(huge_png())
+    with pytest.raises(DataError, match="bomb.png' is refused: its header declares 529,000,000 pixels"):
+        read_images([bomb], (8, 8))
+    small = tmp_path / "small.png"
+    small.write_bytes(image_bytes("PNG", size=(40, 30)))
+    assert read_images([small], (8, 8), max_pixels=1200).shape == (1, 8, 8, 3)
+    with pytest.raises(DataError, match="declares 1,200 pixels, above the limit of 1,000"):
+        read_images([small], (8, 8), max_pixels=1000)
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with pytest.raises(DataError, match="pipe.jpg' cannot be read: a FIFO"):
+        read_images([tmp_path / "pipe.jpg"], (8, 8))
+    os.symlink("/dev/zero", tmp_path / "zero.jpg")
+    with pytest.raises(DataError, match="zero.jpg' cannot be read: a character device"):
+        read_images([tmp_path / "zero.jpg"], (8, 8))
