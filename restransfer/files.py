@@ -53,13 +53,6 @@ def folder_mode() -> int:
     return 0o777 & ~umask()
 
 
-def make_temp_folder(parent: Path, prefix: str) -> Path:
-    """``tempfile.mkdtemp`` in ``parent``, with the mode of a plain ``mkdir``."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    os.chmod(folder, folder_mode())
-    return folder
-
-
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary path next to ``path``, then move it into place."""
     path = Path(path)
@@ -193,3 +186,89 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
         raise FileReadError(path, f"cannot read file ({error.strerror or error})") from None
     finally:
         os.close(fd)
+
+
+class FolderLock:
+    """An exclusive, non-blocking lock on a lock file, held by this process until `release`.
+
+    It is an ``flock`` on the open file: the kernel drops it when the process exits however it
+    exits (``kill -9`` included), so a lock left by a dead process never blocks anyone, and no
+    stale-lock guessing is needed. The file keeps who holds it (pid, host, command, since) for
+    the message another process shows. Where ``fcntl`` is missing (Windows) nothing is locked.
+
+    Example:
+        >>> lock = FolderLock(Path("runs/a/.lock"))
+        >>> if not lock.acquire():
+        ...     print(lock.holder())
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        """Take the lock; False when another process (or another FolderLock) holds it."""
+        if self._fd is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), file_mode())
+        try:
+            import fcntl
+        except ImportError:  # no flock: proceed unlocked
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return False
+        import socket
+        import sys
+        import time
+
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "command": " ".join(sys.argv)[:300], "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        self._fd = fd
+        return True
+
+    def holder(self) -> dict:
+        """What the holder wrote: ``pid``, ``host``, ``command``, ``since`` (empty if unknown)."""
+        try:
+            info = json.loads(self.path.read_text(encoding="utf-8"))
+            return info if isinstance(info, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def describe_holder(self) -> str:
+        """``"process 123 on host (restransfer train r.yaml, since 2025-01-01 10:00:00)"``."""
+        info = self.holder()
+        if not info:
+            return "another process"
+        details = [f"`{info['command']}`" if info.get("command") else "",
+                   f"since {info['since']}" if info.get("since") else ""]
+        details = ", ".join(d for d in details if d)
+        return (f"process {info.get('pid', '?')} on {info.get('host', '?')}"
+                + (f" ({details})" if details else ""))
+
+    def release(self, *, remove: bool = False) -> None:
+        """Give the lock up; ``remove`` also deletes the lock file (while still holding it)."""
+        if self._fd is None:
+            return
+        if remove:
+            self.path.unlink(missing_ok=True)
+        os.close(self._fd)  # closing the descriptor drops the flock
+        self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        if not self.acquire():
+            raise BlockingIOError(f"{self.path} is held by {self.describe_holder()}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     parser.add_argument("--model", help="verify --images: the Keras model to compare with "
                                         "(default the run's model.keras recorded at export)")
     parser.add_argument("--no-verify", action="store_true", help="skip the verification after export")
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help="saved_model: refuse images whose header declares more than N pixels "
+                             "(width x height), before decoding (default 50,000,000)")
     parser.set_defaults(handler=_export)
 
 
@@ -41,8 +44,9 @@ def _export(args) -> int:
         raise ConfigError(f"Pass --format, one of {list(FORMATS)}: restransfer export {args.target} --format saved_model.")
     from restransfer.export import export_run
 
+    options = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
     result = export_run(args.target, args.format, args.out, quantize=args.quantize,
-                        verify=not args.no_verify, samples=args.images)
+                        verify=not args.no_verify, samples=args.images, **options)
     print(result)
     if result.verification is not None:
         print(result.verification.render_signatures())

@@ -74,7 +74,11 @@ class DataBundle:
         epoch tries and drops it again); exact at the end of an epoch. The engine should log
         it when it is not zero.
         """
-        return sum(counter.dropped() for counter in self.counters.values())
+        return sum(self.dropped_by_part().values())
+
+    def dropped_by_part(self) -> dict[str, int]:
+        """`dropped_at_runtime` per split, summed over every pass through it (epochs, validation)."""
+        return {name: counter.dropped() for name, counter in self.counters.items()}
 
 
 class _DropCounter:

@@ -11,9 +11,12 @@ Layout of an export directory (``RUN/export/<format>`` by default)::
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +25,7 @@ import numpy as np
 
 from restransfer.errors import ConfigError, RestransferError
 from restransfer.export.formats import FORMATS, QUANTIZATIONS
-from restransfer.files import format_size, make_temp_folder
+from restransfer.files import FolderLock, format_size
 
 MANIFEST = "export.json"
 SAMPLES_DIR = "samples"
@@ -88,13 +91,21 @@ def staged_directory(out: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty staging directory that becomes ``out`` only if the block succeeds.
 
     ``out`` must not exist or be an empty directory: an export never overwrites files. A failed
-    export leaves nothing behind.
+    export leaves nothing behind; one killed on the way (``kill -9``, a power cut) leaves a
+    staging directory ``.<name>.partial-*``, which the next export to ``out`` deletes. Each
+    staging directory has a lock file beside it, held while its export runs, so a concurrent
+    export to the same target keeps its own.
     """
     out = check_target(out)
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = make_temp_folder(parent, f".{out.name}.partial-")
+        remove_stale_staging(out)
+        stem = f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
+        lock = FolderLock(parent / f"{stem}.lock")
+        lock.acquire()
+        staging = parent / stem
+        staging.mkdir()
     except OSError as error:
         raise ExportError(
             f"Cannot create the export directory '{out}': {error.strerror or error}. "
@@ -107,6 +118,27 @@ def staged_directory(out: str | os.PathLike) -> Iterator[Path]:
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        lock.release(remove=True)
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Delete staging directories of exports to ``out`` whose process is gone; return them."""
+    removed = []
+    for lock_path in out.parent.glob(f".{glob.escape(out.name)}.partial-*.lock"):
+        lock = FolderLock(lock_path)
+        if not lock.acquire():
+            continue  # an export to the same target is running
+        staging = lock_path.with_suffix("")
+        shutil.rmtree(staging, ignore_errors=True)
+        lock.release(remove=True)
+        removed.append(staging)
+    # Left by versions that wrote no lock file: stale once nothing has touched them for an hour.
+    for staging in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):
+        if staging.is_dir() and not staging.with_name(staging.name + ".lock").exists() \
+                and time.time() - staging.stat().st_mtime > 3600:
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
 
 
 def write_manifest(directory: Path, manifest: dict) -> None:

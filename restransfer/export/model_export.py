@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from restransfer.data.schema import DEFAULT_RESIZE, RESIZE_METHODS
+from restransfer.data.sources import MAX_IMAGE_PIXELS, class_name_problem
 from restransfer.errors import ConfigError
 from restransfer.export.artifact import (
     TOLERANCES,
@@ -33,7 +34,7 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
                  image_size: Sequence[int] | None = None, samples: SampleSource = None,
                  assets: Mapping[str, str | os.PathLike] | None = None, quantize: str | None = None,
                  verify: bool = True, source_model: str | os.PathLike | None = None,
-                 resize: str = DEFAULT_RESIZE) -> ExportResult:
+                 resize: str = DEFAULT_RESIZE, max_pixels: int = MAX_IMAGE_PIXELS) -> ExportResult:
     """Export a Keras classifier (float32 RGB 0..255 in, probabilities out) to ``out``.
 
     Args:
@@ -53,6 +54,8 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
             can compare against it on new images.
         resize: how the SavedModel's bytes signature resizes decoded images, ``"area"`` or
             ``"bilinear"``: the run's ``data.resize``, so serving equals evaluation.
+        max_pixels: the SavedModel's bytes signature refuses images whose header declares more
+            pixels (width x height), before decoding them; default 50,000,000.
 
     Returns:
         An ``ExportResult`` (path, file sizes, verification report).
@@ -60,6 +63,14 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
     check_format(format, quantize)
     check_target(out)
     class_names = [str(name) for name in class_names]
+    for name in class_names:
+        problem = class_name_problem(name)
+        if problem:
+            raise ExportError(f"The class name {name!r} {problem}: exported models list their "
+                              "classes one per line. Rename the class and train again.")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ExportError(f"max_pixels must be a positive whole number of pixels; received "
+                          f"{max_pixels!r}.")
     num_outputs = model.output_shape[-1]
     if len(class_names) != num_outputs:
         raise ExportError(f"The model has {num_outputs} outputs but {len(class_names)} class names were given.")
@@ -73,7 +84,8 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
         if format == "saved_model":
             from restransfer.export.saved_model import write_saved_model
 
-            write_saved_model(model, stage, class_names, image_size, assets, resize=resize)
+            write_saved_model(model, stage, class_names, image_size, assets, resize=resize,
+                              max_pixels=max_pixels)
             artifacts, precision = ["saved_model.pb", "variables", "assets"], {"saved_model": "float32"}
         elif format == "keras":
             from restransfer.export.keras_file import write_keras
@@ -95,6 +107,8 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
         write_reference(stage, reference)
         manifest = _manifest(model, format, class_names, image_size, precision, sample_names, samples_source,
                              source_model, file_sizes(stage, artifacts), resize)
+        if format == "saved_model":
+            manifest["max_pixels"] = max_pixels
         write_manifest(stage, manifest)
         report = None
         if verify:
@@ -110,7 +124,8 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
 
 
 def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike | None = None, *,
-               quantize: str | None = None, verify: bool = True, samples: SampleSource = None) -> ExportResult:
+               quantize: str | None = None, verify: bool = True, samples: SampleSource = None,
+               max_pixels: int = MAX_IMAGE_PIXELS) -> ExportResult:
     """Export a run folder's ``model.keras`` (default to ``RUN/export/<format>``).
 
     The resolved recipe and the metrics ship with the export. Sample images for verification
@@ -136,7 +151,7 @@ def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike |
         samples = _validation_samples(plan)
     return export_model(
         model, out, format, class_names, image_size=plan.image_size, samples=samples, quantize=quantize,
-        verify=verify, resize=plan.data.resize,
+        verify=verify, resize=plan.data.resize, max_pixels=max_pixels,
         assets={"recipe": folder.recipe_file, "metrics": folder.path / "metrics.json"},
         source_model=folder.model_file,
     )

@@ -2,7 +2,8 @@
 
 Signatures (TF Serving, ``tf.saved_model.load``, TFLite conversion all read them):
 
-- ``serving_default``: ``image_bytes`` (``tf.string [batch]``: JPEG, PNG, GIF, BMP or WebP files)
+- ``serving_default``: ``image_bytes`` (``tf.string [batch]``: JPEG, PNG, GIF, BMP or WebP files;
+  the signature takes any shape so that anything but a 1-D batch gets a message, not a shape error)
   -> ``probabilities`` (``float32 [batch, classes]``), ``classes`` (top-1 class name, ``string
   [batch]``) and ``scores`` (top-1 probability, ``float32 [batch]``). Decoding and resizing are
   ``restransfer.data.image_ops.decode_image`` and ``resize_for_eval``, the evaluation path, and
@@ -23,8 +24,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from restransfer.data.image_ops import decode_image, resize_for_eval
+from restransfer.data.image_ops import (
+    FORMAT_NAMES,
+    declared_pixels,
+    decode_image,
+    read_image_bytes,
+    resize_for_eval,
+    sniff_format,
+)
 from restransfer.data.schema import DEFAULT_RESIZE
+from restransfer.data.sources import MAX_IMAGE_PIXELS
 from restransfer.errors import DataError
 from restransfer.export.artifact import ExportError, call_model
 
@@ -37,29 +46,49 @@ CLASS_NAMES_ASSET = "class_names.txt"
 PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 
 
-def _is_supported_image(contents: tf.Tensor) -> tf.Tensor:
-    """True when the bytes start like a format ``decode_image`` reads (by magic number)."""
-    head = tf.strings.substr(contents, 0, 4)
-    return tf.reduce_any(tf.stack([
-        tf.io.is_jpeg(contents),
-        tf.equal(head, b"\x89PNG"),
-        tf.equal(head, b"GIF8"),
-        tf.equal(tf.strings.substr(contents, 0, 2), b"BM"),
-        tf.logical_and(tf.equal(head, b"RIFF"), tf.equal(tf.strings.substr(contents, 8, 4), b"WEBP")),
-    ]))
+def _item_problem(contents: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """Why one item of ``image_bytes`` was not decoded, as a phrase (only ever called for an
+    item that failed): checked in the order a reader would want to hear it."""
+    length = tf.strings.length(contents)
+    fmt = sniff_format(contents)
+    # extract_jpeg_shape fails on a broken JPEG header; tf.data turns that failure into -1
+    # instead of an error that would hide the item's index.
+    pixels = (tf.data.Dataset.from_tensors(contents).map(declared_pixels).ignore_errors()
+              .concatenate(tf.data.Dataset.from_tensors(tf.constant(-1, tf.int64)))
+              .take(1).get_single_element())
+    name = tf.gather(tf.constant(FORMAT_NAMES), tf.maximum(fmt, 0))
+    size = tf.strings.join(["(", tf.strings.as_string(length), " bytes)"])
+    return tf.case([
+        (tf.equal(length, 0), lambda: tf.constant("is empty (0 bytes)")),
+        (fmt < 0, lambda: tf.strings.join(["is not a JPEG, PNG, GIF, BMP or WebP image ", size])),
+        (pixels > max_pixels, lambda: tf.strings.join([
+            "declares ", tf.strings.as_string(pixels), " pixels, above the limit of ",
+            str(max_pixels), " this model was exported with (max_pixels)"])),
+        (pixels < 0, lambda: tf.strings.join(["is a ", name, " whose header cannot be read ", size])),
+    ], default=lambda: tf.strings.join(
+        ["is a corrupt or truncated ", name, " image ", size, " that cannot be decoded"]))
 
 
 def serving_functions(model: keras.Model, image_size: Sequence[int], class_names: Sequence[str],
-                      resize: str = DEFAULT_RESIZE):
+                      resize: str = DEFAULT_RESIZE, max_pixels: int = MAX_IMAGE_PIXELS):
     """The two serving functions, as plain Python callables ready for ``tf.function``.
 
-    ``resize`` is the run's ``data.resize`` (``resize_for_eval``'s method).
+    ``resize`` is the run's ``data.resize`` (``resize_for_eval``'s method); images whose header
+    declares more than ``max_pixels`` are refused before decoding.
+
+    A request with a bad item fails as a whole with a message naming the item and why
+    (``image_bytes[2] is a corrupt or truncated JPEG image (3120 bytes) that cannot be
+    decoded; ...``); the server goes on serving. Items are decoded through ``tf.data`` with
+    ``ignore_errors``: a graph cannot catch a failing decoder, but a dataset can drop the
+    element, and the missing index tells which item failed. A batch of 0 images gives 0 rows.
 
     Returns:
         ``(serve_bytes, serve_tensor)``; each returns ``{"probabilities", "classes", "scores"}``.
     """
     height, width = (int(s) for s in image_size)
     names = [str(name) for name in class_names]
+    num_classes = len(names)
+    max_pixels = int(max_pixels)
 
     def outputs(probabilities):
         # Mixed-precision models may compute in float16; clients always get float32.
@@ -71,26 +100,52 @@ def serving_functions(model: keras.Model, image_size: Sequence[int], class_names
             "scores": tf.reduce_max(probabilities, axis=-1),
         }
 
-    def decode_one(item):
-        contents, index = item
-        message = tf.strings.format(
-            "image_bytes[{}] is not a JPEG, PNG, GIF, BMP or WebP image ({} bytes); "
-            "send the encoded file's bytes (base64 in JSON requests)",
-            (index, tf.strings.length(contents)),
-        )
-        with tf.control_dependencies([tf.debugging.Assert(_is_supported_image(contents), [message])]):
+    def decode_one(index, contents):
+        allowed = tf.logical_and(sniff_format(contents) >= 0,
+                                 declared_pixels(contents) <= max_pixels)
+        with tf.control_dependencies([tf.debugging.Assert(allowed, [index])]):
             image = decode_image(tf.identity(contents))
-        return resize_for_eval(image, (height, width), resize)
+        return index, resize_for_eval(image, (height, width), resize)
 
     def serve_tensor(images):
-        return outputs(call_model(model, images))
+        # Keras layers (BatchNorm's broadcasting) fail on an empty batch.
+        return outputs(tf.cond(
+            tf.shape(images)[0] > 0, lambda: tf.cast(call_model(model, images), tf.float32),
+            lambda: tf.zeros([0, num_classes], tf.float32)))
 
     def serve_bytes(image_bytes):
-        count = tf.shape(image_bytes)[0]
-        images = tf.map_fn(
-            decode_one, (image_bytes, tf.range(count)),
-            fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32),
-        )
+        rank = tf.rank(image_bytes)
+        with tf.control_dependencies([tf.debugging.Assert(tf.equal(rank, 1), [tf.strings.format(
+                "image_bytes must be a list (a 1-D batch) of encoded images; received a tensor of "
+                "rank {} (wrap a single image in a list)", rank)])]):
+            items = tf.reshape(image_bytes, [-1])
+        count = tf.shape(items)[0]
+        decoded = (tf.data.Dataset.from_tensor_slices((tf.range(count), items))
+                   .map(decode_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                   .ignore_errors()
+                   # One extra element so that the batch below exists even when nothing decoded.
+                   .concatenate(tf.data.Dataset.from_tensors(
+                       (tf.constant(-1), tf.zeros([height, width, 3], tf.float32))))
+                   .batch(tf.cast(count, tf.int64) + 1).get_single_element())
+        indices, images = decoded[0][:-1], decoded[1][:-1]
+        good = tf.shape(indices)[0]
+        # Items keep their order, so the first failed item is the first index out of place.
+        out_of_place = tf.where(tf.not_equal(indices, tf.range(good)))[:, 0]
+        first_bad = tf.cond(tf.size(out_of_place) > 0,
+                            lambda: tf.cast(out_of_place[0], tf.int32), lambda: good)
+        def message():
+            failed = count - good
+            return tf.strings.join([
+                "image_bytes[", tf.strings.as_string(first_bad), "] ",
+                _item_problem(items[first_bad], max_pixels),
+                tf.cond(failed > 1, lambda: tf.strings.join([
+                    " (", tf.strings.as_string(failed), " of the ", tf.strings.as_string(count),
+                    " items failed)"]), lambda: tf.constant("")),
+                "; send the encoded bytes of each image file (base64 in JSON requests)"])
+
+        message = tf.cond(good < count, message, lambda: tf.constant(""))
+        with tf.control_dependencies([tf.debugging.Assert(tf.equal(good, count), [message])]):
+            images = tf.identity(images)
         return serve_tensor(images)
 
     return serve_bytes, serve_tensor
@@ -98,7 +153,8 @@ def serving_functions(model: keras.Model, image_size: Sequence[int], class_names
 
 def write_saved_model(model: keras.Model, path: Path, class_names: Sequence[str],
                       image_size: Sequence[int], assets: Mapping[str, Path] | None = None,
-                      *, tensor_only: bool = False, resize: str = DEFAULT_RESIZE) -> None:
+                      *, tensor_only: bool = False, resize: str = DEFAULT_RESIZE,
+                      max_pixels: int = MAX_IMAGE_PIXELS) -> None:
     """Write ``model`` as a SavedModel with the two serving signatures and asset files.
 
     Args:
@@ -109,15 +165,18 @@ def write_saved_model(model: keras.Model, path: Path, class_names: Sequence[str]
         assets: asset name -> file to copy into ``assets/`` (e.g. the recipe, the metrics).
         tensor_only: write only ``serve_tensor`` (as TFLite's source: TFLite has no image decoders).
         resize: how ``serving_default`` resizes decoded images (``resize_for_eval``'s method).
+        max_pixels: ``serving_default`` refuses images whose header declares more pixels.
     """
     height, width = (int(s) for s in image_size)
-    serve_bytes, serve_tensor = serving_functions(model, (height, width), class_names, resize)
+    serve_bytes, serve_tensor = serving_functions(model, (height, width), class_names, resize,
+                                                  max_pixels)
     archive = keras.export.ExportArchive()
     archive.track(model)
     tensor_spec = tf.TensorSpec([None, height, width, 3], tf.float32, name=TENSOR_INPUT)
     if not tensor_only:
+        # Any rank, so that a scalar or a nested list gets our message, not a shape mismatch.
         archive.add_endpoint(SERVING_DEFAULT, serve_bytes,
-                             [tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+                             [tf.TensorSpec(None, tf.string, name=BYTES_INPUT)])
     archive.add_endpoint(SERVE_TENSOR, serve_tensor, [tensor_spec])
     with tempfile.TemporaryDirectory() as scratch:
         if not tensor_only:
@@ -192,12 +251,7 @@ def predict_saved_model(directory: str | os.PathLike, image_paths: Sequence[str 
     paths = [Path(p) for p in image_paths]
     for start in range(0, len(paths), batch_size):
         batch = paths[start:start + batch_size]
-        contents = []
-        for path in batch:
-            try:
-                contents.append(path.read_bytes())
-            except OSError as error:
-                raise DataError(f"Cannot read image '{path}': {error.strerror or error}.") from None
+        contents = [read_image_bytes(path) for path in batch]
         try:
             probabilities = signature(**{BYTES_INPUT: tf.constant(contents)})["probabilities"].numpy()
         except tf.errors.InvalidArgumentError as error:
@@ -211,9 +265,9 @@ def predict_saved_model(directory: str | os.PathLike, image_paths: Sequence[str 
 def _name_bad_image(message: str, batch: Sequence[Path]) -> str:
     import re
 
-    match = re.search(r"image_bytes\[(\d+)\]", message)
+    match = re.search(r"image_bytes\[(\d+)\] (.*?)(?: \(\d+ of the \d+ items failed\))?; send", message)
     if match:
-        return f"'{batch[int(match.group(1))]}' is not a JPEG, PNG, GIF, BMP or WebP image."
+        return f"'{batch[int(match.group(1))]}' {match.group(2)}."
     detail = message.strip().splitlines()[-1] if message.strip() else message
     return (f"One of {[str(p) for p in batch]} could not be decoded ({detail}); "
             "check them with `restransfer data check`.")

@@ -29,7 +29,15 @@ from restransfer.export.artifact import TOLERANCES, ExportError, call_model, rea
 FRESH_PROCESS_TIMEOUT_S = 600
 
 _SCRIPT = r'''
-import json, sys
+import json, os, sys, threading, time
+
+def _stop_when_orphaned(parent):
+    # kill -9 of the exporting process gives it no chance to stop us: notice and stop too.
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(70)
+
+threading.Thread(target=_stop_when_orphaned, args=(int(sys.argv[2]),), daemon=True).start()
 
 class _RefuseRestransfer:
     def find_spec(self, name, path=None, target=None):
@@ -50,6 +58,8 @@ contents = [open(path, "rb").read() for path in spec["image_files"]]
 outputs, signatures = {}, {}
 
 def spec_of(tensor_spec):
+    if tensor_spec.shape.rank is None:
+        return [tensor_spec.dtype.name, None]
     return [tensor_spec.dtype.name, [-1 if d is None else d for d in tensor_spec.shape.as_list()]]
 
 def keep(artifact, signature, batch, result):
@@ -137,7 +147,8 @@ class VerifyReport:
                 lines.append(f"  signature '{name}':")
                 for side in ("inputs", "outputs"):
                     for key, (dtype, shape) in sorted(io[side].items()):
-                        lines.append(f"    {side}['{key}']  dtype: {dtype}  shape: ({', '.join(map(str, shape))})")
+                        dims = "any" if shape is None else f"({', '.join(map(str, shape))})"
+                        lines.append(f"    {side}['{key}']  dtype: {dtype}  shape: {dims}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -258,7 +269,8 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
         env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
         try:
             result = subprocess.run(
-                [sys.executable, "-I", "-S", str(scratch / "verify_export.py"), str(scratch / "spec.json")],
+                [sys.executable, "-I", "-S", str(scratch / "verify_export.py"), str(scratch / "spec.json"),
+                 str(os.getpid())],
                 cwd=scratch, env=env, capture_output=True, text=True, timeout=FRESH_PROCESS_TIMEOUT_S,
             )
         except subprocess.TimeoutExpired:

@@ -231,6 +231,7 @@ def test_file_broken_after_the_check_is_dropped_and_counted(tmp_path):
     x, _ = _epoch(data.train)
     vx, _ = _epoch(data.val)
     assert len(x) + len(vx) == 7 and data.dropped_at_runtime() == 1
+    assert sum(data.dropped_by_part().values()) == 1 and set(data.dropped_by_part()) == {"train", "val"}
 
 
 def test_bilinear_resize_gives_exactly_keras_image_dataset_from_directory(tmp_path):

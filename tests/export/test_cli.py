@@ -27,7 +27,7 @@ def test_export_verify_on_given_images_prints_signatures(exports, tmp_path):
     result = run_cli("export", "verify", exports["saved_model"].path, "--images", *paths)
     assert result.returncode == 0, result.stderr
     assert "signature 'serving_default'" in result.stdout
-    assert "inputs['image_bytes']  dtype: string  shape: (-1)" in result.stdout
+    assert "inputs['image_bytes']  dtype: string  shape: any" in result.stdout
     assert "outputs['probabilities']  dtype: float32  shape: (-1, 3)" in result.stdout
     assert "images: 2 given" in result.stdout and "PASSED" in result.stdout
 

@@ -155,3 +155,84 @@ def test_bilinear_run_serves_with_bilinear_resize(trained_model, encoded, tmp_pa
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
     # Image 2 (50x70 JPEG) is shrunk: the two resizes differ there, so the test can tell them apart.
     assert np.abs(bilinear[2] - resize_for_eval(decode_image(tf.constant(contents[2])), (32, 32))).max() > 1
+
+
+def _served_message(serve, batch):
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        serve(image_bytes=batch)
+    return caught.value.message
+
+
+def test_every_bad_request_names_the_item_and_why_and_serving_goes_on(served, encoded):
+    from tests.data.conftest import huge_png
+
+    _, loaded = served
+    serve = loaded.signatures["serving_default"]
+    contents, _ = encoded
+    good = contents[0]
+    photo = tf.io.encode_jpeg(np.random.default_rng(0).integers(0, 256, (120, 90, 3), np.uint8)).numpy()
+    cases = {
+        "empty string": ([good, b""], "image_bytes[1] is empty (0 bytes)"),
+        "scalar": (good, "image_bytes must be a list (a 1-D batch) of encoded images; received a "
+                         "tensor of rank 0"),
+        "nested": ([[good]], "received a tensor of rank 2"),
+        "truncated JPEG": ([good, photo[: len(photo) // 2]],
+                           f"image_bytes[1] is a corrupt or truncated JPEG image ({len(photo) // 2} "
+                           "bytes) that cannot be decoded"),
+        "good with junk": ([good, b"junk", contents[1], b"more"],
+                           "image_bytes[1] is not a JPEG, PNG, GIF, BMP or WebP image (4 bytes) "
+                           "(2 of the 4 items failed)"),
+        "pixel bomb": ([huge_png()], "image_bytes[0] declares 529000000 pixels, above the limit "
+                                     "of 50000000 this model was exported with (max_pixels)"),
+    }
+    for name, (batch, expected) in cases.items():
+        message = _served_message(serve, tf.constant(batch))
+        assert expected in message, (name, message)
+        assert "Incompatible shapes" not in message and "out of range" not in message, name
+    empty = serve(image_bytes=tf.constant([], tf.string))
+    assert empty["probabilities"].shape == (0, 3) and empty["classes"].shape == (0,)
+    assert loaded.signatures["serve_tensor"](images=tf.zeros([0, 32, 32, 3]))["scores"].shape == (0,)
+    assert serve(image_bytes=tf.constant(contents))["probabilities"].shape == (len(contents), 3)
+
+
+def test_predict_saved_model_names_the_bad_file_and_why(served, encoded, tmp_path):
+    path, _ = served
+    good = tmp_path / "good.jpg"
+    good.write_bytes(encoded[0][0])
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty.jpg' is empty \(0 bytes\)\.$"):
+        predict_saved_model(path, [good, empty])
+
+
+def test_max_pixels_is_set_at_export_and_recorded(trained_model, encoded, tmp_path):
+    import os
+    import stat
+
+    from restransfer.export import export_model
+
+    old = os.umask(0o022)
+    try:
+        result = export_model(trained_model, tmp_path / "sm", "saved_model", CLASS_NAMES,
+                              max_pixels=40 * 40, verify=False)
+    finally:
+        os.umask(old)
+    assert json.loads((result.path / "export.json").read_text())["max_pixels"] == 1600
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o755        # not mkdtemp's 0700
+    assert stat.S_IMODE((result.path / "export.json").stat().st_mode) == 0o644
+    serve = tf.saved_model.load(str(result.path)).signatures["serving_default"]
+    square = tf.io.encode_png(np.zeros((40, 40, 3), np.uint8)).numpy()
+    wide = tf.io.encode_png(np.zeros((40, 41, 3), np.uint8)).numpy()
+    assert serve(image_bytes=tf.constant([square]))["probabilities"].shape == (1, 3)
+    assert "image_bytes[1] declares 1640 pixels, above the limit of 1600" in _served_message(
+        serve, tf.constant([square, wide]))
+
+
+def test_class_names_with_line_breaks_are_refused_at_export(trained_model, tmp_path):
+    from restransfer.export import ExportError, export_model
+
+    with pytest.raises(ExportError, match=r"'sea\\nlion' holds a line break"):
+        export_model(trained_model, tmp_path / "sm", "saved_model", ["red", "sea\nlion", "blue"])
+    with pytest.raises(ExportError, match="max_pixels must be a positive"):
+        export_model(trained_model, tmp_path / "sm", "saved_model", CLASS_NAMES, max_pixels=0)
+    assert not (tmp_path / "sm").exists()

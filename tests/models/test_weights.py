@@ -531,7 +531,10 @@ def test_own_weights_h5_round_trip_and_mismatch(tv18, keras18, tmp_path):
     model = small_resnet18(num_classes=4, weights=path)
     x = images(8, size=32)
     assert_close(outputs(model, x), outputs(source, x))
-    with pytest.raises(WeightsError, match="loads only into the architecture it was saved from"):
+    with pytest.raises(WeightsError, match="loads only into the architecture it was saved from") as caught:
         load_weights(tv18, path)  # 1000 classes
+    # Keras' example error follows its "Example error message for object <...>:" line.
+    assert "built=True>: The shape of the target variable" in str(caught.value)
+    assert ":  A .weights.h5" not in str(caught.value) and "\n" not in str(caught.value)
     with pytest.raises(WeightsError, match="style='torchvision'"):
         load_weights(keras18, path)

@@ -99,11 +99,23 @@ def _load_own_weights(model: keras.Model, path: Path, style: str | None) -> None
             twin.load_weights(path)
     except Exception as error:  # Keras raises ValueError with a long description
         raise WeightsError(
-            f"{path} does not fit model '{model.name}': {str(error).splitlines()[0]} A .weights.h5 file "
+            f"{path} does not fit model '{model.name}': {_first_sentences(error)} A .weights.h5 file "
             "loads only into the architecture it was saved from (same name, options and num_classes); "
             "to change the head, load the run's model.keras (or the run folder) instead."
         ) from None
     model.set_weights(twin.get_weights())
+
+
+def _first_sentences(error: Exception, limit: int = 300) -> str:
+    """Keras' loading error up to its list of objects, on one line, ending with a period.
+
+    Its first line ends in "Example error message for object <Dense ...>:"; the example is on
+    the next lines.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = " ".join(lines[:2]) if len(lines) > 1 and lines[0].endswith(":") else (lines or [""])[0]
+    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if text.endswith((".", "...")) else text + "."
 
 
 __all__ = ["SUPPORTED", "WeightsSource", "load_weights", "weights_source"]
