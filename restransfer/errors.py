@@ -85,6 +85,22 @@ def short_repr(value: Any, limit: int = 80, _depth: int = 0) -> str:
             text = open_ + ", ".join(parts) + close
     elif isinstance(value, (str, bytes)) and len(value) > limit:
         text = repr(value[:limit])
+    elif isinstance(value, int) and value.bit_length() > 128:  # repr of a 5,000-digit int raises
+        text = f"<an integer of about {int(value.bit_length() * 0.30103) + 1:,} digits>"
     else:
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def as_sentence(text: object, limit: int = 300) -> str:
+    """An error's text for the middle of a message: one line, at most ``limit`` characters, ending
+    with exactly one period (Keras' messages end with their own; ``f"{error}."`` doubled it).
+
+    Example:
+        >>> as_sentence("Requested the deserialization of a `Lambda` layer.\\n\\nMore.")
+        'Requested the deserialization of a `Lambda` layer. More.'
+    """
+    line = " ".join(str(text).split()) or "no details"
+    if len(line) > limit:
+        line = line[:limit - 3].rstrip() + "..."
+    return line if line.endswith((".", "...", "!", "?")) else line + "."

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import keras
 
-from restransfer.errors import WeightsError
+from restransfer.errors import WeightsError, as_sentence
 from restransfer.models.specs import SPECS
 from restransfer.models.weights import imagenet, readers
 from restransfer.models.weights.assign import assign, check_style, model_shapes, weights_style
@@ -106,16 +106,11 @@ def _load_own_weights(model: keras.Model, path: Path, style: str | None) -> None
     model.set_weights(twin.get_weights())
 
 
-def _first_sentences(error: Exception, limit: int = 300) -> str:
-    """Keras' loading error up to its list of objects, on one line, ending with a period.
-
-    Its first line ends in "Example error message for object <Dense ...>:"; the example is on
-    the next lines.
-    """
+def _first_sentences(error: Exception) -> str:
+    """Keras' loading error up to its list of objects: its first line ends in "Example error
+    message for object <Dense ...>:" and the example is on the next line."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = " ".join(lines[:2]) if len(lines) > 1 and lines[0].endswith(":") else (lines or [""])[0]
-    text = text if len(text) <= limit else text[:limit - 3] + "..."
-    return text if text.endswith((".", "...")) else text + "."
+    return as_sentence(" ".join(lines[:2] if len(lines) > 1 and lines[0].endswith(":") else lines[:1]))
 
 
 __all__ = ["SUPPORTED", "WeightsSource", "load_weights", "weights_source"]
