@@ -265,6 +265,9 @@ class FolderLock:
         os.close(self._fd)  # closing the descriptor drops the flock
         self._fd = None
 
+    def __del__(self) -> None:
+        self.release()
+
     def __enter__(self) -> FolderLock:
         if not self.acquire():
             raise BlockingIOError(f"{self.path} is held by {self.describe_holder()}")

@@ -22,15 +22,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from restransfer.errors import ConfigError
+from restransfer.errors import ConfigError, RestransferError, as_sentence, short_repr
+from restransfer.files import FolderLock, remove_temporaries
 from restransfer.training import checkpoint
 
 RUNNING, FINISHED, FAILED = "running", "finished", "failed"
 NEW, RESTART, RESUME = "new", "restart", "resume"
-# Everything a run writes at its top level; --force deletes these and nothing else.
+LOCK = ".lock"
+# Everything a run writes; --force deletes these and nothing else. Files at the top level (patterns):
 RUN_FILES = ("recipe.yaml", "run.json", "class_names.json", "model.keras", "train.log", "history.csv",
-             "metrics.json", "evaluation.json", "data_skipped.json", "checkpoints", "logs", "plots",
-             "export", "cache", "data_report.json")
+             "metrics.json", "evaluation*.json", "data_skipped.json", "data_dropped.json", "data_report.json",
+             LOCK)
+# Folders, with what a run writes inside them (glob patterns of paths below the folder). An
+# ``export/`` subfolder is a run's when it holds export.json (written last, after verification).
+RUN_FOLDERS = {
+    "checkpoints": ("state.json", "best.weights.h5", "last-epoch*"),
+    "logs": ("train", "validation", "train/events.out.tfevents.*", "validation/events.out.tfevents.*"),
+    "plots": ("*.png",),
+    "cache": ("train-*", "val-*", "test-*"),
+    "export": (),
+}
+
+
+class RunInUseError(RestransferError):
+    """Another process is training (or exporting) in this run folder right now."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,7 @@ class Start:
 
     kind: str
     state: dict | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def epochs_done(self) -> int:
@@ -59,6 +75,10 @@ class Start:
         return dict(self.state.get("best", {})) if self.state else {}
 
     def describe(self, folder: RunFolder, num_phases: int) -> str:
+        damaged = (f" Damaged checkpoints were skipped: {'; '.join(self.notes)}." if self.notes else "")
+        return self._describe(folder, num_phases) + damaged
+
+    def _describe(self, folder: RunFolder, num_phases: int) -> str:
         if self.kind == RESUME:
             return (f"Resuming {folder.path} after epoch {self.state['epoch']} "
                     f"(phase {self.state['phase'] + 1}/{num_phases}).")
@@ -80,14 +100,14 @@ def load_model_file(path: str | Path):
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # Keras raises ValueError, TypeError, zipfile errors ...
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"{path} cannot be loaded as a Keras model in safe mode: {reason}. Load only "
-                          "files written by restransfer or Keras, without Lambda layers.") from None
+        raise ConfigError(f"{path} cannot be loaded as a Keras model in safe mode: "
+                          f"{as_sentence(error or type(error).__name__)} Load only files written by "
+                          "restransfer or Keras, without Lambda layers.") from None
 
 
-def start_from(state: dict | None) -> Start:
+def start_from(state: dict | None, notes: tuple[str, ...] = ()) -> Start:
     """``restart`` without a checkpoint state, else ``resume`` after it."""
-    return Start(RESUME, state) if state else Start(RESTART)
+    return Start(RESUME, state, tuple(notes)) if state else Start(RESTART, notes=tuple(notes))
 
 
 class RunFolder:
@@ -106,14 +126,48 @@ class RunFolder:
 
     # ---------------------------------------------------------------- reading
     def info(self) -> dict | None:
+        """``run.json``, or None when there is none; `ConfigError` when it is damaged."""
         path = self.path / "run.json"
-        return checkpoint.read_json(path) if path.exists() else None
+        if not path.exists():
+            return None
+        info = self._read_json(path)
+        if not isinstance(info, dict):
+            raise ConfigError(f"{path} is damaged: it holds {short_repr(info)}, not the run's record.")
+        image_size = info.get("image_size")
+        if image_size is not None and not (
+                isinstance(image_size, list) and len(image_size) == 2
+                and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 16384 for s in image_size)):
+            raise ConfigError(f"{path} is damaged: image_size is {short_repr(image_size)}, not [height, width] "
+                              "in pixels. Restore the file or train the run again.")
+        return info
 
     def class_names(self) -> list[str]:
         path = self.path / "class_names.json"
         if not path.exists():
             raise ConfigError(f"{self.path} has no class_names.json; is it a restransfer run folder?")
-        return checkpoint.read_json(path)
+        names = self._read_json(path)
+        if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+            raise ConfigError(f"{path} is damaged: it holds {short_repr(names)}, not a list of class names.")
+        return names
+
+    def check_outputs(self, model) -> list[str]:
+        """The class names, checked against the model's number of outputs (a shortened or
+        edited ``class_names.json`` would label every prediction wrongly)."""
+        names = self.class_names()
+        outputs = model.output_shape[-1]
+        if outputs != len(names):
+            raise ConfigError(f"{self.path / 'class_names.json'} lists {len(names)} classes but the run's "
+                              f"model.keras has {outputs} outputs; the file was changed after training. "
+                              "Restore it or train the run again.")
+        return names
+
+    @staticmethod
+    def _read_json(path: Path):
+        try:
+            return checkpoint.read_json(path)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path} is damaged ({as_sentence(error)[:-1]}); restore it or train the "
+                              "run again.") from None
 
     def recipe_text(self) -> str | None:
         return self.recipe_file.read_text(encoding="utf-8") if self.recipe_file.exists() else None
@@ -127,8 +181,8 @@ class RunFolder:
             raise ConfigError(f"Run folder {self.path} does not exist (or is not a folder).")
         if not self.is_run():
             raise ConfigError(f"{self.path} is a folder but not a restransfer run folder (no run.json).")
+        info = self.info() or {}  # a damaged run.json is named here, before anything is loaded
         if not self.model_file.is_file():
-            info = self.info() or {}
             raise ConfigError(f"Run folder {self.path} has no model.keras (status: {info.get('status')}); "
                               "finish that run first (rerun its train command to resume it).")
 
@@ -139,6 +193,34 @@ class RunFolder:
 
     def training_state(self) -> dict | None:
         return checkpoint.load_state(self.checkpoints)
+
+    def resume_point(self) -> Start:
+        """Where an unfinished run resumes: its newest intact checkpoint (damaged ones skipped,
+        with a note each), or a restart when no epoch finished."""
+        state, notes = checkpoint.find_resumable(self.checkpoints)
+        return start_from(state, tuple(notes))
+
+    def lock(self) -> FolderLock:
+        """Hold the folder's lock for this process (released when it exits, however it exits).
+
+        Raises:
+            RunInUseError: another live process holds it.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"Run folder {self.path} is a file, not a folder; nothing was changed. "
+                              "Choose a folder path with --out.")
+        lock = FolderLock(self.path / LOCK)
+        if not lock.acquire():
+            raise RunInUseError(
+                f"Run folder {self.path} is in use by {lock.describe_holder()}. Two runs writing one folder "
+                "would overwrite each other's files: wait for it to finish (or stop it), or choose another "
+                "folder with --out.")
+        return lock
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete what interrupted atomic writes left (``.tmp-*`` here and in ``checkpoints/``);
+        call only while holding the lock."""
+        return remove_temporaries([self.path, self.checkpoints])
 
     # ---------------------------------------------------------------- writing
     def write_info(self, **fields: Any) -> None:
@@ -175,7 +257,10 @@ class RunFolder:
         Args:
             text: the resolved recipe as YAML; an unfinished run resumes only if it is the same.
         """
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"Run folder {self.path} is a file, not a folder; nothing was changed. "
+                              "Choose a folder path with --out.")
+        if self.path.exists() and any(p.name != LOCK for p in self.path.iterdir()):
             info = self.info()
             if info is None:
                 raise ConfigError(
@@ -193,24 +278,47 @@ class RunFolder:
                     f"{_first_difference(self.recipe_text() or '', text)}. Rerun with the same recipe and "
                     "--set values to resume it, pass --out NEW_FOLDER for a new run, or --force to start over.")
             else:
-                return start_from(self.training_state())
+                return self.resume_point()
         self.path.mkdir(parents=True, exist_ok=True)
         checkpoint.write_text(self.recipe_file, text)
         return Start(NEW)
 
     def _clear(self) -> None:
-        # Only what a run writes is deleted; a file we do not know stops --force.
-        unknown = [p.name for p in self.path.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".tmp-")]
+        # Only what a run writes is deleted; a file we do not know, anywhere in the folder, stops --force.
+        unknown = self.foreign_files()
         if unknown:
-            raise ConfigError(f"--force would delete {unknown} in {self.path}, which a run does not write; "
-                              "move them away or choose another --out.")
+            shown = ", ".join(str(p.relative_to(self.path)) for p in unknown[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise ConfigError(f"--force would delete {shown}{more} in {self.path}, which a run does not write; "
+                              "nothing was deleted. Move them away or choose another --out.")
         for item in self.path.iterdir():
-            shutil.rmtree(item) if item.is_dir() else item.unlink()
+            if item.name == LOCK:
+                continue
+            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+
+    def foreign_files(self) -> list[Path]:
+        """Files and folders in the run folder that no run writes: the user's."""
+        import fnmatch
+
+        foreign = []
+        for item in sorted(self.path.iterdir()):
+            is_folder = item.is_dir() and not item.is_symlink()
+            if item.name.startswith(".tmp-") or (
+                    not is_folder and any(fnmatch.fnmatch(item.name, p) for p in RUN_FILES)):
+                continue
+            if item.name not in RUN_FOLDERS or not is_folder:
+                foreign.append(item)
+            elif item.name == "export":
+                foreign += [sub for sub in sorted(item.iterdir()) if not sub.name.startswith(".")
+                            and not (sub.is_dir() and (sub / "export.json").is_file())]
+            else:
+                patterns = RUN_FOLDERS[item.name]
+                foreign += [sub for sub in sorted(item.rglob("*")) if not sub.name.startswith(".tmp-")
+                            and not any(fnmatch.fnmatch(str(sub.relative_to(item)), p) for p in patterns)]
+        return foreign
 
 
 def _first_difference(old: str, new: str) -> str:
-    import yaml
-
     def flat(tree, prefix=""):
         out = {}
         if isinstance(tree, dict):
@@ -223,7 +331,12 @@ def _first_difference(old: str, new: str) -> str:
             out[prefix] = tree
         return out
 
-    a, b = flat(yaml.safe_load(old) or {}), flat(yaml.safe_load(new) or {})
+    from restransfer.yaml_io import parse_yaml
+
+    try:
+        a, b = flat(parse_yaml(old) or {}), flat(parse_yaml(new) or {})
+    except ConfigError:
+        return "the stored recipe.yaml cannot be read"
     for key in list(a) + [k for k in b if k not in a]:
         if a.get(key, "<unset>") != b.get(key, "<unset>"):
             return f"{key} was {a.get(key, '<unset>')!r}, now {b.get(key, '<unset>')!r}"

@@ -12,20 +12,19 @@ with a one-paragraph `ConfigError` that names the file, line and column:
   -- validation, ``repr``, a copy -- would hang), and aliases that contain themselves;
 - integers beyond 64 bits (no setting takes one; a 10,000-digit one makes ``int()`` fail).
 
-`format_value` renders a value for an error message in bounded time and length, whatever it
-holds (a deep or huge structure, a 5,000-digit integer).
+Messages format values with ``restransfer.errors.short_repr``, which is bounded whatever the
+value holds.
 """
 
 from __future__ import annotations
 
 import os
-import reprlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from restransfer.errors import ConfigError
+from restransfer.errors import ConfigError, short_repr
 from restransfer.files import FileReadError, read_regular_file
 
 MAX_BYTES = 1 << 20
@@ -74,7 +73,7 @@ class _Loader(yaml.SafeLoader):
                     continue  # unhashable: safe_load's own error names it
                 if first is not None:
                     raise _Refused(
-                        f"the key {format_value(key, 60)} appears twice in one mapping (first at "
+                        f"the key {short_repr(key, 60)} appears twice in one mapping (first at "
                         f"line {first.line + 1}, column {first.column + 1}); YAML would keep only "
                         "the last one silently. Remove one of them", key_node.start_mark)
                 seen[key] = key_node.start_mark
@@ -217,32 +216,3 @@ def read_yaml(path: str | os.PathLike, *, what: str = "YAML file",
     except FileReadError as error:
         raise ConfigError(f"{source} cannot be read: {error.reason}.") from None
     return parse_yaml(data, source=source)
-
-
-class _BoundedRepr(reprlib.Repr):
-    def __init__(self, limit: int):
-        super().__init__()
-        self.maxlevel = 3
-        self.maxdict = 4
-        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = 6
-        self.maxarray = 6
-        self.maxstring = self.maxother = max(12, limit)
-
-    def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 128:  # str() of a 5,000-digit int raises; its size is what matters
-            return f"<an integer of about {int(x.bit_length() * 0.30103) + 1:,} digits>"
-        return super().repr_int(x, level)
-
-
-def format_value(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` for an error message, in bounded time and at most ``limit`` characters.
-
-    Example:
-        >>> format_value(list(range(1000)))
-        '[0, 1, 2, 3, 4, 5, ...]'
-    """
-    try:
-        text = _BoundedRepr(limit).repr(value)
-    except Exception:  # noqa: BLE001 - a value whose __repr__ fails still gets a message
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -68,6 +68,7 @@ def _validate(args) -> int:
 
 def _evaluate(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from restransfer.recipe.evaluate import evaluate
@@ -77,12 +78,14 @@ def _evaluate(args) -> int:
     summary = f"accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f}"
     if "top5_accuracy" in report:
         summary += f", top-5 accuracy {report['top5_accuracy']:.4f}"
-    console.print(f"{report['data']}: {report['num_images']} images, {summary}, macro F1 {report['macro_f1']:.4f}")
+    console.print(f"{escape(report['data'])}: {report['num_images']} images, {summary}, "
+                  f"macro F1 {report['macro_f1']:.4f}")
     table = Table(title="per class")
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, scores in report["per_class"].items():
-        table.add_row(name, f"{scores['precision']:.3f}", f"{scores['recall']:.3f}", f"{scores['f1-score']:.3f}",
+        table.add_row(escape(name), f"{scores['precision']:.3f}", f"{scores['recall']:.3f}",
+                      f"{scores['f1-score']:.3f}",
                       str(scores["support"]))
     console.print(table)
     return 0
@@ -92,6 +95,7 @@ def _predict(args) -> int:
     from pathlib import Path
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     if (Path(args.run) / "saved_model.pb").is_file():  # an exported SavedModel, not a run folder
@@ -102,6 +106,6 @@ def _predict(args) -> int:
     table.add_column("image")
     table.add_column("top predictions (probability)")
     for result in predict(args.run, args.images, top_k=args.top_k):
-        table.add_row(result["image"], ", ".join(f"{label} {p:.3f}" for label, p in result["top"]))
+        table.add_row(escape(result["image"]), escape(", ".join(f"{label} {p:.3f}" for label, p in result["top"])))
     Console().print(table)
     return 0

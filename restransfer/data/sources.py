@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from restransfer.errors import DataError
+from restransfer.errors import DataError, OptionError
 from restransfer.files import regular_file_problem
 
 # Extensions that `decode_image` reads; anything else in a class folder is ignored and counted.
@@ -246,6 +246,32 @@ def csv_listing(path: Path, val_path: Path | None, test_path: Path | None,
 
 
 # ---------------------------------------------------------------------------------- digits
+def digits_split(classes: list[int] | None, per_class: int | None,
+                 val_per_class: int | None) -> list[tuple[int, int, int]]:
+    """``(digit, n_train, n_val)`` per class of a digits split; `OptionError` when the data
+    cannot give it. Reads only the labels (no images), so ``validate`` runs the same rule."""
+    from sklearn.datasets import load_digits
+
+    targets = load_digits().target
+    split = []
+    for digit in (list(range(10)) if classes is None else list(classes)):
+        available = int(np.sum(targets == digit))
+        if per_class is None:
+            n_val = val_per_class or max(1, round(0.2 * available))
+            n_train = available - n_val
+        else:
+            n_train = per_class
+            n_val = available - per_class if val_per_class is None else val_per_class
+        if n_train < 1 or n_val < 1 or n_train + n_val > available:
+            key = "per_class" if per_class is not None and per_class >= available else "val_per_class"
+            raise OptionError(key, (
+                f"digit {digit} has {available} images; per_class={per_class} and "
+                f"val_per_class={val_per_class} need more (or leave none for validation). "
+                "Lower per_class or val_per_class."))
+        split.append((digit, n_train, n_val))
+    return split
+
+
 def digits_listing(classes: list[int] | None, per_class: int | None,
                    val_per_class: int | None, seed: int) -> Listing:
     """scikit-learn's 1,797 8x8 digits as float32 RGB 0..255, split per class with ``seed``.
@@ -256,23 +282,15 @@ def digits_listing(classes: list[int] | None, per_class: int | None,
     """
     from sklearn.datasets import load_digits
 
+    try:
+        split = digits_split(classes, per_class, val_per_class)
+    except OptionError as error:
+        raise DataError(str(error)) from None
     digits = load_digits()
-    classes = list(range(10)) if classes is None else list(classes)
     rng = np.random.default_rng(seed)
     train_idx, train_lab, val_idx, val_lab = [], [], [], []
-    for label, digit in enumerate(classes):
+    for label, (digit, n_train, n_val) in enumerate(split):
         members = rng.permutation(np.flatnonzero(digits.target == digit))
-        if per_class is None:
-            n_val = val_per_class or max(1, round(0.2 * len(members)))
-            n_train = len(members) - n_val
-        else:
-            n_train = per_class
-            n_val = len(members) - per_class if val_per_class is None else val_per_class
-        if n_train < 1 or n_val < 1 or n_train + n_val > len(members):
-            raise DataError(
-                f"digit {digit} has {len(members)} images; per_class={per_class} and "
-                f"val_per_class={val_per_class} need more (or leave none for validation). "
-                "Lower per_class or val_per_class.")
         train_idx.extend(members[:n_train])
         val_idx.extend(members[n_train:n_train + n_val])
         train_lab.extend([label] * n_train)
@@ -282,7 +300,7 @@ def digits_listing(classes: list[int] | None, per_class: int | None,
         "train": Part(labels=np.array(train_lab, np.int64), images=images[train_idx]),
         "val": Part(labels=np.array(val_lab, np.int64), images=images[val_idx]),
     }
-    return Listing(class_names=[str(d) for d in classes], parts=parts)
+    return Listing(class_names=[str(d) for d, _, _ in split], parts=parts)
 
 
 # ---------------------------------------------------------------------------------- arrays

@@ -142,7 +142,7 @@ def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike |
     try:
         folder.require_model()
         model = folder.load_model()
-        class_names = folder.class_names()
+        class_names = folder.check_outputs(model)
         plan = run_plan(folder)
     except ConfigError as error:
         raise ExportError(f"Cannot export {folder.path}: {error}") from None

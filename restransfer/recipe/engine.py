@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,7 @@ class _Session:
     dist: Distribution
     say: _Logger
     verbose: int | str
+    lock: Any = None  # the run folder's lock, held by the chief for the whole run
 
 
 def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
@@ -162,13 +164,23 @@ def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
     finally:
         if folder is not session.run:
             shutil.rmtree(folder.path, ignore_errors=True)
+        if session.lock is not None:
+            session.lock.release()
     return result
 
 
 def _open_session(plan: Plan, run: RunFolder, force: bool, dist: Distribution, verbose) -> _Session:
     """Decide new, restart or resume; a non-chief worker gets a scratch folder of its own."""
+    lock = None
     if dist.is_chief:
-        folder, start = run, run.prepare(plan.text, force=force)
+        # Held until the run ends: a second `train` into this folder is refused while we live.
+        lock = run.lock()
+        try:
+            run.remove_temporaries()
+            folder, start = run, run.prepare(plan.text, force=force)
+        except BaseException:
+            lock.release()
+            raise
     else:
         # Only the chief writes the run folder. Another worker computes the same steps, keeps its
         # own files in a scratch folder, and resumes from the chief's last checkpoint.
@@ -181,7 +193,8 @@ def _open_session(plan: Plan, run: RunFolder, force: bool, dist: Distribution, v
     )
     say = _Logger(folder, verbose)
     say(start.describe(folder, len(plan.phases)))
-    return _Session(plan=plan, folder=folder, run=run, start=start, dist=dist, say=say, verbose=verbose)
+    return _Session(plan=plan, folder=folder, run=run, start=start, dist=dist, say=say, verbose=verbose,
+                    lock=lock)
 
 
 def _train(session: _Session) -> Run:
@@ -280,8 +293,12 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
     )
     callbacks = [recorder, keras.callbacks.TensorBoard(log_dir=str(folder.logs), write_graph=False)]
     try:
-        model.fit(bundle.train, validation_data=bundle.val, epochs=phase.end_epoch, initial_epoch=first,
-                  callbacks=callbacks, verbose=session.verbose, shuffle=False)  # tf.data shuffles itself
+        with warnings.catch_warnings():
+            # File datasets have no known length (a file broken after the check is dropped, and
+            # counted), so Keras learns an epoch's end from the data running out and warns each time.
+            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+            model.fit(bundle.train, validation_data=bundle.val, epochs=phase.end_epoch, initial_epoch=first,
+                      callbacks=callbacks, verbose=session.verbose, shuffle=False)  # tf.data shuffles itself
     except Exception as error:
         if session.dist.strategy != "multi_worker":
             raise
@@ -309,23 +326,44 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     plan, folder, say = session.plan, session.folder, session.say
     probabilities, labels = predict_dataset(model, evaluation_data)
     report = evaluation_report(probabilities, labels, class_names)
+    _record_drops(session, bundle)
     metrics = _metrics(plan, report, history, best, bundle)
+    metrics["final"]["num_val"] = len(labels)  # what was evaluated, not what was listed
     checkpoint.write_json(folder.path / "metrics.json", metrics)
     plots.plot_history(history, folder.plots / "training_curves.png", title=f"{plan.model.name}: {folder.path.name}")
     plots.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), class_names,
                                 folder.plots / "confusion_matrix.png",
                                 title=f"validation: accuracy {report['accuracy']:.3f}")
     save_inference_model(model, folder.model_file)
-    folder.write_info(status=FINISHED, error=None)
     final = metrics["final"]
     say(f"Finished: val_accuracy {final['val_accuracy']:.4f}, val_loss {final['val_loss']:.4f}, "
         f"{final['epochs']} epochs in {final['seconds']:.1f} s ({final['images_per_s']:.0f} images/s).")
     for fmt in plan.recipe.export if session.dist.is_chief else ():
         from restransfer.export import export_run
 
+        target = folder.path / "export" / fmt
+        if (target / "export.json").is_file():  # made (and verified) before a kill: this model's
+            say(f"Export {fmt}: {target} was already written and verified; kept.")
+            continue
         say(f"Export {fmt}: {export_run(folder.path, format=fmt)}")
+    # Last: a run killed while exporting is not finished, so the same command makes the exports.
+    folder.write_info(status=FINISHED, error=None)
     return Run(model=model, history=history, metrics=metrics, run_dir=session.run.path, class_names=class_names,
                plan=plan)
+
+
+def _record_drops(session: _Session, bundle) -> None:
+    """Log and record images that failed to decode while training (changed after the check)."""
+    dropped = {part: n for part, n in bundle.dropped_by_part().items() if n}
+    if not dropped:
+        return
+    counts = ", ".join(f"{n} {part}" for part, n in dropped.items())
+    session.say(f"Warning: images could not be read while training ({counts}): files that changed or broke "
+                "after the data check were left out (the training counts are summed over epochs; metrics.json counts "
+                "the validation images actually evaluated). Run `restransfer data check` on the data.")
+    checkpoint.write_json(session.folder.path / "data_dropped.json", {
+        "dropped": dropped, "note": "image reads that failed during training, summed over every pass "
+                                    "(epochs, validation); the files passed the data check before training"})
 
 
 def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle) -> dict:
@@ -375,11 +413,12 @@ def _steps_per_epoch(bundle, batch_size: int) -> int:
 
 def _print_stage_table(model, say, title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     from restransfer.diagnostics.complexity import render_stage_table
 
     table = render_stage_table(model, show_trainable=True)
-    table.caption = title
+    table.caption = escape(title)  # holds the phase name, the user's text
     if say.verbose:
         Console().print(table)
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))

@@ -75,15 +75,17 @@ def evaluate(run_dir: str | Path, *, data: str | Path | None = None, split: str 
 
     folder = RunFolder(run_dir)
     model = folder.load_model()
-    class_names = folder.class_names()
+    class_names = folder.check_outputs(model)
     plan = run_plan(folder)
     options = plan.data_options(augment={})
     if data is not None:
         data_path = Path(data).expanduser().resolve()
         if not data_path.is_dir():
             raise ConfigError(f"--data {data} is not a folder; give a folder with one subfolder per class.")
-        keep = {k: options[k] for k in ("image_size", "resize", "batch_size", "cache", "skip_bad", "seed")}
-        options = {**keep, "source": "folder", "path": data_path, "val_path": data_path}
+        keep = {k: options[k] for k in ("image_size", "resize", "batch_size", "skip_bad", "seed")}
+        # Nothing of the recipe's data is needed; a file cache would need the run folder.
+        cache = "auto" if options.get("cache") == "file" else options.get("cache", "auto")
+        options = {**keep, "cache": cache, "source": "folder", "path": data_path, "val_path": data_path}
         suffix, split = "-" + data_path.name, "val"
     else:
         if plan.data.source == "arrays":

@@ -2,7 +2,7 @@
 
 Overrides use the same key paths as error messages: ``phases[0].epochs=3``,
 ``model.weights=runs/source``, ``data.augment.flip=true``. Each value is parsed with
-``yaml.safe_load`` (``3`` is an int, ``[conv1, conv2]`` a list, ``none`` stays a string).
+``restransfer.yaml_io.parse_yaml``, ``yaml.safe_load`` with bounds (``3`` is an int, ``[conv1, conv2]`` a list, ``none`` stays a string).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from restransfer import yaml_io
 from restransfer.errors import ConfigError
 from restransfer.recipe.schema import Recipe
 from restransfer.validation import config_error
@@ -24,17 +25,13 @@ _TOKEN = re.compile(r"([A-Za-z_][\w-]*)|\[(\d+)\]")
 
 
 def read_yaml(path: str | Path) -> dict:
-    """A YAML file as a dict; syntax errors name the file, line and column."""
+    """A recipe file as a dict, read by ``restransfer.yaml_io`` (``safe_load`` plus bounds:
+    duplicate keys, alias bombs, deep nesting, non-UTF-8 bytes and huge integers are refused
+    with the file, line and column)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Recipe file {path} does not exist (or is not a file).")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"Recipe {path} is not valid YAML{where}: {problem}.") from None
+    data = yaml_io.read_yaml(path, what="Recipe")
     if not isinstance(data, dict):
         raise ConfigError(f"Recipe {path} must be a mapping of keys (model:, data:, phases: ...); "
                           f"it holds a {type(data).__name__}.")
@@ -94,7 +91,7 @@ def _join(tokens: Sequence[str | int]) -> str:
 
 
 def parse_overrides(overrides: Sequence[str] | Mapping[str, Any] | None) -> list[tuple[str, Any]]:
-    """``["a.b=3"]`` or ``{"a.b": 3}`` -> ``[("a.b", 3)]``; string values go through yaml.safe_load."""
+    """``["a.b=3"]`` or ``{"a.b": 3}`` -> ``[("a.b", 3)]``; string values go through yaml_io.parse_yaml."""
     if not overrides:
         return []
     if isinstance(overrides, Mapping):
@@ -104,10 +101,7 @@ def parse_overrides(overrides: Sequence[str] | Mapping[str, Any] | None) -> list
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"Override '{item}' must look like KEY=VALUE, e.g. phases[0].epochs=3.")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            raise ConfigError(f"Override '{item}': the value is not valid YAML; quote it.") from None
+        value = yaml_io.parse_yaml(text, source=f"Override '{item}'") if text.strip() else ""
         pairs.append((key.strip(), value))
     return pairs
 

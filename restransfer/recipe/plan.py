@@ -121,6 +121,7 @@ def resolve(recipe: Recipe, *, source: str = "(mapping)", name: str = "run", che
     model = _model_plan(recipe, faults, check_paths) if recipe.model.name in SPECS else None
     stages = model.stages if model is not None else ()
     phases = tuple(_phase_plans(recipe, stages, faults)) if stages else ()
+    _check(faults, "data.", lambda: _check_data(recipe))
     _check(faults, "distribution.", lambda: _check_distribution(recipe))
     if faults:
         raise problems_error(f"Recipe {source}", faults)
@@ -191,6 +192,15 @@ def _phase_plans(recipe: Recipe, stages: Sequence[str], faults: list[str]):
         yield PhasePlan(index=index, name=phase.name or f"phase{index + 1}", start_epoch=start,
                         frozen=tuple(frozen or ()), config=phase)
         start += phase.epochs
+
+
+def _check_data(recipe: Recipe) -> None:
+    """What the data section implies without reading an image (the loaders run the same rules)."""
+    data = recipe.data.root
+    if data.source == "digits":
+        from restransfer.data.sources import digits_split
+
+        digits_split(data.classes, data.per_class, data.val_per_class)
 
 
 def _check_distribution(recipe: Recipe) -> None:

@@ -28,7 +28,7 @@ def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5
 
     folder = RunFolder(run_dir)
     model = folder.load_model()
-    class_names = folder.class_names()
+    class_names = folder.check_outputs(model)
     plan = run_plan(folder)
     # Decoded and resized exactly as the run's validation images were.
     batch = read_images(images, plan.image_size, plan.data.resize)

@@ -128,12 +128,13 @@ def test_images_above_the_pixel_limit_are_not_decoded(tmp_path):
     assert "not decoded" not in infos[str(files[1])].get("error", "")
 
 
-def test_check_prints_paths_and_class_names_that_look_like_markup(tmp_path, capsys):
-    root = make_folder(tmp_path / "[/red]x", {"[/oops]": 2, "[bold]b": 2})
-    write(root / "[/oops]" / "[/x].jpg", b"not an image")
+def test_check_prints_paths_and_class_names_that_look_like_markup(tmp_path, capsys, monkeypatch):
+    root = make_folder(tmp_path / "[/red]x", {"[red]a": 2, "[bold]b": 2})   # "[/red]x" is two folders
+    write(root / "[red]a" / "[/x].jpg", b"not an image")
+    monkeypatch.setenv("COLUMNS", "400")
     assert main(["data", "check", str(root)]) == 1
     out = capsys.readouterr().out
-    assert "[/oops]" in out and "[bold]b" in out and "[/x].jpg" in out
+    assert "[red]a" in out and "[bold]b" in out and "[red]a/[/x].jpg" in out
 
 
 def test_class_names_with_line_breaks_are_refused(tmp_path):
