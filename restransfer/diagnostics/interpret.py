@@ -175,6 +175,49 @@ def plot_top_losses(rows: Sequence[TopLoss], images: np.ndarray, path: str | Pat
     return save_png(fig, Path(path))
 
 
+def dataset_images(dataset, indices: Sequence[int]) -> np.ndarray:
+    """The images at ``indices`` (positions in an unshuffled dataset of ``(images, labels)`` batches).
+
+    One pass that keeps only the wanted images, so showing 16 top losses of a large validation
+    set never holds the whole set in memory.
+    """
+    wanted = {int(i): k for k, i in enumerate(indices)}
+    found: dict[int, np.ndarray] = {}
+    start = 0
+    batches = dataset.as_numpy_iterator() if hasattr(dataset, "as_numpy_iterator") else dataset
+    for images, _ in batches:
+        images = np.asarray(images)
+        for i in range(start, start + len(images)):
+            if i in wanted:
+                found[i] = images[i - start]
+        start += len(images)
+        if len(found) == len(wanted):
+            break
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        raise ConfigError(f"The dataset has {start} images; indices {missing[:5]} are beyond it.")
+    return np.stack([found[int(i)] for i in indices]) if indices else np.zeros((0, 1, 1, 3), np.float32)
+
+
+def interpret_model(model, dataset, class_names: Sequence[str], *, out_dir: str | Path,
+                    paths: Sequence[str] | None = None, n: int = 16, split: str = "val",
+                    suffix: str = "") -> Interpretation:
+    """:func:`interpret` of a model on an unshuffled dataset of ``(images, one-hot labels)`` batches.
+
+    Example:
+        >>> data = load_data(source="digits", image_size=32)
+        >>> result = interpret_model(model, data.val, data.class_names, out_dir="plots")
+        >>> result.top_losses[0].loss
+    """
+    from restransfer.recipe.evaluate import predict_dataset
+
+    probabilities, labels = predict_dataset(model, dataset)
+    if paths is not None and len(paths) != len(labels):
+        paths = None  # a file dropped while reading (changed on disk): positions would mislead
+    return interpret(probabilities, labels, class_names, images=lambda idx: dataset_images(dataset, idx),
+                     out_dir=out_dir, paths=paths, n=n, split=split, suffix=suffix)
+
+
 def interpret(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
               images: np.ndarray | Callable[[Sequence[int]], np.ndarray], out_dir: str | Path,
               paths: Sequence[str] | None = None, n: int = 16, split: str = "val",

@@ -94,3 +94,31 @@ def test_bad_input_is_named():
         top_losses(probabilities[:2], labels, NAMES)
     with pytest.raises(ConfigError, match="n must be a positive"):
         top_losses(probabilities, labels, NAMES, n=0)
+
+
+def test_interpret_model_names_validation_files_relative_to_the_dataset_root(tmp_path, monkeypatch):
+    from restransfer.data import load_data
+    from restransfer.diagnostics.interpret import dataset_images, interpret_model
+    from restransfer.models import create_model
+    from tests.data.conftest import make_folder
+
+    monkeypatch.setenv("RESTRANSFER_CACHE_DIR", str(tmp_path / "check-cache"))
+    root = make_folder(tmp_path / "pets", {"cat": 6, "dog": 6})
+    data = load_data(source="folder", path=root, validation_split=0.5, image_size=32, batch_size=4, seed=0)
+    assert len(data.paths["val"]) == data.num_val == 6
+    assert all(p.split("/")[0] in ("cat", "dog") and (root / p).is_file() for p in data.paths["val"])
+    model = create_model("cifar_resnet20", num_classes=2, input_shape=(32, 32, 3), preprocessing="torch")
+    result = interpret_model(model, data.val, data.class_names, out_dir=tmp_path / "plots",
+                             paths=data.paths["val"], n=3)
+    assert [row.path for row in result.top_losses] == [data.paths["val"][row.index] for row in result.top_losses]
+    assert [row.true for row in result.top_losses] == [row.path.split("/")[0] for row in result.top_losses]
+    # The images shown are the ones the rows name, in the order of the rows.
+    from restransfer.diagnostics.arrays import dataset_arrays
+
+    images, _ = dataset_arrays(data.val)
+    indices = [row.index for row in result.top_losses]
+    np.testing.assert_array_equal(dataset_images(data.val, indices), images[indices])
+    probabilities = model.predict(images, verbose=0)
+    expected = per_image_loss(probabilities, np.array([data.class_names.index(p.split("/")[0])
+                                                       for p in data.paths["val"]]))
+    assert [row.loss for row in result.top_losses] == pytest.approx(sorted(expected, reverse=True)[:3], rel=1e-5)
