@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "restransfer.commands.diagnostics",
     "restransfer.commands.recipe",
     "restransfer.commands.export",
+    "restransfer.commands.report",
     "restransfer.commands.quickstart",
 )
 

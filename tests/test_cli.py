@@ -27,7 +27,7 @@ def test_unknown_model_is_one_clear_line_without_traceback():
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-COMMANDS = ["models", "bench", "data", "diagnose", "train", "validate", "evaluate", "predict", "export", "quickstart"]
+COMMANDS = ["models", "bench", "data", "diagnose", "train", "validate", "evaluate", "predict", "export", "report", "quickstart"]
 
 
 def test_building_the_parser_imports_no_framework():

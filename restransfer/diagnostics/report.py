@@ -193,7 +193,7 @@ def render_report(*, title: str, recipe_text: str, stages: Sequence[StageMarks],
     if notes:
         parts.append("<ul>" + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>")
     if not skipped and not notes:
-        parts.append("<p>Nothing: every file was used and every weight loaded as asked.</p>")
+        parts.append("<p>No data file was skipped.</p>")
     parts.append(f'<h2 id="recipe">Recipe</h2><pre>{_e(recipe_text)}</pre></body></html>\n')
     return "".join(parts)
 
@@ -205,3 +205,64 @@ def write_report(path: str | Path, **values: Any) -> Path:
     path = Path(path)
     write_text(path, render_report(**values))
     return path
+
+
+def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``RUN/report.html`` (or ``out``) from what a finished run folder holds.
+
+    Reads the resolved recipe, ``metrics.json``, ``model.keras`` (for the stage table; the
+    recipe's phases give the frozen marks), the PNGs in ``plots/``, ``plots/top_losses.csv``
+    when ``evaluate`` wrote it, ``data_skipped.json`` and the weights notes in ``train.log``.
+    """
+    import csv
+    import json
+
+    import yaml
+
+    from restransfer.diagnostics.complexity import stage_table
+    from restransfer.diagnostics.interpret import TopLoss
+    from restransfer.models.stages import stage_names
+    from restransfer.recipe.evaluate import load_run_model
+    from restransfer.recipe.load import validate_recipe
+    from restransfer.recipe.run import RunFolder
+
+    folder = RunFolder(run_dir)
+    metrics_file = folder.path / "metrics.json"
+    if not metrics_file.is_file():
+        raise ConfigError(f"{folder.path} has no metrics.json: a report needs a finished run "
+                          "(rerun `restransfer train` with the same recipe to finish it).")
+    text = folder.recipe_text() or ""
+    recipe = validate_recipe(yaml.safe_load(text or "{}"), source=str(folder.path / "recipe.yaml"))
+    model = load_run_model(folder)
+    names = stage_names(model)
+    phases = [recipe.phase_name(i) for i in range(len(recipe.phases))]
+    stages = stage_marks(stage_table(model), [phase.frozen_stages(names) for phase in recipe.phases])
+    top = []
+    top_file = folder.plots / "top_losses.csv"
+    if top_file.is_file():
+        with open(top_file, newline="", encoding="utf-8") as f:
+            top = [TopLoss(index=int(r["rank"]) - 1, path=r["path"], true=r["true"], predicted=r["predicted"],
+                           probability=float(r["probability"]), true_probability=float(r["true_probability"]),
+                           loss=float(r["loss"])) for r in csv.DictReader(f)]
+    confused = []
+    confused_file = folder.plots / "most_confused.csv"
+    if confused_file.is_file():
+        with open(confused_file, newline="", encoding="utf-8") as f:
+            confused = [(r["true"], r["predicted"], int(r["count"])) for r in csv.DictReader(f)]
+    skipped_file = folder.path / "data_skipped.json"
+    skipped = json.loads(skipped_file.read_text(encoding="utf-8"))["skipped"] if skipped_file.is_file() else []
+    log = folder.path / "train.log"
+    notes = [line.split(" ", 1)[1].strip() for line in (log.read_text(encoding="utf-8").splitlines()
+                                                         if log.is_file() else [])
+             if "skipping it" in line or "keeps its fresh initialisation" in line]
+    info = folder.info() or {}
+    facts = {"model": info.get("model", recipe.model.name), "weights": recipe.model.weights or "none",
+             "backend": info.get("backend", "?"), "precision": info.get("precision", recipe.precision),
+             "classes": len(folder.class_names())}
+    return write_report(
+        Path(out) if out is not None else folder.path / "report.html", title=f"restransfer run {folder.path.name}",
+        recipe_text=text, stages=stages, phase_names=phases, metrics=json.loads(metrics_file.read_text()),
+        figures={"training curves": folder.plots / "training_curves.png",
+                 "confusion matrix (validation)": folder.plots / "confusion_matrix.png",
+                 "top losses (validation)": folder.plots / "top_losses.png"},
+        top_losses=top, most_confused=confused, skipped=skipped, notes=list(dict.fromkeys(notes)), facts=facts)

@@ -141,3 +141,35 @@ def test_report_renders_its_figures_offline_in_headless_chromium(report_values, 
     red = np.sum((pixels[:, 0] > 240) & (pixels[:, 1] < 15) & (pixels[:, 2] < 15))
     blue = np.sum((pixels[:, 2] > 240) & (pixels[:, 0] < 15) & (pixels[:, 1] < 15))
     assert red >= 0.9 * 320 * 200 and blue >= 0.9 * 200 * 200, (red, blue)
+
+
+def test_report_command_writes_the_page_of_a_run_folder(tmp_path):
+    import json
+
+    from restransfer.cli import main
+    from restransfer.models.heads import classifier
+
+    run = tmp_path / "run"
+    (run / "plots").mkdir(parents=True)
+    (run / "recipe.yaml").write_text(
+        "model: {name: cifar_resnet20}\ndata: {source: digits, classes: [5, 6], image_size: 32}\n"
+        "phases:\n  - {name: head, epochs: 1, freeze: all_but_head}\n  - {name: tune, epochs: 1, freeze: [conv1]}\n")
+    base = create_model("cifar_resnet20", include_top=False, preprocessing="auto", input_shape=(32, 32, 3))
+    import keras
+
+    keras.Model(base.inputs, classifier(base.output, 2)).save(run / "model.keras")
+    (run / "class_names.json").write_text('["5", "6"]')
+    (run / "run.json").write_text('{"status": "finished", "model": "cifar_resnet20", "backend": "tensorflow"}')
+    (run / "metrics.json").write_text(json.dumps(METRICS))
+    solid_png(run / "plots" / "training_curves.png", (255, 0, 0))
+    (run / "data_skipped.json").write_text('{"skipped": [{"path": "5/x.png", "part": "train", "problem": "empty"}]}')
+    (run / "train.log").write_text("10:00:00 Weights: source/model.keras has a classifier head (5 classes) but "
+                                   "the model has none (include_top=False); skipping it.\n")
+    assert main(["report", str(run)]) == 0
+    page = Page()
+    page.feed((run / "report.html").read_text())
+    rows = [r for r in page.rows if r]
+    assert ["conv1", "32x32x16", "496", "frozen", "frozen"] in rows
+    assert ["conv2", "32x32x16", "14,208", "frozen", "trainable"] in rows
+    assert ["5/x.png", "train", "empty"] in rows and len(page.images) == 1
+    assert "skipping it" in (run / "report.html").read_text()
