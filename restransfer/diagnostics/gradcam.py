@@ -177,3 +177,40 @@ def save_explanation(image: np.ndarray, heatmap: np.ndarray, path: str | Path, *
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_png(fig, Path(path))
+
+
+def explain_files(model: keras.Model, images: Sequence[str | Path], *, class_names: Sequence[str],
+                  out: str | Path, image_size: Sequence[int] | None = None, resize: str | None = None
+                  ) -> list[dict]:
+    """Grad-CAM of the predicted class for image files, each saved as image + overlay PNG.
+
+    Args:
+        model: a restransfer classifier (a run's ``model.keras``).
+        images: image files; decoded and resized as evaluation does (``resize``).
+        class_names: the label of each output.
+        out: a ``.png`` file for a single image, else a folder that receives ``<name>.gradcam.png``.
+        image_size: ``(h, w)``; default the model's input size.
+
+    Returns:
+        One dict per image: ``image``, ``explanation`` (the PNG), ``class``, ``probability``, ``stage``.
+    """
+    from restransfer.data.image_ops import read_images
+    from restransfer.data.schema import DEFAULT_RESIZE
+
+    out = Path(out)
+    if out.suffix.lower() == ".png" and len(images) != 1:
+        raise ConfigError(f"--out {out} is one PNG file but {len(images)} images were given; pass a folder.")
+    size = tuple(image_size or model.input_shape[1:3])
+    if None in size:
+        raise ConfigError("The model takes any image size; give image_size=(h, w) for Grad-CAM.")
+    batch = read_images(images, size, resize or DEFAULT_RESIZE)
+    cam = grad_cam(model, batch)
+    results = []
+    for i, path in enumerate(images):
+        target = out if out.suffix.lower() == ".png" else out / f"{Path(path).stem}.gradcam.png"
+        label, probability = class_names[cam.classes[i]], float(cam.probabilities[i, cam.classes[i]])
+        save_explanation(batch[i], cam.heatmaps[i], target,
+                         title=f"{Path(path).name}: {label} ({probability:.3f}), Grad-CAM on {cam.stage}")
+        results.append({"image": str(path), "explanation": str(target), "class": label,
+                        "probability": probability, "stage": cam.stage})
+    return results

@@ -87,3 +87,23 @@ def test_grad_cam_refuses_bad_input():
     plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
     with pytest.raises(ConfigError, match="named after stages"):
         grad_cam(plain, np.zeros((1, 8, 8, 3)))
+
+
+def test_explain_files_saves_one_overlay_per_image(corner_model, tmp_path):
+    from PIL import Image
+
+    from restransfer.diagnostics.gradcam import explain_files
+
+    files = []
+    for label, image in enumerate(corner_images([0, 3], np.random.default_rng(9))):
+        files.append(tmp_path / f"corner{label}.png")
+        Image.fromarray(image.astype("uint8")).save(files[-1])
+    names = ["top-left", "top-right", "bottom-left", "bottom-right"]
+    results = explain_files(corner_model, files, class_names=names, out=tmp_path / "cams")
+    assert [r["class"] for r in results] == ["top-left", "bottom-right"]
+    assert [Path(r["explanation"]).name for r in results] == ["corner0.gradcam.png", "corner1.gradcam.png"]
+    assert all(Image.open(r["explanation"]).size[0] > 200 and r["stage"] == "conv4" for r in results)
+    one = explain_files(corner_model, files[:1], class_names=names, out=tmp_path / "one.png")
+    assert one[0]["explanation"] == str(tmp_path / "one.png") and (tmp_path / "one.png").is_file()
+    with pytest.raises(ConfigError, match="one PNG file but 2 images"):
+        explain_files(corner_model, files, class_names=names, out=tmp_path / "x.png")
