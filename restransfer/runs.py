@@ -30,7 +30,7 @@ NEW, RESTART, RESUME = "new", "restart", "resume"
 # Everything a run writes at its top level; --force deletes these and nothing else.
 RUN_FILES = ("recipe.yaml", "run.json", "class_names.json", "model.keras", "train.log", "history.csv",
              "metrics.json", "evaluation.json", "data_skipped.json", "checkpoints", "logs", "plots",
-             "export", "cache", "data_report.json")
+             "export", "cache", "data_report.json", "report.html")
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ class TopLoss:
 
 @dataclass
 class Interpretation:
-    """What ``interpret`` found and wrote.
+    """What ``interpret_predictions`` (and ``restransfer.interpret(run)``) found and wrote.
 
     Attributes:
         top_losses: the highest-loss images, highest first.
@@ -202,7 +202,7 @@ def dataset_images(dataset, indices: Sequence[int]) -> np.ndarray:
 def interpret_model(model, dataset, class_names: Sequence[str], *, out_dir: str | Path,
                     paths: Sequence[str] | None = None, n: int = 16, split: str = "val",
                     suffix: str = "") -> Interpretation:
-    """:func:`interpret` of a model on an unshuffled dataset of ``(images, one-hot labels)`` batches.
+    """:func:`interpret_predictions` of a model on an unshuffled dataset of ``(images, one-hot labels)`` batches.
 
     Example:
         >>> data = load_data(source="digits", image_size=32)
@@ -212,13 +212,12 @@ def interpret_model(model, dataset, class_names: Sequence[str], *, out_dir: str 
     from restransfer.recipe.evaluate import predict_dataset
 
     probabilities, labels = predict_dataset(model, dataset)
-    if paths is not None and len(paths) != len(labels):
-        paths = None  # a file dropped while reading (changed on disk): positions would mislead
-    return interpret(probabilities, labels, class_names, images=lambda idx: dataset_images(dataset, idx),
-                     out_dir=out_dir, paths=paths, n=n, split=split, suffix=suffix)
+    return interpret_predictions(probabilities, labels, class_names,
+                                 images=lambda idx: dataset_images(dataset, idx), out_dir=out_dir, paths=paths,
+                                 n=n, split=split, suffix=suffix)
 
 
-def interpret(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
+def interpret_predictions(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
               images: np.ndarray | Callable[[Sequence[int]], np.ndarray], out_dir: str | Path,
               paths: Sequence[str] | None = None, n: int = 16, split: str = "val",
               suffix: str = "") -> Interpretation:
@@ -238,6 +237,8 @@ def interpret(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequen
         An :class:`Interpretation` with the rows and the files written.
     """
     out_dir = Path(out_dir)
+    if paths is not None and len(paths) != len(labels):
+        paths = None  # a file dropped while reading (changed on disk): positions would mislead
     rows = top_losses(probabilities, labels, class_names, n=min(n, max(len(labels), 1)), paths=paths,
                       split=split)
     indices = [row.index for row in rows]

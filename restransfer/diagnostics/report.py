@@ -217,26 +217,20 @@ def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     import csv
     import json
 
-    import yaml
-
     from restransfer.diagnostics.complexity import stage_table
     from restransfer.diagnostics.interpret import TopLoss
-    from restransfer.models.stages import stage_names
-    from restransfer.recipe.evaluate import load_run_model
-    from restransfer.recipe.load import validate_recipe
-    from restransfer.recipe.run import RunFolder
+    from restransfer.recipe.plan import run_plan
+    from restransfer.runs import RunFolder
 
     folder = RunFolder(run_dir)
     metrics_file = folder.path / "metrics.json"
     if not metrics_file.is_file():
         raise ConfigError(f"{folder.path} has no metrics.json: a report needs a finished run "
                           "(rerun `restransfer train` with the same recipe to finish it).")
-    text = folder.recipe_text() or ""
-    recipe = validate_recipe(yaml.safe_load(text or "{}"), source=str(folder.path / "recipe.yaml"))
-    model = load_run_model(folder)
-    names = stage_names(model)
-    phases = [recipe.phase_name(i) for i in range(len(recipe.phases))]
-    stages = stage_marks(stage_table(model), [phase.frozen_stages(names) for phase in recipe.phases])
+    plan = run_plan(folder)
+    model = folder.load_model()
+    phases = [phase.name for phase in plan.phases]
+    stages = stage_marks(stage_table(model), [phase.frozen for phase in plan.phases])
     top = []
     top_file = folder.plots / "top_losses.csv"
     if top_file.is_file():
@@ -256,12 +250,12 @@ def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                                                          if log.is_file() else [])
              if "skipping it" in line or "keeps its fresh initialisation" in line]
     info = folder.info() or {}
-    facts = {"model": info.get("model", recipe.model.name), "weights": recipe.model.weights or "none",
-             "backend": info.get("backend", "?"), "precision": info.get("precision", recipe.precision),
+    facts = {"model": info.get("model", plan.model.name), "weights": plan.recipe.model.weights or "none",
+             "backend": info.get("backend", "?"), "precision": info.get("precision", plan.recipe.precision),
              "classes": len(folder.class_names())}
     return write_report(
         Path(out) if out is not None else folder.path / "report.html", title=f"restransfer run {folder.path.name}",
-        recipe_text=text, stages=stages, phase_names=phases, metrics=json.loads(metrics_file.read_text()),
+        recipe_text=folder.recipe_text() or "", stages=stages, phase_names=phases, metrics=json.loads(metrics_file.read_text()),
         figures={"training curves": folder.plots / "training_curves.png",
                  "confusion matrix (validation)": folder.plots / "confusion_matrix.png",
                  "top losses (validation)": folder.plots / "top_losses.png"},

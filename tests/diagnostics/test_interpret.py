@@ -6,7 +6,7 @@ from PIL import Image
 
 from restransfer.diagnostics.interpret import (
     confusion_matrix,
-    interpret,
+    interpret_predictions,
     most_confused,
     per_image_loss,
     top_losses,
@@ -67,7 +67,7 @@ def test_interpret_writes_the_png_and_both_csvs(tmp_path):
         asked.append(list(indices))
         return images[indices]
 
-    result = interpret(probabilities, labels, NAMES, images=load, out_dir=tmp_path, n=4,
+    result = interpret_predictions(probabilities, labels, NAMES, images=load, out_dir=tmp_path, n=4,
                        paths=[f"{NAMES[k]}/{i}.jpg" for i, k in enumerate(labels)])
     assert asked == [[3, 4, 1, 5]]  # only the shown images are loaded
     assert Image.open(result.files["top_losses_png"]).size[0] >= 400
