@@ -112,13 +112,15 @@ _PHASE_COLUMNS = (("epochs", "epochs"), ("val_accuracy", "val accuracy"), ("best
 
 def _metrics_section(metrics: Mapping[str, Any]) -> str:
     phases = list(metrics.get("phases", []))
-    rows = [[_e(phase.get("name", f"phase {i + 1}")), *(_number(phase.get(key)) for key, _ in _PHASE_COLUMNS)]
+    digits = {"seconds": 1, "images_per_s": 1}
+    rows = [[_e(phase.get("name", f"phase {i + 1}")),
+             *(_number(phase.get(key), digits.get(key, 4)) for key, _ in _PHASE_COLUMNS)]
             for i, phase in enumerate(phases)]
     final = metrics.get("final")
     if final:
         rows.append(["<b>final</b>", _number(final.get("epochs")), _number(final.get("val_accuracy")),
                      _number((metrics.get("best") or {}).get("val_accuracy")), _number(final.get("val_loss")),
-                     _number(final.get("seconds")), _number(final.get("images_per_s"))])
+                     _number(final.get("seconds"), 1), _number(final.get("images_per_s"), 1)])
     out = _table(["phase", *[label for _, label in _PHASE_COLUMNS]], rows)
     if final and "val_top5_accuracy" in final:
         out += f"<p>Top-5 validation accuracy: {_number(final['val_top5_accuracy'])}.</p>"

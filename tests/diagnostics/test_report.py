@@ -95,8 +95,8 @@ def test_report_holds_every_section_with_the_run_values(report_values):
     assert page.headings == ["runs/pets", "Metrics per phase", "Per class (validation)", "Stages", "Figures",
                              "Top losses", "Most confused", "What was skipped", "Recipe"]
     rows = [r for r in page.rows if r]
-    assert ["head", "2", "0.5000", "0.5000", "1.2000", "3.0000", "100.0000"] in rows
-    assert ["final", "5", "0.7500", "0.8000", "0.7000", "8.5000", "95.0000"] in rows
+    assert ["head", "2", "0.5000", "0.5000", "1.2000", "3.0", "100.0"] in rows
+    assert ["final", "5", "0.7500", "0.8000", "0.7000", "8.5", "95.0"] in rows
     # The stage table marks frozen stages per phase: everything but the head, then conv1 only.
     assert ["conv1", "32x32x16", "496", "frozen", "frozen"] in rows
     assert ["conv4", "8x8x64", "204,288", "frozen", "trainable"] in rows
