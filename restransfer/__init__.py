@@ -27,6 +27,7 @@ _LAZY = {
     "load_plan": "restransfer.recipe.plan",
     "train": "restransfer.recipe.engine",
     "evaluate": "restransfer.recipe.evaluate",
+    "interpret": "restransfer.recipe.evaluate",
     "predict": "restransfer.recipe.predict",
     "gradient_norms": "restransfer.diagnostics.gradients",
     "linear_probe": "restransfer.diagnostics.probe",

@@ -11,7 +11,9 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
+from restransfer.commands.output import add_quiet, quiet_stdout, show_warning
 from restransfer.errors import RestransferError
 from restransfer.native_logs import filtered_stderr
 
@@ -27,6 +29,7 @@ COMMAND_MODULES = (
     "restransfer.commands.diagnostics",
     "restransfer.commands.recipe",
     "restransfer.commands.export",
+    "restransfer.commands.report",
     "restransfer.commands.quickstart",
 )
 
@@ -38,20 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(subparsers)
+    add_quiet(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with filtered_stderr():
-        try:
-            return int(args.handler(args) or 0)
-        except RestransferError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return error.exit_code
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
+    previous, warnings.showwarning = warnings.showwarning, show_warning
+    try:
+        with filtered_stderr(), quiet_stdout(getattr(args, "quiet", False)):
+            try:
+                return int(args.handler(args) or 0)
+            except RestransferError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return error.exit_code
+            except KeyboardInterrupt:
+                print("interrupted", file=sys.stderr)
+                return 130
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 TensorFlow 2.21 loads its C++ libraries before absl reads any log level, so lines such as
 ``I0000 ... port.cc:153] oneDNN custom operations are on`` and "All log messages before
 absl::InitializeLog() is called are written to STDERR" reach stderr whatever
-``TF_CPP_MIN_LOG_LEVEL`` says; on a machine without a GPU it adds "failed call to cuInit". The
+``TF_CPP_MIN_LOG_LEVEL`` says; on a machine without a GPU it adds "failed call to cuInit"; a
+truncated JPEG adds "Premature end of JPEG data" at each decode, which the data check already
+reports by path. The
 ``restransfer`` command routes the process's stderr (file descriptor 2, so native code and
 child processes too) through a pipe and forwards every line except those. Python warnings,
 errors and tracebacks pass unchanged. ``RESTRANSFER_NATIVE_LOGS=1`` turns the filter off.
@@ -22,11 +24,16 @@ from collections.abc import Iterator
 _ABSL_INFO = re.compile(rb"^I\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
 # A partial line that could still become one of those waits for its end; any other is
 # forwarded at once (progress output without a newline).
-_MAYBE_NOISE = re.compile(rb"^(I\d|E\d|WARNING: All|To enable)")
+_MAYBE_NOISE = re.compile(rb"^(I\d|E\d|W\d|WARNING: All|To enable)")
 _NOISE = (
     re.compile(rb"^WARNING: All log messages before absl::InitializeLog\(\) is called"),
     re.compile(rb"^To enable the following instructions: .* rebuild TensorFlow"),
     re.compile(rb"^E\d{4} [\d:. ]+\d+ cuda_platform\.cc:\d+\] failed call to cuInit"),
+    # libjpeg's complaint about a truncated file, printed by every decode of it (the data check
+    # and each epoch); the check reports the file by path, and training never sees it.
+    re.compile(rb"^[EW]\d{4} [\d:. ]+\d+ jpeg_mem\.cc:\d+\] Premature end of JPEG data"),
+    re.compile(rb"^W\d{4} [\d:. ]+\d+ local_rendezvous\.cc:\d+\] Local rendezvous is aborting with "
+               rb"status: INVALID_ARGUMENT: jpeg::Uncompress failed"),
 )
 
 

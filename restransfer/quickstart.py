@@ -13,8 +13,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 
-def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verbose: int | str = 2) -> dict:
-    """Run the three quickstart recipes and return ``{"source": Run, "target": Run, "scratch": Run}``."""
+def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verbose: int | str = "auto") -> dict:
+    """Run the three quickstart recipes and return ``{"source": Run, "target": Run, "scratch": Run}``.
+
+    ``verbose="auto"``: Keras' progress bar on a terminal, one line per epoch in a log.
+    """
     from rich.console import Console
 
     from restransfer.recipe.engine import train

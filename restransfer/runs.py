@@ -32,13 +32,13 @@ LOCK = ".lock"
 # Everything a run writes; --force deletes these and nothing else. Files at the top level (patterns):
 RUN_FILES = ("recipe.yaml", "run.json", "class_names.json", "model.keras", "train.log", "history.csv",
              "metrics.json", "evaluation*.json", "data_skipped.json", "data_dropped.json", "data_report.json",
-             LOCK)
+             "report.html", LOCK)
 # Folders, with what a run writes inside them (glob patterns of paths below the folder). An
 # ``export/`` subfolder is a run's when it holds export.json (written last, after verification).
 RUN_FOLDERS = {
     "checkpoints": ("state.json", "best.weights.h5", "last-epoch*"),
     "logs": ("train", "validation", "train/events.out.tfevents.*", "validation/events.out.tfevents.*"),
-    "plots": ("*.png",),
+    "plots": ("*.png", "*.csv"),
     "cache": ("train-*", "val-*", "test-*"),
     "export": (),
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh clone: the README's test command and what CI runs.
-#  1. everything under the TensorFlow backend, in .venv (the project with its dev and jax extras);
+#  1. everything under the TensorFlow backend, in .venv (the project with its dev, jax, litert and keras-cv extras);
 #  2. the model code under KERAS_BACKEND=jax in .venv-jax, which holds keras + jax and no
 #     TensorFlow at all: the GPU path must not need it.
 set -euo pipefail
@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev,jax]"
+.venv/bin/python -m pip install -q -e ".[dev,jax,litert,keras-cv]"
 # Two workers: much of the suite is single-threaded Python (model building, notebook kernels).
 .venv/bin/python -m pytest -n 2 --durations=25 "$@"
 

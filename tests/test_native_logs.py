@@ -16,6 +16,10 @@ NOISE = [
     b"TensorFlow with the appropriate compiler flags.",
     b"E0000 00:00:1795448457.325916    4179 cuda_platform.cc:52] failed call to cuInit: INTERNAL: "
     b"CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
+    # A truncated JPEG, decoded by the data check (which reports it by path) and by training.
+    b"E0000 00:00:1796174261.152966   22756 jpeg_mem.cc:331] Premature end of JPEG data. Stopped at line 94/200",
+    b"W0000 00:00:1796174216.362106   21840 local_rendezvous.cc:412] Local rendezvous is aborting with "
+    b"status: INVALID_ARGUMENT: jpeg::Uncompress failed. Invalid JPEG data or crop window.",
 ]
 KEPT = [
     b"error: Recipe file x.yaml does not exist (or is not a file).",
@@ -23,6 +27,8 @@ KEPT = [
     b"W0000 00:00:1795446467.038128   29887 cache_dataset_ops.cc:912] The calling iterator did "
     b"not fully read the dataset being cached.",
     b"E0000 00:00:1795446467.038128   29887 some_op.cc:12] INTERNAL: a real failure",
+    b"W0000 00:00:1796174216.362106   21840 local_rendezvous.cc:412] Local rendezvous is aborting with "
+    b"status: RESOURCE_EXHAUSTED: OOM when allocating tensor",
     b"UserWarning: I0000 is not at the start of this line",
 ]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from restransfer.commands.output import console
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="check a dataset before training")
@@ -20,13 +22,11 @@ def register(subparsers) -> None:
 
 
 def _check(args) -> int:
-    from rich.console import Console
-
-    from restransfer.data.check import inspect_listing, render_report
+    from restransfer.data.check import dataset_root, inspect_listing, render_report
 
     listing = listing_for(Path(args.path))
     report = inspect_listing(listing)
-    Console().print(render_report(report, limit=args.limit))
+    console(args).print(render_report(report, limit=args.limit, root=dataset_root(listing)))
     if args.json is not None:
         import json
 

@@ -34,6 +34,10 @@ def register(subparsers) -> None:
     predict.add_argument("run", help="run folder, or a SavedModel exported from one")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--explain", action="store_true",
+                         help="also save a Grad-CAM heatmap of the predicted class over each image (run folders)")
+    predict.add_argument("--out", default=None, help="with --explain: a .png for one image, or a folder "
+                                                      "(default RUN/plots/gradcam/)")
     predict.set_defaults(handler=_predict)
 
 
@@ -67,14 +71,14 @@ def _validate(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from restransfer.commands.output import console as make_console
     from restransfer.recipe.evaluate import evaluate
 
     report = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size)
-    console = Console()
+    console = make_console(args)
     summary = f"accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f}"
     if "top5_accuracy" in report:
         summary += f", top-5 accuracy {report['top5_accuracy']:.4f}"
@@ -88,17 +92,27 @@ def _evaluate(args) -> int:
                       f"{scores['f1-score']:.3f}",
                       str(scores["support"]))
     console.print(table)
+    files = report.get("interpretation", {})
+    if files:
+        console.print("top losses and most confused pairs: " + ", ".join(files.values()), soft_wrap=True)
     return 0
 
 
 def _predict(args) -> int:
     from pathlib import Path
 
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from restransfer.commands.output import console
+    from restransfer.errors import ConfigError
+
+    if args.out is not None and not args.explain:
+        raise ConfigError("--out names where --explain saves the Grad-CAM images; pass --explain too.")
     if (Path(args.run) / "saved_model.pb").is_file():  # an exported SavedModel, not a run folder
+        if args.explain:
+            raise ConfigError("--explain needs the run folder (Grad-CAM reads the Keras model's last stage); "
+                              f"{args.run} is an exported SavedModel.")
         from restransfer.export.saved_model import predict_saved_model as predict
     else:
         from restransfer.recipe.predict import predict
@@ -107,5 +121,10 @@ def _predict(args) -> int:
     table.add_column("top predictions (probability)")
     for result in predict(args.run, args.images, top_k=args.top_k):
         table.add_row(escape(result["image"]), escape(", ".join(f"{label} {p:.3f}" for label, p in result["top"])))
-    Console().print(table)
+    console().print(table)
+    if args.explain:
+        from restransfer.recipe.predict import explain
+
+        for result in explain(args.run, args.images, out=args.out):
+            print(f"Grad-CAM ({result['stage']}) of {result['class']} for {result['image']}: {result['explanation']}")
     return 0

@@ -1,5 +1,10 @@
 """Batched training augmentation from the recipe's `augment:` section (Keras core layers).
 
+``keras_cv:`` adds the keras-cv layers that Keras core lacks (GridMask, JitteredResize,
+FourierMix, ChannelShuffle, RandomChannelShift, RandomJpegQuality; the `keras-cv` extra). They
+are TensorFlow ops, so like the core layers they run here in tf.data on every backend
+(benchmarks/keras_cv_augment.py checked them on TensorFlow and JAX).
+
 Applied in the tf.data map after `cache`, so images are decoded once and augmented every epoch.
 Keras preprocessing layers run on the TensorFlow backend inside tf.data whatever the Keras
 backend, so this works for JAX training too.
@@ -13,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from restransfer.data.schema import AugmentConfig, RandomResizedCrop
+from restransfer.errors import ConfigError
 
 Batch = tuple[tf.Tensor, tf.Tensor]
 
@@ -71,6 +77,8 @@ def build_augment(augment: AugmentConfig, image_size: Sequence[int],
         layers.append(keras.layers.RandAugment(
             value_range=(0, 255), num_ops=augment.rand_augment.num_ops,
             factor=augment.rand_augment.magnitude, seed=seed + 4))
+    cv_layers, cv_mixers = keras_cv_layers(augment.keras_cv, (height, width), seed + 9)
+    layers += cv_layers
     mixers = []
     if augment.mixup:
         mixers.append(keras.layers.MixUp(alpha=augment.mixup, seed=seed + 5))
@@ -90,6 +98,8 @@ def build_augment(augment: AugmentConfig, image_size: Sequence[int],
         for layer in layers:
             images = layer(images, training=True)
         images = tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 255.0)
+        for layer in cv_mixers:
+            images, labels = _mix(layer, images, labels)
         if len(mixers) == 1:
             images, labels = _mix(mixers[0], images, labels)
         elif mixers:
@@ -105,3 +115,37 @@ def build_augment(augment: AugmentConfig, image_size: Sequence[int],
 def _mix(layer: keras.layers.Layer, images: tf.Tensor, labels: tf.Tensor) -> Batch:
     out = layer({"images": images, "labels": labels}, training=True)
     return tf.cast(out["images"], tf.float32), tf.cast(out["labels"], tf.float32)
+
+
+# keras-cv layers that mix images and their labels (called on {"images", "labels"}).
+_KERAS_CV_MIXERS = ("FourierMix",)
+# What restransfer sets itself: the pixel range, the output size, the seed.
+_KERAS_CV_DEFAULTS = {
+    "RandomChannelShift": {"value_range": (0, 255), "factor": 0.1},
+    "RandomJpegQuality": {"factor": (75, 100)},
+    "JitteredResize": {"scale_factor": (0.8, 1.25), "bounding_box_format": "xyxy"},
+}
+
+
+def keras_cv_layers(config: dict, image_size: tuple[int, int], seed: int
+                    ) -> tuple[list[keras.layers.Layer], list[keras.layers.Layer]]:
+    """``(image layers, label-mixing layers)`` for the recipe's ``augment.keras_cv`` mapping."""
+    if not config:
+        return [], []
+    try:
+        import keras_cv
+    except ImportError:
+        raise ConfigError("augment.keras_cv needs keras-cv: pip install 'restransfer[keras-cv]' "
+                          "(or remove augment.keras_cv).") from None
+    layers, mixers = [], []
+    for index, (name, options) in enumerate(config.items()):
+        kwargs = {**_KERAS_CV_DEFAULTS.get(name, {}), **options, "seed": seed + index}
+        if name == "JitteredResize":
+            kwargs["target_size"] = tuple(image_size)
+        try:
+            layer = getattr(keras_cv.layers, name)(**kwargs)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"augment.keras_cv.{name}: {error}. Received {options}; see keras_cv.layers.{name} "
+                              "for its arguments.") from None
+        (mixers if name in _KERAS_CV_MIXERS else layers).append(layer)
+    return layers, mixers

@@ -362,8 +362,33 @@ def _class_warnings(counts: dict[str, list[int]], class_names: list[str]) -> lis
     return issues
 
 
-def render_report(report: DataReport, limit: int = 50):
-    """A rich renderable: counts per class and split, then problems and warnings by path."""
+def dataset_root(listing: Listing) -> Path | None:
+    """The folder every split's files lie under (a CSV's folder), for paths shown relative to it."""
+    folders = [str(root.parent if root.suffix.lower() == ".csv" else root) for root in listing.roots.values()]
+    if not folders:
+        return None
+    try:
+        return Path(os.path.commonpath(folders))
+    except ValueError:  # absolute and relative roots mixed
+        return None
+
+
+def relative_to_root(text: str, root: Path | None) -> str:
+    """``text`` with every path under ``root`` written relative to it (``bird/x.jpg``)."""
+    if root is None or str(root) in ("", "."):
+        return text
+    for form in {str(root), os.path.abspath(root)}:
+        text = text.replace(form.rstrip(os.sep) + os.sep, "")
+    return text
+
+
+def render_report(report: DataReport, limit: int = 50, root: Path | None = None):
+    """A rich renderable: counts per class and split, then problems and warnings by path.
+
+    With ``root`` (see `dataset_root`) paths are shown relative to it, and a line says so. Long
+    paths are never folded inside a cell: print it on a wide console (``restransfer.commands.
+    output.console`` gives one when the output is not a terminal) and each path stays one word.
+    """
     from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
@@ -378,17 +403,20 @@ def render_report(report: DataReport, limit: int = 50):
         counts.add_row(escape(name), *(str(report.counts[p][i]) for p in parts))
     counts.add_row("[bold]total", *(f"[bold]{sum(report.counts[p])}" for p in parts))
     renderables: list[Any] = [counts]
+    if root is not None and str(root) not in ("", ".") and (report.bad or report.skipped or report.warnings):
+        renderables.append(escape(f"paths relative to {root}{os.sep}"))
     for title, items, style in (("problems (training would fail)", report.bad, "red"),
                                 ("skipped (skip_bad)", report.skipped, "yellow"),
                                 ("warnings", report.warnings, "yellow")):
         if not items:
             continue
         table = Table(title=f"[{style}]{title}: {len(items)}")
-        table.add_column("path or class", overflow="fold")
-        table.add_column("split")
-        table.add_column("problem", overflow="fold")
+        table.add_column("path or class", no_wrap=True)
+        table.add_column("split", no_wrap=True)
+        table.add_column("problem")
         for issue in items[:limit]:
-            table.add_row(escape(issue.path), escape(issue.part), escape(issue.problem))
+            table.add_row(escape(relative_to_root(issue.path, root)), escape(issue.part),
+                          escape(relative_to_root(issue.problem, root)))
         if len(items) > limit:
             table.add_row(f"... {len(items) - limit} more", "", "")
         renderables.append(table)

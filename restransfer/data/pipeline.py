@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from restransfer.data.augment import build_augment
-from restransfer.data.check import DataReport, check_listing, file_decode_errors
+from restransfer.data.check import DataReport, check_listing, dataset_root, file_decode_errors
 from restransfer.data.image_ops import decode_image, resize_for_eval
 from restransfer.data.memory_store import (
     ImageStore,
@@ -61,6 +61,9 @@ class DataBundle:
     test: tf.data.Dataset | None = None
     num_test: int = 0
     cache: dict[str, str] = field(default_factory=dict)  # part -> memory | file | none
+    # part -> each image's file relative to the dataset root, in the split's order (None for
+    # in-memory and TFDS data): what top losses and reports show.
+    paths: dict[str, list[str] | None] = field(default_factory=dict)
     counters: dict[str, "_DropCounter"] = field(default_factory=dict, repr=False)
 
     @property
@@ -165,7 +168,14 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
         class_names=listing.class_names, num_train=len(listing.parts["train"]),
         num_val=len(listing.parts["val"]), num_test=len(listing.parts.get("test", ())),
         report=report, image_size=size, cache={name: plan[0] for name, plan in plans.items()},
-        counters={k: v for k, v in counters.items() if v is not None})
+        counters={k: v for k, v in counters.items() if v is not None}, paths=_relative_paths(listing))
+
+
+def _relative_paths(listing: Listing) -> dict[str, list[str] | None]:
+    root = dataset_root(listing)
+    return {name: None if part.paths is None else
+            [os.path.relpath(p, root) if root is not None else p for p in part.paths]
+            for name, part in listing.parts.items()}
 
 
 def make_listing(config: Any, seed: int) -> Listing:

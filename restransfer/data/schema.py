@@ -35,6 +35,11 @@ from pydantic import (
 SOURCES = ("folder", "csv", "tfds", "digits", "arrays")
 CACHE_MODES = ("auto", "memory", "file", "none")
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+# keras-cv layers that Keras core has no counterpart for (benchmarks/keras_cv_augment.py
+# measured them on both backends); applied by restransfer.data.augment, the `keras-cv` extra.
+KerasCvLayer = Literal["GridMask", "JitteredResize", "FourierMix", "ChannelShuffle", "RandomChannelShift",
+                       "RandomJpegQuality"]
+KERAS_CV_LAYERS: tuple[str, ...] = get_args(KerasCvLayer)
 
 # How decoded images are resized to image_size; see restransfer.data.image_ops.
 ResizeMethod = Literal["area", "bilinear"]
@@ -94,6 +99,8 @@ class AugmentConfig(_Strict):
     rand_augment: RandAugmentConfig | None = None
     mixup: float = Field(0.0, ge=0, description="MixUp Beta(alpha, alpha); 0 = off")
     cutmix: float = Field(0.0, ge=0, description="CutMix Beta(alpha, alpha); 0 = off")
+    keras_cv: dict[KerasCvLayer, dict[str, Any]] = Field(
+        default_factory=dict, description="keras-cv layers by name with their arguments (the keras-cv extra)")
 
     @field_validator("flip", mode="before")
     @classmethod
@@ -111,6 +118,16 @@ class AugmentConfig(_Strict):
             return {}
         if value is False:
             return None
+        return value
+
+    @field_validator("keras_cv", mode="before")
+    @classmethod
+    def _keras_cv_shorthand(cls, value: Any) -> Any:
+        # `keras_cv: [GridMask]` or `{GridMask: true}` turn layers on with their defaults.
+        if isinstance(value, (list, tuple)):
+            return {name: {} for name in value}
+        if isinstance(value, dict):
+            return {k: ({} if v is True or v is None else v) for k, v in value.items() if v is not False}
         return value
 
     @field_validator("color_jitter", mode="before")

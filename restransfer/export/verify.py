@@ -55,7 +55,7 @@ import numpy as np
 
 images = np.load(spec["tensor_inputs"], allow_pickle=False)["images"]
 contents = [open(path, "rb").read() for path in spec["image_files"]]
-outputs, signatures = {}, {}
+outputs, signatures, runtime = {}, {}, None
 
 def spec_of(tensor_spec):
     if tensor_spec.shape.rank is None:
@@ -88,9 +88,14 @@ elif spec["format"] == "keras":
         "outputs": {"probabilities": [model.outputs[0].dtype, [-1 if d is None else d for d in model.outputs[0].shape]]}}}
     keep("model.keras", "call", "all", {"probabilities": keras.ops.convert_to_numpy(model(images, training=False))})
 else:
-    import tensorflow as tf
+    try:  # LiteRT, the TFLite runtime's new home (the `litert` extra)
+        from ai_edge_litert.interpreter import Interpreter
+        runtime = "ai_edge_litert"
+    except ImportError:  # tf.lite.Interpreter: deprecated since TF 2.20, its warning is ignored above
+        import tensorflow as tf
+        Interpreter, runtime = tf.lite.Interpreter, "tf.lite"
     for name in spec["artifacts"]:
-        interpreter = tf.lite.Interpreter(model_path=spec["directory"] + "/" + name)
+        interpreter = Interpreter(model_path=spec["directory"] + "/" + name)
         signatures[name] = {}
         for key, io in interpreter.get_signature_list().items():
             runner = interpreter.get_signature_runner(key)
@@ -103,7 +108,7 @@ else:
 
 leaked = sorted(m for m in sys.modules if m == "restransfer" or m.startswith("restransfer."))
 np.savez(spec["output"], **outputs)
-json.dump({"signatures": signatures, "restransfer_modules": leaked}, open(spec["report"], "w"))
+json.dump({"signatures": signatures, "restransfer_modules": leaked, "runtime": runtime}, open(spec["report"], "w"))
 '''
 
 
@@ -134,6 +139,7 @@ class VerifyReport:
     checks: list[Check]
     signatures: dict
     images_source: str
+    runtime: str | None = None  # TFLite: "ai_edge_litert" or "tf.lite", the interpreter that ran it
 
     @property
     def passed(self) -> bool:
@@ -153,8 +159,9 @@ class VerifyReport:
 
     def __str__(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
+        runtime = f", interpreter {self.runtime}" if self.runtime else ""
         lines = [f"verify {self.directory} ({self.format}, images: {self.images_source}, fresh process "
-                 f"without restransfer): {verdict}"]
+                 f"without restransfer{runtime}): {verdict}"]
         for c in self.checks:
             batch = f"batch {c.images}"
             lines.append(
@@ -299,4 +306,4 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
         if found:
             checks.append(Check("saved_model", "graph", 0, 0.0, 0.0, 0, 0,
                                 [f"the graph holds Python-only ops {sorted(found)}; it cannot be served"]))
-    return VerifyReport(directory, manifest["format"], checks, report["signatures"], source)
+    return VerifyReport(directory, manifest["format"], checks, report["signatures"], source, report.get("runtime"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from restransfer.recipe.plan import Plan, PhasePlan, load_plan
 from restransfer.recipe.schema import PhaseConfig, Recipe
 from restransfer.runs import FAILED, FINISHED, NEW, RUNNING, RunFolder, Start, start_from
 from restransfer.training import checkpoint, plots
-from restransfer.training.callbacks import EpochRecorder
+from restransfer.training.callbacks import EpochLine, EpochRecorder
 from restransfer.training.distribute import Distribution, scaled_learning_rate, setup_distribution
 from restransfer.training.optimizers import build_optimizer, stage_multipliers
 from restransfer.training.precision import describe_precision, dtype_policy, resolve_jit_compile
@@ -242,10 +243,18 @@ def _build(session: _Session, num_classes: int) -> keras.Model:
     """The model under the distribution's scope: fresh weights, or the checkpoint's when resuming."""
     plan, start = session.plan, session.start
     session.say(session.dist.describe(plan.data.batch_size) + ".")
-    with session.dist.scope():
+    with session.dist.scope(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model = build_model(plan, num_classes, load_weights=start.state is None)
         if start.state:
             checkpoint.restore_weights(model, session.run.checkpoints, start.state)
+    for warning in caught:
+        # The weight loader's notes (a classifier head skipped ...) are part of the run's story:
+        # said as our own line, kept in train.log (the report lists them); others pass on.
+        if issubclass(warning.category, UserWarning) and "restransfer" in warning.filename:
+            session.say(f"Weights: {' '.join(str(warning.message).split())}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     weights = plan.model.weights if start.state is None else f"from checkpoint {start.state['checkpoint']}"
     session.say(f"Model: {plan.model.name}, weights {weights}; new head with {num_classes} classes.")
     return model
@@ -292,13 +301,18 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
         on_epoch=folder.write_history, monitor=MONITOR, best=best,
     )
     callbacks = [recorder, keras.callbacks.TensorBoard(log_dir=str(folder.logs), write_graph=False)]
+    verbose = session.verbose
+    if verbose == "auto" and not sys.stdout.isatty():
+        # A log, not a terminal: one line per epoch (Keras' verbose=2 prints two), also in train.log.
+        verbose = 0
+        callbacks.append(EpochLine(plan.epochs, phase.name, write=say))
     try:
         with warnings.catch_warnings():
             # File datasets have no known length (a file broken after the check is dropped, and
             # counted), so Keras learns an epoch's end from the data running out and warns each time.
             warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
             model.fit(bundle.train, validation_data=bundle.val, epochs=phase.end_epoch, initial_epoch=first,
-                      callbacks=callbacks, verbose=session.verbose, shuffle=False)  # tf.data shuffles itself
+                      callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles itself
     except Exception as error:
         if session.dist.strategy != "multi_worker":
             raise
@@ -321,6 +335,7 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
 def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, class_names: list[str],
             history: list[dict], best: dict) -> Run:
     """Evaluate on the whole validation set, write metrics, plots and ``model.keras``, then export."""
+    from restransfer.diagnostics.interpret import dataset_images, interpret_predictions
     from restransfer.recipe.evaluate import evaluation_report, predict_dataset
 
     plan, folder, say = session.plan, session.folder, session.say
@@ -334,10 +349,16 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     plots.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), class_names,
                                 folder.plots / "confusion_matrix.png",
                                 title=f"validation: accuracy {report['accuracy']:.3f}")
+    interpret_predictions(probabilities, labels, class_names, images=lambda i: dataset_images(evaluation_data, i),
+                          out_dir=folder.plots, paths=bundle.paths.get("val"))
     save_inference_model(model, folder.model_file)
     final = metrics["final"]
     say(f"Finished: val_accuracy {final['val_accuracy']:.4f}, val_loss {final['val_loss']:.4f}, "
         f"{final['epochs']} epochs in {final['seconds']:.1f} s ({final['images_per_s']:.0f} images/s).")
+    if session.dist.is_chief:
+        from restransfer.diagnostics.report import run_report
+
+        say(f"Report: {run_report(folder.path)} (top losses in {folder.plots / 'top_losses.png'}).")
     for fmt in plan.recipe.export if session.dist.is_chief else ():
         from restransfer.export import export_run
 

@@ -53,7 +53,7 @@ def evaluation_report(probabilities: np.ndarray, labels: np.ndarray, class_names
 
 
 def evaluate(run_dir: str | Path, *, data: str | Path | None = None, split: str = "val",
-             batch_size: int | None = None) -> dict:
+             batch_size: int | None = None, top_losses: int = 16) -> dict:
     """Evaluate a finished run's ``model.keras`` on its validation (or test) data or on a folder.
 
     Args:
@@ -63,12 +63,37 @@ def evaluate(run_dir: str | Path, *, data: str | Path | None = None, split: str 
             need not exist any more.
         split: ``"val"`` or ``"test"`` of the recipe's data (ignored with ``data``).
         batch_size: images per batch; default the recipe's.
+        top_losses: how many highest-loss images ``plots/top_losses[-NAME].png`` shows.
 
     Returns:
         The report of ``evaluation_report``, also saved as ``evaluation[-NAME].json`` with a
-        confusion matrix PNG in ``plots/``.
+        confusion matrix PNG in ``plots/``, and the interpretation files of :func:`interpret`
+        beside it (``top_losses.png``, ``top_losses.csv``, ``most_confused.csv``).
     """
+    report, _ = _evaluate(run_dir, data=data, split=split, batch_size=batch_size, top_losses=top_losses)
+    return report
+
+
+def interpret(run_dir: str | Path, *, data: str | Path | None = None, split: str = "val",
+              batch_size: int | None = None, top_losses: int = 16):
+    """What a run's model gets wrong: its highest-loss images and most confused class pairs.
+
+    Evaluates like :func:`evaluate` (and writes the same files) and returns the
+    ``restransfer.diagnostics.interpret.Interpretation``: ``top_losses`` (path, true,
+    predicted, probability, loss), ``most_confused`` ``(true, predicted, count)`` and ``files``.
+
+    Example:
+        >>> found = interpret("runs/quickstart/target")
+        >>> found.most_confused[0]
+        ('5', '9', 30)
+    """
+    _, found = _evaluate(run_dir, data=data, split=split, batch_size=batch_size, top_losses=top_losses)
+    return found
+
+
+def _evaluate(run_dir, *, data, split, batch_size, top_losses):
     from restransfer.data import load_data
+    from restransfer.diagnostics.interpret import dataset_images, interpret_predictions
     from restransfer.recipe.plan import run_plan
     from restransfer.runs import RunFolder
     from restransfer.training import checkpoint, plots
@@ -107,4 +132,8 @@ def evaluate(run_dir: str | Path, *, data: str | Path | None = None, split: str 
     plots.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), class_names,
                                 folder.plots / f"confusion_matrix{suffix}.png",
                                 title=f"{report['data']}: accuracy {report['accuracy']:.3f}")
-    return report
+    found = interpret_predictions(probabilities, labels, class_names, images=lambda i: dataset_images(dataset, i),
+                                  out_dir=folder.plots, paths=bundle.paths.get(split), n=top_losses, split=split,
+                                  suffix=suffix)
+    report["interpretation"] = {name: str(path) for name, path in found.files.items()}
+    return report, found

@@ -39,3 +39,28 @@ def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5
         order = np.argsort(-row)[:k]
         results.append({"image": str(path), "top": [(class_names[i], float(row[i])) for i in order]})
     return results
+
+
+def explain(run_dir: str | Path, images: Sequence[str | Path], *, out: str | Path | None = None) -> list[dict]:
+    """Grad-CAM of a run's predicted class for each image, overlaid on it and saved as a PNG.
+
+    Computed on the model's last stage (``conv5``, or ``conv4`` for CIFAR nets).
+
+    Args:
+        run_dir: the run folder.
+        images: image files, decoded and resized as the run's validation images were.
+        out: a ``.png`` file for one image, or a folder; default ``RUN/plots/gradcam/``.
+
+    Returns:
+        One dict per image: ``image``, ``explanation`` (the PNG), ``class``, ``probability``, ``stage``.
+    """
+    from restransfer.diagnostics.gradcam import explain_files
+    from restransfer.recipe.plan import run_plan
+    from restransfer.runs import RunFolder
+
+    folder = RunFolder(run_dir)
+    model = folder.load_model()
+    plan = run_plan(folder)
+    return explain_files(model, images, class_names=folder.class_names(),
+                         out=out if out is not None else folder.plots / "gradcam",
+                         image_size=plan.image_size, resize=plan.data.resize)

@@ -37,7 +37,7 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return path
 
 
@@ -55,9 +55,11 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return path
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> Path:
+    """Save a figure as a PNG atomically (the run folder never holds half a file)."""
     checkpoint.atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    return Path(path)

@@ -158,3 +158,28 @@ def test_a_missing_data_folder_names_it_in_the_example(tmp_path):
     with pytest.raises(DataError) as caught:
         folder_listing(tmp_path / "nope", None, None, None, 0)
     assert "{root}" not in str(caught.value) and f"{tmp_path / 'nope'}/cat/1.jpg" in str(caught.value)
+
+
+def test_check_piped_to_a_file_keeps_every_path_on_one_line(messy_folder, tmp_path):
+    import subprocess
+    import sys
+
+    broken = break_folder(messy_folder)
+    deep = messy_folder / "cat" / "a_rather_long_subfolder_name_for_the_table" / "another_level"
+    deep.mkdir(parents=True)
+    long_name = write(deep / "an_image_with_a_name_much_longer_than_any_terminal_column.jpg", b"text, no image")
+    out = tmp_path / "check.txt"
+    with open(out, "w") as f:  # a file, not a terminal: what `restransfer data check DIR > log` sees
+        done = subprocess.run([sys.executable, "-m", "restransfer", "data", "check", str(messy_folder)],
+                              stdout=f, stderr=subprocess.PIPE, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 1
+    text = out.read_text()
+    assert f"paths relative to {messy_folder}/" in text
+    for path in [*broken.values(), long_name]:
+        relative = str(path.relative_to(messy_folder))
+        line = next((line for line in text.splitlines() if relative in line), None)
+        assert line is not None, f"{relative} is not whole on any line of:\n{text}"
+        assert str(messy_folder) not in line  # relative to the dataset root
+    # The truncated JPEG is reported in the table, not by libjpeg's native lines on stderr.
+    assert "Premature end of JPEG data" not in done.stderr and "jpeg::Uncompress" not in done.stderr
+    assert done.stderr.strip() == "", done.stderr

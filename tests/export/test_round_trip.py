@@ -43,3 +43,24 @@ def test_verification_process_really_cannot_import_restransfer():
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "True"]
+
+
+def test_tflite_runs_on_litert_when_installed_else_on_tf_lite(exports, tmp_path, monkeypatch):
+    from restransfer.export import verify
+
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+
+        expected = "ai_edge_litert"
+    except ImportError:
+        expected = "tf.lite"
+    report = exports["tflite"].verification
+    assert report.runtime == expected and f"interpreter {expected}" in str(report)
+    # Without LiteRT (a package that fails to import shadows it) the same check runs on tf.lite.
+    (tmp_path / "ai_edge_litert").mkdir()
+    (tmp_path / "ai_edge_litert" / "__init__.py").write_text("raise ImportError('not installed here')\n")
+    monkeypatch.setattr(verify, "child_sys_path", lambda: [str(tmp_path), *child_sys_path()])
+    fallback = verify.verify_export(exports["tflite"].path)
+    assert fallback.passed and fallback.runtime == "tf.lite", str(fallback)
+    assert [c.max_abs_diff for c in fallback.checks] == pytest.approx([c.max_abs_diff for c in report.checks],
+                                                                       abs=1e-6)

@@ -177,3 +177,54 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
     info = json.loads((tmp_path / "nan/run.json").read_text())
     assert info["status"] == "failed" and "nan" in info["error"]
     assert not (tmp_path / "nan/checkpoints/state.json").exists()
+
+
+def test_a_trained_run_has_its_interpretation_files_and_report(finished):
+    from html.parser import HTMLParser
+
+    run_dir = finished.run_dir
+    with open(run_dir / "plots" / "top_losses.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 16 and [r["rank"] for r in rows] == [str(i) for i in range(1, 17)]
+    losses = [float(r["loss"]) for r in rows]
+    assert losses == sorted(losses, reverse=True) and all(r["path"].startswith("val[") for r in rows)
+    assert (run_dir / "plots" / "top_losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(run_dir / "plots" / "most_confused.csv") as f:
+        pairs = list(csv.DictReader(f))
+    matrix = np.array(finished.metrics["confusion_matrix"])
+    assert sum(int(p["count"]) for p in pairs) == matrix.sum() - np.trace(matrix)
+    images = []
+
+    class Images(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                images.append(dict(attrs)["src"][:22])
+
+    text = (run_dir / "report.html").read_text()
+    Images().feed(text)
+    assert images == ["data:image/png;base64,"] * 3  # curves, confusion matrix, top losses
+    assert "phase 1: head" in text and "phase 2: finetune" in text and "Top losses" in text
+    assert "Report: " in (run_dir / "train.log").read_text()
+
+
+def test_interpret_returns_what_evaluate_writes(finished):
+    found = rt.interpret(finished.run_dir, top_losses=5)
+    assert len(found.top_losses) == 5 and found.files["top_losses_csv"].is_file()
+    with open(found.files["top_losses_csv"]) as f:
+        assert [r["path"] for r in csv.DictReader(f)] == [row.path for row in found.top_losses]
+    matrix = np.array(rt.evaluate(finished.run_dir)["confusion_matrix"])
+    assert sum(count for _, _, count in found.most_confused) == matrix.sum() - np.trace(matrix)
+
+
+def test_predict_explain_saves_a_gradcam_overlay(finished, tmp_path, capsys):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from restransfer.cli import main
+
+    path = tmp_path / "one.png"
+    Image.fromarray((load_digits().images[1] * (255 / 16)).astype("uint8")).save(path)
+    assert main(["predict", str(finished.run_dir), str(path), "--explain", "--out", str(tmp_path / "cam.png")]) == 0
+    assert "Grad-CAM (conv4)" in capsys.readouterr().out
+    assert Image.open(tmp_path / "cam.png").size[0] > 200
+    assert main(["predict", str(finished.run_dir), str(path), "--out", str(tmp_path / "x.png")]) == 2

@@ -168,3 +168,20 @@ def test_atomic_files_get_the_umask_modes_not_mkstemps_0600(tmp_path, mask):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "run.json").stat().st_mode)
     assert mode == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~mask
+
+
+def test_epoch_line_prints_one_line_per_epoch():
+    import keras
+    import numpy as np
+
+    from restransfer.training.callbacks import EpochLine
+
+    lines = []
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy", metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    x, y = np.ones((8, 3), "float32"), np.eye(2, dtype="float32")[[0, 1] * 4]
+    model.fit(x, y, validation_data=(x, y), epochs=3, initial_epoch=1, verbose=0,
+              callbacks=[EpochLine(5, "tune", write=lines.append)])
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert lines[0].startswith("epoch 2/5 'tune': ") and lines[1].startswith("epoch 3/5 'tune': ")
+    assert "| val_" in lines[0] and " accuracy " in lines[0] and lines[0].endswith(" s")

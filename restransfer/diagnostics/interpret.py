@@ -1,0 +1,256 @@
+"""What a classifier gets wrong: the images with the highest loss and the most confused class pairs.
+
+Everything here takes NumPy arrays (probabilities, integer labels, images) and plain names, so
+a notebook can call it on any model's predictions; ``restransfer evaluate`` calls it on a run's
+validation data and writes ``plots/top_losses.png``, ``plots/top_losses.csv`` and
+``plots/most_confused.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from restransfer.errors import ConfigError
+
+TOP_LOSSES_COLUMNS = ("rank", "path", "true", "predicted", "probability", "true_probability", "loss")
+MOST_CONFUSED_COLUMNS = ("true", "predicted", "count", "share_of_true")
+
+
+@dataclass
+class TopLoss:
+    """One image among the highest losses.
+
+    Attributes:
+        index: its position in the evaluated data (the order of ``labels``).
+        path: its file (relative to the dataset root), or ``"val[index]"`` for in-memory data.
+        true: its label; ``predicted`` the model's top class with ``probability``.
+        true_probability: the probability given to the true class; ``loss = -log`` of it.
+    """
+
+    index: int
+    path: str
+    true: str
+    predicted: str
+    probability: float
+    true_probability: float
+    loss: float
+
+
+@dataclass
+class Interpretation:
+    """What ``interpret_predictions`` (and ``restransfer.interpret(run)``) found and wrote.
+
+    Attributes:
+        top_losses: the highest-loss images, highest first.
+        most_confused: ``(true, predicted, count)`` for every off-diagonal pair with a count,
+            largest first.
+        files: ``{"top_losses_png": path, "top_losses_csv": ..., "most_confused_csv": ...}``.
+    """
+
+    top_losses: list[TopLoss]
+    most_confused: list[tuple[str, str, int]]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def per_image_loss(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each image, ``-log p(true class)`` (probabilities clipped at 1e-7 as Keras does)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if probabilities.ndim != 2 or len(probabilities) != len(labels):
+        raise ConfigError(f"probabilities [N, C] and labels [N] must match; received shapes "
+                          f"{probabilities.shape} and {labels.shape}.")
+    picked = probabilities[np.arange(len(labels)), labels]
+    return -np.log(np.clip(picked, 1e-7, 1.0))
+
+
+def top_losses(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *, n: int = 16,
+               paths: Sequence[str] | None = None, split: str = "val") -> list[TopLoss]:
+    """The ``n`` images with the highest loss, highest first (ties keep data order).
+
+    Example:
+        >>> rows = top_losses(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]), ["cat", "dog"], n=1)
+        >>> rows[0].index, rows[0].predicted, round(rows[0].loss, 3)
+        (1, 'dog', 1.609)
+    """
+    if n < 1:
+        raise ConfigError(f"n must be a positive number of images. Received n={n}.")
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    if paths is not None and len(paths) != len(labels):
+        raise ConfigError(f"{len(paths)} paths for {len(labels)} images; give one path per image.")
+    losses = per_image_loss(probabilities, labels)
+    order = np.argsort(-losses, kind="stable")[:n]
+    predicted = probabilities.argmax(axis=-1)
+    return [TopLoss(index=int(i), path=str(paths[i]) if paths is not None else f"{split}[{i}]",
+                    true=str(class_names[labels[i]]), predicted=str(class_names[predicted[i]]),
+                    probability=float(probabilities[i, predicted[i]]),
+                    true_probability=float(probabilities[i, labels[i]]), loss=float(losses[i]))
+            for i in order]
+
+
+def most_confused(confusion: np.ndarray, class_names: Sequence[str], *, min_count: int = 1
+                  ) -> list[tuple[str, str, int]]:
+    """Off-diagonal cells of a confusion matrix (rows true, columns predicted) by count, largest first.
+
+    Example:
+        >>> most_confused(np.array([[5, 2], [0, 4]]), ["cat", "dog"])
+        [('cat', 'dog', 2)]
+    """
+    confusion = np.asarray(confusion, dtype=np.int64)
+    if confusion.shape != (len(class_names), len(class_names)):
+        raise ConfigError(f"The confusion matrix has shape {confusion.shape}; {len(class_names)} class names "
+                          "need a square matrix of that size.")
+    pairs = [(int(confusion[t, p]), t, p) for t in range(len(class_names)) for p in range(len(class_names))
+             if t != p and confusion[t, p] >= min_count]
+    pairs.sort(key=lambda item: (-item[0], item[1], item[2]))
+    return [(str(class_names[t]), str(class_names[p]), count) for count, t, p in pairs]
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts ``[true, predicted]``."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels, np.int64), np.asarray(predicted, np.int64)), 1)
+    return matrix
+
+
+def top_losses_csv(rows: Sequence[TopLoss]) -> str:
+    """The rows as CSV text with a header (``TOP_LOSSES_COLUMNS``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(TOP_LOSSES_COLUMNS)
+    for rank, row in enumerate(rows, start=1):
+        writer.writerow([rank, row.path, row.true, row.predicted, f"{row.probability:.6f}",
+                         f"{row.true_probability:.6f}", f"{row.loss:.6f}"])
+    return buffer.getvalue()
+
+
+def most_confused_csv(pairs: Sequence[tuple[str, str, int]], confusion: np.ndarray,
+                      class_names: Sequence[str]) -> str:
+    """The pairs as CSV text; ``share_of_true`` is the count over the true class's images."""
+    support = {name: int(total) for name, total in zip(class_names, np.asarray(confusion).sum(axis=1))}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MOST_CONFUSED_COLUMNS)
+    for true, predicted, count in pairs:
+        writer.writerow([true, predicted, count, f"{count / support[true]:.4f}" if support[true] else ""])
+    return buffer.getvalue()
+
+
+def plot_top_losses(rows: Sequence[TopLoss], images: np.ndarray, path: str | Path, *,
+                    columns: int | None = None, title: str = "") -> Path:
+    """A grid of the images, each titled ``true / predicted / probability`` and its loss.
+
+    Args:
+        rows: from :func:`top_losses`.
+        images: ``[len(rows), h, w, 3]`` RGB 0..255, in the order of ``rows``.
+        path: the PNG to write (atomically).
+    """
+    from matplotlib.figure import Figure
+
+    from restransfer.training.plots import save_png
+
+    if len(images) != len(rows):
+        raise ConfigError(f"{len(images)} images for {len(rows)} top-loss rows; give one image per row.")
+    count = max(len(rows), 1)
+    columns = columns or min(count, 4 if count <= 8 else 6)
+    lines = math.ceil(count / columns)
+    fig = Figure(figsize=(2.2 * columns, 2.7 * lines + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(lines, columns, squeeze=False)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, row, image in zip(axes, rows, images):
+        ax.imshow(np.clip(np.asarray(image), 0, 255).astype(np.uint8), interpolation="nearest")
+        ax.set_title(f"{row.true} / {row.predicted} / {row.probability:.2f}\nloss {row.loss:.2f}",
+                     fontsize=8, color="black" if row.true == row.predicted else "darkred")
+    if not rows:
+        axes[0].text(0.5, 0.5, "no images", ha="center", va="center")
+    fig.suptitle(title or "top losses: true / predicted / probability", fontsize=10)
+    return save_png(fig, Path(path))
+
+
+def dataset_images(dataset, indices: Sequence[int]) -> np.ndarray:
+    """The images at ``indices`` (positions in an unshuffled dataset of ``(images, labels)`` batches).
+
+    One pass that keeps only the wanted images, so showing 16 top losses of a large validation
+    set never holds the whole set in memory.
+    """
+    wanted = {int(i): k for k, i in enumerate(indices)}
+    found: dict[int, np.ndarray] = {}
+    start = 0
+    batches = dataset.as_numpy_iterator() if hasattr(dataset, "as_numpy_iterator") else dataset
+    for images, _ in batches:
+        images = np.asarray(images)
+        for i in range(start, start + len(images)):
+            if i in wanted:
+                found[i] = images[i - start]
+        start += len(images)
+        if len(found) == len(wanted):
+            break
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        raise ConfigError(f"The dataset has {start} images; indices {missing[:5]} are beyond it.")
+    return np.stack([found[int(i)] for i in indices]) if indices else np.zeros((0, 1, 1, 3), np.float32)
+
+
+def interpret_model(model, dataset, class_names: Sequence[str], *, out_dir: str | Path,
+                    paths: Sequence[str] | None = None, n: int = 16, split: str = "val",
+                    suffix: str = "") -> Interpretation:
+    """:func:`interpret_predictions` of a model on an unshuffled dataset of ``(images, one-hot labels)`` batches.
+
+    Example:
+        >>> data = load_data(source="digits", image_size=32)
+        >>> result = interpret_model(model, data.val, data.class_names, out_dir="plots")
+        >>> result.top_losses[0].loss
+    """
+    from restransfer.recipe.evaluate import predict_dataset
+
+    probabilities, labels = predict_dataset(model, dataset)
+    return interpret_predictions(probabilities, labels, class_names,
+                                 images=lambda idx: dataset_images(dataset, idx), out_dir=out_dir, paths=paths,
+                                 n=n, split=split, suffix=suffix)
+
+
+def interpret_predictions(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
+              images: np.ndarray | Callable[[Sequence[int]], np.ndarray], out_dir: str | Path,
+              paths: Sequence[str] | None = None, n: int = 16, split: str = "val",
+              suffix: str = "") -> Interpretation:
+    """Top losses (PNG and CSV) and the most confused pairs (CSV) of one evaluation, written to ``out_dir``.
+
+    Args:
+        probabilities: ``[N, C]`` model outputs; ``labels`` ``[N]`` true class ids.
+        class_names: the name of each class id.
+        images: all ``N`` images ``[N, h, w, 3]`` (RGB 0..255), or a function that returns the
+            images at the given indices (so a large dataset is not held in memory).
+        out_dir: where the files go (a run's ``plots/``).
+        paths: each image's file, relative to the dataset root; else ``"val[index]"``.
+        n: how many top losses.
+        suffix: added to the file names (``top_losses-test.png``), as evaluation does per split.
+
+    Returns:
+        An :class:`Interpretation` with the rows and the files written.
+    """
+    out_dir = Path(out_dir)
+    if paths is not None and len(paths) != len(labels):
+        paths = None  # a file dropped while reading (changed on disk): positions would mislead
+    rows = top_losses(probabilities, labels, class_names, n=min(n, max(len(labels), 1)), paths=paths,
+                      split=split)
+    indices = [row.index for row in rows]
+    picked = images(indices) if callable(images) else np.asarray(images)[indices]
+    confusion = confusion_matrix(labels, np.asarray(probabilities).argmax(axis=-1), len(class_names))
+    pairs = most_confused(confusion, class_names)
+    from restransfer.training.checkpoint import write_text
+
+    files = {"top_losses_png": out_dir / f"top_losses{suffix}.png",
+             "top_losses_csv": out_dir / f"top_losses{suffix}.csv",
+             "most_confused_csv": out_dir / f"most_confused{suffix}.csv"}
+    plot_top_losses(rows, picked, files["top_losses_png"])
+    write_text(files["top_losses_csv"], top_losses_csv(rows))
+    write_text(files["most_confused_csv"], most_confused_csv(pairs, confusion, class_names))
+    return Interpretation(top_losses=rows, most_confused=pairs, files=files)
