@@ -44,6 +44,7 @@ def create_model(name: str, *, num_classes: int | None = None, weights: str | No
             path to a keras .h5, a torchvision/timm state dict (.safetensors, .npz, .pth) or a
             restransfer checkpoint.
         style: ``"torchvision"`` (default) or ``"keras"``; ``weights="imagenet"`` implies keras.
+            ResNet-D and SE exist in torchvision style only, ResNet V2 in keras style only.
         **options: see ``restransfer.models.resnet.build_resnet`` (``include_top``,
             ``input_shape``, ``pooling``, ``norm``, ``output_stride``, ``zero_init_residual``,
             ``drop_path_rate``, ``dropout``, ``preprocessing`` ...).
@@ -60,9 +61,10 @@ def create_model(name: str, *, num_classes: int | None = None, weights: str | No
                 f"create_model got an unknown option '{key}'." + did_you_mean(key, _OPTIONS)
                 + f" Options: {sorted(_OPTIONS)}."
             )
+    spec = SPECS[name]
     if style is None:
-        style = "keras" if weights == "imagenet" else "torchvision"
-    model = build_resnet(SPECS[name], name=name, num_classes=num_classes, style=style, **options)
+        style = "keras" if weights == "imagenet" and "keras" in spec.styles else spec.styles[0]
+    model = build_resnet(spec, name=name, num_classes=num_classes, style=style, **options)
     if weights is not None:
         from restransfer.models.weights import load_weights
 
