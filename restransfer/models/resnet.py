@@ -156,7 +156,7 @@ def build_resnet(
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1). Received dropout={dropout}.")
     if preprocessing == "auto":
-        preprocessing = STYLE_PREPROCESSING[style]
+        preprocessing = spec.preprocessing or STYLE_PREPROCESSING[style]
     _check_choice("preprocessing", preprocessing, (None, "auto", *PREPROCESSING_MODES))
     input_shape = _check_input_shape(input_shape, spec)
     if zero_init_residual and spec.preact:

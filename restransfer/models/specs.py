@@ -35,6 +35,8 @@ class ResNetSpec:
             (keras.applications' ResNet V2); the stages then stride at their ends.
         styles: the styles with published weights for this architecture; the first is the
             default. D and SE exist in timm's (torchvision) style, V2 in keras.applications'.
+        preprocessing: what ``preprocessing="auto"`` means when it is not the style's own
+            (keras.applications' V2 weights take pixels scaled to [-1, 1], ``"tf"``).
     """
 
     block: str
@@ -50,6 +52,7 @@ class ResNetSpec:
     preact: bool = False
     stride_last: bool = False
     styles: tuple[str, ...] = ("torchvision", "keras")
+    preprocessing: str | None = None
     default_size: int = 224
     default_classes: int = 1000
     extra: dict = field(default_factory=dict, compare=False)
@@ -80,7 +83,7 @@ def _se(repeats, **kw) -> ResNetSpec:
 
 
 def _v2(repeats) -> ResNetSpec:
-    return _imagenet(BOTTLENECK, repeats, preact=True, stride_last=True, styles=("keras",))
+    return _imagenet(BOTTLENECK, repeats, preact=True, stride_last=True, styles=("keras",), preprocessing="tf")
 
 
 def _cifar(n: int) -> ResNetSpec:

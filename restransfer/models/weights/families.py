@@ -66,9 +66,10 @@ class Layout:
         )
 
 
-def _repeats(blocks: set[tuple[int, int]]) -> tuple[int, ...]:
+def _repeats(blocks: set[tuple[int, int]], first: int) -> tuple[int, ...]:
+    """Blocks per stage from ``(stage, block index)`` pairs whose indices start at ``first``."""
     stages = sorted({stage for stage, _ in blocks})
-    return tuple(1 + max(b for s, b in blocks if s == stage) for stage in stages)
+    return tuple(1 - first + max(b for s, b in blocks if s == stage) for stage in stages)
 
 
 def state_dict_layout(shapes: Mapping[str, tuple]) -> Layout | None:
@@ -93,7 +94,7 @@ def state_dict_layout(shapes: Mapping[str, tuple]) -> Layout | None:
         evidence.append(next(f"'{k}'" for k in sorted(keys) if ".downsample.2." in k))
     if se:
         evidence.append(next(f"'{k}'" for k in sorted(keys) if ".se." in k))
-    return Layout("bottleneck" if bottleneck else "basic", _repeats(blocks), groups, width_per_group,
+    return Layout("bottleneck" if bottleneck else "basic", _repeats(blocks, 0), groups, width_per_group,
                   deep_stem, avg_down, se, False, tuple(evidence))
 
 
@@ -105,7 +106,7 @@ def keras_layout(shapes: Mapping[str, tuple]) -> Layout | None:
     preact = any("_preact_bn/" in k for k in shapes)
     evidence = (next(f"'{k.split('/')[0]}'" for k in sorted(shapes) if "_preact_bn/" in k),) if preact else ()
     bottleneck = any(re.search(r"_block\d+_3_conv/", k) for k in shapes)
-    return Layout("bottleneck" if bottleneck else "basic", _repeats(blocks), preact=preact, evidence=evidence)
+    return Layout("bottleneck" if bottleneck else "basic", _repeats(blocks, 1), preact=preact, evidence=evidence)
 
 
 def near_miss_hint(layout: Layout | None, model_name: str, style: str) -> str:
