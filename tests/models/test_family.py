@@ -282,3 +282,128 @@ def test_hub_folder_of_another_model_names_it(tmp_path):
     _, folder = hub_folder("resnet18d", tmp_path / "r18d")
     with pytest.raises(WeightsError, match=r"holds timm's 'resnet18d', not 'resnet18'.*create_model\('resnet18d'"):
         rt.create_model("resnet18", weights=folder, input_shape=(32, 32, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# KerasHub preset folders.
+
+
+def keras_hub_preset(folder, block_type, blocks, stem=([64], [7]), pre_activation=False, seed=0):
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=stem[0], input_conv_kernel_sizes=stem[1], stackwise_num_filters=[64, 128, 256, 512],
+        stackwise_num_blocks=blocks, stackwise_num_strides=[1, 2, 2, 2], block_type=block_type,
+        use_pre_activation=pre_activation, image_shape=(None, None, 3))
+    randomize(backbone, seed)
+    backbone.save_to_preset(str(folder))
+    return backbone
+
+
+@pytest.mark.parametrize("name,block_type,blocks,stem", [
+    ("resnet18", "basic_block", [2, 2, 2, 2], ([64], [7])),
+    ("resnet50d", "bottleneck_block_vd", [3, 4, 6, 3], ([32, 32, 64], [3, 3, 3])),
+])
+def test_keras_hub_preset_matches_its_backbone(name, block_type, blocks, stem, tmp_path, photos):
+    backbone = keras_hub_preset(tmp_path / name, block_type, blocks, stem)
+    with pytest.warns(UserWarning, match="no classifier head"):
+        ours = rt.create_model(name, weights=tmp_path / name, input_shape=(48, 48, 3), classifier_activation=None)
+    features = keras.Model(ours.inputs, ours.get_layer(rt.stage_names(ours)[-2] + "_block" + str(blocks[-1]) + "_out").output)
+    for x in (normalise(random_images(8, 48)), normalise(photos)):
+        assert relative_error(run(features, x), run(backbone, x)) <= RTOL
+
+
+@pytest.mark.parametrize("block_type,pre_activation,message", [
+    ("basic_block", True, r"KerasHub ResNetV2 preset.*timm's ResNetV2 layout.*no model for it"),
+    ("basic_block_vd", False, r"first block projects the shortcut.*no model for it"),
+])
+def test_keras_hub_presets_without_counterpart_are_refused(block_type, pre_activation, message, tmp_path):
+    from restransfer.models.weights import weights_source
+
+    stem = ([32, 32, 64], [3, 3, 3]) if block_type.endswith("_vd") else ([64], [7])
+    keras_hub_preset(tmp_path / "p", block_type, [2, 2, 2, 2], stem, pre_activation)
+    with pytest.raises(WeightsError, match=message):
+        weights_source(tmp_path / "p")
+
+
+# ---------------------------------------------------------------------------------------------
+# weights_source: what a weights value is, without Keras.
+
+
+def write_json(path, value):
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+    return path
+
+
+def test_weights_source_classifies_every_kind(tmp_path):
+    from restransfer.models.weights import weights_source
+
+    assert weights_source(None).kind == weights_source("none").kind == "none"
+    assert weights_source("imagenet", model_name="resnet152v2").kind == "imagenet"
+    with pytest.raises(WeightsError, match="not for 'resnet18d'"):
+        weights_source("imagenet", model_name="resnet18d")
+    for name, fmt in [("a.h5", "keras_h5"), ("b.weights.h5", "restransfer_weights"), ("c.keras", "keras_model"),
+                      ("d.safetensors", "state_dict"), ("e.pth", "state_dict"), ("f.npz", "state_dict")]:
+        (tmp_path / name).write_bytes(b"")
+        source = weights_source(tmp_path / name)
+        assert (source.kind, source.format, source.weights_file) == ("file", fmt, tmp_path / name)
+    run_folder = tmp_path / "run"
+    run_folder.mkdir()
+    (run_folder / "model.keras").write_bytes(b"")
+    assert weights_source(run_folder).kind == "run_folder"
+    hub = tmp_path / "timm" / "resnet50d.ra2_in1k"
+    write_json(hub / "config.json", {"architecture": "resnet50d", "num_classes": 1000, "model_args": {"num_classes": 1000}})
+    (hub / "model.safetensors").write_bytes(b"")
+    source = weights_source(hub, model_name="resnet50d")
+    assert (source.kind, source.architecture, source.weights_file.name) == ("hub_folder", "resnet50d", "model.safetensors")
+    preset = tmp_path / "kh"
+    write_json(preset / "config.json", {
+        "module": "keras_hub.src.models.resnet.resnet_backbone", "class_name": "ResNetBackbone",
+        "registered_name": "keras_hub>ResNetBackbone", "config": {
+            "input_conv_filters": [64], "input_conv_kernel_sizes": [7], "stackwise_num_filters": [64, 128, 256, 512],
+            "stackwise_num_blocks": [3, 4, 6, 3], "stackwise_num_strides": [1, 2, 2, 2],
+            "block_type": "bottleneck_block", "use_pre_activation": False}})
+    (preset / "model.weights.h5").write_bytes(b"")
+    assert weights_source(preset).architecture == "resnet50"
+    with pytest.raises(WeightsError, match=r"KerasHub preset of 'resnet50', not 'resnet101'"):
+        weights_source(preset, model_name="resnet101")
+
+
+def test_weights_source_refusals_say_what_to_pass(tmp_path):
+    from restransfer.models.weights import weights_source
+
+    with pytest.raises(WeightsError, match="does not exist"):
+        weights_source(tmp_path / "missing.safetensors")
+    (tmp_path / "w.ckpt").write_bytes(b"")
+    with pytest.raises(WeightsError, match=r"Unknown weights format '\.ckpt'.*hub folder"):
+        weights_source(tmp_path / "w.ckpt")
+    with pytest.raises(WeightsError, match="not one restransfer reads"):
+        weights_source(tmp_path)
+    hub = write_json(tmp_path / "h" / "config.json", {"architecture": "resnet50"}).parent
+    with pytest.raises(WeightsError, match="without its weights: expected model.safetensors"):
+        weights_source(hub)
+    (hub / "model.safetensors").write_bytes(b"")
+    write_json(hub / "config.json", {"architecture": "resnet50", "model_args": {"aa_layer": "blur"}})
+    with pytest.raises(WeightsError, match=r"model_args \['aa_layer'\]"):
+        weights_source(hub)
+    hf = write_json(tmp_path / "hf" / "config.json", {"model_type": "resnet", "architectures": ["ResNetForImageClassification"]}).parent
+    with pytest.raises(WeightsError, match="Hugging Face transformers folder"):
+        weights_source(hf)
+    write_json(tmp_path / "bad" / "config.json", {})
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    with pytest.raises(WeightsError, match="as JSON"):
+        weights_source(tmp_path / "bad")
+
+
+def test_weights_source_imports_no_keras(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "x.h5").write_bytes(b"")
+    code = ("import sys; from restransfer.models.weights import weights_source; "
+            f"weights_source({str(tmp_path / 'x.h5')!r}); weights_source('imagenet', model_name='resnet50v2'); "
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
