@@ -26,7 +26,8 @@ def _list(args) -> int:
     from restransfer.models.specs import SPECS
 
     table = Table(title="restransfer models")
-    for column in ("name", "block", "blocks per stage", "groups x width", "stem", "shortcut", "extras", "styles"):
+    table.add_column("name", no_wrap=True)  # names are for copying: never folded on a narrow terminal
+    for column in ("block", "blocks per stage", "groups x width", "stem", "shortcut", "extras", "styles"):
         table.add_column(column)
     for name in list_models(args.pattern):
         spec = SPECS[name]
