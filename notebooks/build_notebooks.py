@@ -100,8 +100,6 @@ from restransfer.diagnostics import plot_curves
 
 report = rt.evaluate(run.run_dir)
 print({k: v for k, v in report.items() if isinstance(v, (int, float))})
-%matplotlib inline
-# ^ rt.train and rt.evaluate switch matplotlib to its file-only Agg backend; bring inline figures back.
 plot_curves({"fine-tune (conv1-2 frozen)": run}, metrics=("loss", "val_accuracy"));
 '''),
     md("""
@@ -402,8 +400,6 @@ print("source task val accuracy:", round(source.metrics["final"]["val_accuracy"]
 ## 1. Linear probe per stage
 """),
     code('''
-%matplotlib inline
-# ^ rt.train switches matplotlib to its file-only Agg backend; bring inline figures back.
 from restransfer.data import load_data
 from restransfer.diagnostics import dataset_arrays, linear_probe, plot_probe
 
@@ -453,8 +449,6 @@ for label, freeze in choices.items():
     print(f"freeze {label:13s} val accuracy {sweep[label][0]:.3f}   {sweep[label][1]:5.1f} s")
 '''),
     code('''
-%matplotlib inline
-# ^ rt.train switches matplotlib to its file-only Agg backend; bring inline figures back.
 from restransfer.diagnostics import plot_curves
 
 plot_curves({label: run for label, (_, _, run) in sweep.items()}, metrics=("val_accuracy",),

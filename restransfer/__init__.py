@@ -7,9 +7,9 @@ modules, loaded on first use.
 
 from __future__ import annotations
 
-import importlib
 
 from restransfer.errors import ConfigError, DataError, RestransferError, WeightsError
+from restransfer.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ _LAZY = {
     "stage_names": "restransfer.models",
     "stage_table": "restransfer.diagnostics.complexity",
     "load_recipe": "restransfer.recipe.load",
+    "load_plan": "restransfer.recipe.plan",
     "train": "restransfer.recipe.engine",
     "evaluate": "restransfer.recipe.evaluate",
     "predict": "restransfer.recipe.predict",
@@ -40,10 +41,7 @@ def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'restransfer' has no attribute '{name}'")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["ConfigError", "DataError", "RestransferError", "WeightsError", *_LAZY]

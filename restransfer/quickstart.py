@@ -18,6 +18,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verb
     from rich.console import Console
 
     from restransfer.recipe.engine import train
+    from restransfer.recipe.plan import load_plan
     from restransfer.recipe.shipped import shipped_recipe
 
     out = Path(out).expanduser().resolve()
@@ -28,12 +29,13 @@ def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verb
         recipe = {name: stack.enter_context(shipped_recipe(f"quickstart_{name}.yaml"))
                   for name in ("source", "target", "scratch")}
         console.rule("1/3 pretrain on digits 0-4")
-        runs["source"] = train(recipe["source"], out=out / "source", force=force, verbose=verbose)
+        runs["source"] = train(load_plan(recipe["source"]), out=out / "source", force=force, verbose=verbose)
         console.rule("2/3 fine-tune on digits 5-9, 10 images per class")
-        runs["target"] = train(recipe["target"], {"model.weights": str(out / "source")}, out=out / "target",
-                               force=force, verbose=verbose)
+        # The target's Plan is resolved once the source run exists: its weights are that run.
+        target = load_plan(recipe["target"], {"model.weights": str(out / "source")})
+        runs["target"] = train(target, out=out / "target", force=force, verbose=verbose)
         console.rule("3/3 baseline: the same target from scratch")
-        runs["scratch"] = train(recipe["scratch"], out=out / "scratch", force=force, verbose=verbose)
+        runs["scratch"] = train(load_plan(recipe["scratch"]), out=out / "scratch", force=force, verbose=verbose)
     console.print(comparison_table(runs))
     return runs
 
@@ -42,19 +44,17 @@ def comparison_table(runs: dict):
     """A rich table: each run's task, weights, frozen stages, data and final validation scores."""
     from rich.table import Table
 
-    from restransfer.recipe.schema import model_stage_names
-
     table = Table(title="restransfer quickstart: transfer vs. from scratch (validation set)")
     for column in ("run", "digits", "train", "weights", "frozen", "epochs", "val acc", "val loss", "s"):
         table.add_column(column, justify="left" if column in ("run", "digits", "weights", "frozen") else "right",
                          no_wrap=True)
     for name, run in runs.items():
-        recipe, final = run.recipe, run.metrics["final"]
-        frozen = sorted({s for p in recipe.phases for s in p.frozen_stages(model_stage_names(recipe.model.name))})
-        weights = recipe.model.weights
+        plan, final = run.plan, run.metrics["final"]
+        frozen = [s for s in plan.model.stages if any(s in p.frozen for p in plan.phases)]
+        weights = plan.model.weights
         table.add_row(
-            name, f"{recipe.data.classes[0]}-{recipe.data.classes[-1]}", str(final["num_train"]),
-            "source" if weights and Path(weights).is_dir() else (weights or "random"),
+            name, f"{plan.data.classes[0]}-{plan.data.classes[-1]}", str(final["num_train"]),
+            {"run_folder": "source", "none": "random"}.get(weights.kind, weights.kind),
             ",".join(frozen) or "-", str(final["epochs"]), f"{final['val_accuracy']:.3f}",
             f"{final['val_loss']:.3f}", f"{final['seconds']:.0f}",
         )

@@ -49,10 +49,3 @@ def test_help_lists_every_command():
     assert re.findall(r"^ {4}(\w+)", result.stdout, flags=re.MULTILINE) == COMMANDS
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert list(subparsers.choices) == COMMANDS  # a new command must be added to COMMANDS above
-
-
-def test_export_command_offers_the_library_formats():
-    from restransfer.commands import export as command
-    from restransfer.export.artifact import FORMATS, QUANTIZATIONS
-
-    assert (command.FORMATS, command.QUANTIZATIONS) == (FORMATS, QUANTIZATIONS)

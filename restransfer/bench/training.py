@@ -59,7 +59,7 @@ def compile_for_bench(model: keras.Model, *, jit_compile, steps_per_epoch: int =
     from restransfer.training.precision import resolve_jit_compile
 
     phase = PhaseConfig(epochs=1, optimizer={"name": "sgd", "learning_rate": 0.01, "momentum": 0.9})
-    compile_phase(model, phase, steps_per_epoch=steps_per_epoch, num_classes=model.output_shape[-1],
+    compile_phase(model, phase, frozen=(), steps_per_epoch=steps_per_epoch, num_classes=model.output_shape[-1],
                   jit_compile=resolve_jit_compile(jit_compile)[0])
     return model
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 
 def register(subparsers) -> None:
@@ -43,10 +42,12 @@ def listing_for(path: Path):
     if not path.exists():
         raise DataError(f"{path} does not exist; give a data folder, a CSV file or a recipe .yaml.")
     if path.suffix.lower() in (".yaml", ".yml"):
-        config, seed = _recipe_data(path)
         from restransfer.data.pipeline import make_listing
+        from restransfer.recipe.plan import load_plan
 
-        return make_listing(config, seed)
+        # The recipe's Plan: the same folders, resolved the same way, as `train RECIPE` reads.
+        plan = load_plan(path)
+        return make_listing(plan.data, plan.recipe.seed)
     if path.suffix.lower() == ".csv":
         return csv_listing(path, None, None, None, 0)
     if path.is_dir():
@@ -57,25 +58,3 @@ def listing_for(path: Path):
                                   splits.get("test"), None, 0)
         return folder_listing(path, None, None, None, 0)
     raise DataError(f"{path} is neither a folder, a .csv nor a recipe .yaml.")
-
-
-def _recipe_data(path: Path) -> tuple[Any, int]:
-    """A recipe's ``data:`` section as a validated source model, with the recipe's seed."""
-    import yaml
-    from pydantic import ValidationError
-
-    from restransfer.data.schema import DataConfig, data_config_error
-    from restransfer.errors import ConfigError
-
-    try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(recipe, dict) or not isinstance(recipe.get("data"), dict):
-        raise ConfigError(f"{path} has no data: section to check.")
-    try:
-        config = DataConfig.model_validate(recipe["data"], context={"base_dir": path.parent})
-    except ValidationError as error:
-        raise ConfigError(f"{path}: {data_config_error(error)}") from None
-    seed = recipe.get("seed", 0)
-    return config.root, seed if isinstance(seed, int) else 0

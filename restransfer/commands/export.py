@@ -5,12 +5,7 @@ from __future__ import annotations
 import argparse
 
 from restransfer.errors import ConfigError
-
-# The same values as restransfer.export.artifact's FORMATS and QUANTIZATIONS (tests/test_cli.py
-# keeps them equal): importing restransfer.export loads NumPy, which would double the time of
-# `restransfer --help`.
-FORMATS = ("saved_model", "keras", "tflite")
-QUANTIZATIONS = ("float16", "dynamic")
+from restransfer.export.formats import FORMATS, QUANTIZATIONS
 
 
 def register(subparsers) -> None:

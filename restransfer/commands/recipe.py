@@ -39,28 +39,30 @@ def register(subparsers) -> None:
 
 def _train(args) -> int:
     from restransfer.recipe.engine import train
+    from restransfer.recipe.plan import load_plan
 
-    train(args.recipe, args.overrides, out=args.out, force=args.force, verbose="auto")
+    train(load_plan(args.recipe, args.overrides), out=args.out, force=args.force, verbose="auto")
     return 0
 
 
 def _validate(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
-    from restransfer.recipe.load import load_recipe
-    from restransfer.recipe.schema import model_stage_names
+    from restransfer.recipe.plan import load_plan
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    stages = model_stage_names(recipe.model.name)
+    plan = load_plan(args.recipe, args.overrides)
+    recipe = plan.recipe
     console = Console()
-    console.print(f"[green]OK[/green] {args.recipe}: {recipe.model.name} "
-                  f"(weights {recipe.model.weights or 'none'}), data source {recipe.data.source}, "
-                  f"{recipe.data.image_size[0]}x{recipe.data.image_size[1]} px, precision {recipe.precision}, "
+    console.print(f"[green]OK[/green] {escape(str(args.recipe))}: {plan.model.name} "
+                  f"(weights {escape(str(plan.model.weights))}), data source {plan.data.source}, "
+                  f"{plan.image_size[0]}x{plan.image_size[1]} px, precision {recipe.precision}, "
                   f"jit_compile {recipe.jit_compile}.")
-    for index, phase in enumerate(recipe.phases):
-        frozen = phase.frozen_stages(stages)
-        console.print(f"  phase {index + 1} '{recipe.phase_name(index)}': {phase.epochs} epochs, "
-                      f"{phase.optimizer.name} lr {phase.optimizer.learning_rate:g}, frozen {frozen or 'nothing'}")
+    for phase in plan.phases:
+        config = phase.config
+        console.print(f"  phase {phase.index + 1} '{escape(phase.name)}': {phase.epochs} epochs, "
+                      f"{config.optimizer.name} lr {config.optimizer.learning_rate:g}, "
+                      f"frozen {list(phase.frozen) or 'nothing'}")
     return 0
 
 

@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-import importlib
 
 from restransfer.data.schema import AugmentConfig, DataConfig
+from restransfer.lazy import lazy_getattr
 
 _LAZY = {
     "load_data": "restransfer.data.pipeline",
@@ -19,10 +19,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'restransfer.data' has no attribute '{name}'")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["AugmentConfig", "DataConfig", *_LAZY]

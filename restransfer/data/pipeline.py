@@ -30,7 +30,7 @@ from restransfer.data.memory_store import (
     fill_store,
     stored_training_dataset,
 )
-from restransfer.data.schema import DataConfig, data_config_error
+from restransfer.data.schema import DataConfig
 from restransfer.data.sources import (
     Listing,
     Part,
@@ -113,11 +113,13 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
     """
     from pydantic import ValidationError
 
+    from restransfer.validation import config_error
+
     kwargs.setdefault("source", "digits")
     try:
         config = DataConfig.model_validate(kwargs, context={"base_dir": Path.cwd()}).root
     except ValidationError as error:
-        raise ConfigError(data_config_error(error)) from None
+        raise config_error(error, DataConfig, "load_data's options", prefix=("data",)) from None
     run_dir = Path(run_dir) if run_dir is not None else None
     listing = make_listing(config, seed)
     size = tuple(config.image_size)

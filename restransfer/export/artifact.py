@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from restransfer.errors import ConfigError, RestransferError
+from restransfer.export.formats import FORMATS, QUANTIZATIONS
 
-FORMATS = ("saved_model", "keras", "tflite")
-QUANTIZATIONS = ("float16", "dynamic")
 MANIFEST = "export.json"
 SAMPLES_DIR = "samples"
 REFERENCE = "reference.npz"

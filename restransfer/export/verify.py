@@ -165,7 +165,8 @@ def child_sys_path() -> list[str]:
 def _keras_reference(model, manifest: dict, directory: Path, images: np.ndarray) -> np.ndarray:
     import keras
 
-    import restransfer.models.layers  # noqa: F401  (registers the custom layers for safe-mode loading)
+    from restransfer.errors import ConfigError
+    from restransfer.runs import load_model_file
 
     if model is None or isinstance(model, (str, os.PathLike)):
         path = Path(model) if model is not None else manifest.get("source_model")
@@ -174,7 +175,10 @@ def _keras_reference(model, manifest: dict, directory: Path, images: np.ndarray)
                 f"Verifying '{directory}' on given images needs the Keras model it was exported from "
                 f"({path or 'not recorded'} is missing). Pass --model RUN/model.keras."
             )
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        try:
+            model = load_model_file(path)
+        except ConfigError as error:
+            raise ExportError(str(error)) from None
     return keras.ops.convert_to_numpy(call_model(model, images)).astype(np.float32)
 
 

@@ -2,12 +2,12 @@
 their plain twins.
 
 Exported lazily: the variant tables (``specs``) and weight classification
-(``weights.sources``) import without Keras, so recipe validation can use them cheaply.
+(``weights.source``) import without Keras, so recipe validation can use them cheaply.
 """
 
 from __future__ import annotations
 
-import importlib
+from restransfer.lazy import lazy_getattr
 
 _LAZY = {
     "check_model_name": "restransfer.models.registry",
@@ -23,14 +23,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'restransfer.models' has no attribute '{name}'")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

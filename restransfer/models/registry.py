@@ -33,6 +33,17 @@ def check_model_name(name: str) -> None:
         )
 
 
+def default_style(weights, model_name: str | None = None) -> str:
+    """The style a model is built in when none is given: ``keras`` for the ImageNet files, else torchvision.
+
+    A model whose weights exist in one style only (ResNet-D and SE: torchvision; ResNet V2:
+    keras) takes that one; ``model_name`` None means a model of both styles.
+    """
+    styles = SPECS[model_name].styles if model_name in SPECS else ("torchvision", "keras")
+    imagenet = (isinstance(weights, str) and weights == "imagenet") or getattr(weights, "kind", None) == "imagenet"
+    return "keras" if imagenet and "keras" in styles else styles[0]
+
+
 def create_model(name: str, *, num_classes: int | None = None, weights: str | None = None,
                  style: str | None = None, **options) -> keras.Model:
     """Build a named model and optionally load weights.
@@ -61,10 +72,8 @@ def create_model(name: str, *, num_classes: int | None = None, weights: str | No
                 f"create_model got an unknown option '{key}'." + did_you_mean(key, _OPTIONS)
                 + f" Options: {sorted(_OPTIONS)}."
             )
-    spec = SPECS[name]
-    if style is None:
-        style = "keras" if weights == "imagenet" and "keras" in spec.styles else spec.styles[0]
-    model = build_resnet(spec, name=name, num_classes=num_classes, style=style, **options)
+    style = style or default_style(weights, name)
+    model = build_resnet(SPECS[name], name=name, num_classes=num_classes, style=style, **options)
     if weights is not None:
         from restransfer.models.weights import load_weights
 

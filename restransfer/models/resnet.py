@@ -1,4 +1,5 @@
-"""One functional builder for every ResNet, ResNeXt, Wide ResNet, CIFAR ResNet and plain twin."""
+"""One functional builder for every ResNet, ResNeXt, Wide ResNet, ResNet-D, SE-ResNe(X)t, ResNet V2,
+CIFAR ResNet and plain twin."""
 
 from __future__ import annotations
 
@@ -6,22 +7,24 @@ from collections.abc import Sequence
 
 import keras
 
-from restransfer.errors import ConfigError
+from restransfer.errors import OptionError
 from restransfer.models import heads
-from restransfer.models.blocks import BLOCKS, NORMS, PREACT_BLOCKS, STYLES, BlockOptions, conv, relu
+from restransfer.models.blocks import BLOCKS, NORMS, PREACT_BLOCKS, STYLES, BlockOptions, conv, norm_groups_for, relu
 from restransfer.models.blocks import norm as normalize  # build_resnet has an argument "norm"
 from restransfer.models.layers import PREPROCESSING_MODES, Preprocess
 from restransfer.models.specs import ResNetSpec
 
 MIN_SIZE = 32
 POOLINGS = (None, "avg", "max")
+SHORTCUTS = (None, "A", "B")
+OUTPUT_STRIDES = (8, 16, 32)
 # The preprocessing that each style's published weights were trained with.
 STYLE_PREPROCESSING = {"torchvision": "torch", "keras": "caffe"}
 
 
 def _check_choice(key: str, value, allowed: Sequence) -> None:
     if value not in allowed:
-        raise ConfigError(f"{key} must be one of {list(allowed)}. Received {key}={value!r}.")
+        raise OptionError(key, f"{key} must be one of {list(allowed)}. Received {key}={value!r}.")
 
 
 def _check_input_shape(input_shape, spec: ResNetSpec) -> tuple:
@@ -29,24 +32,24 @@ def _check_input_shape(input_shape, spec: ResNetSpec) -> tuple:
         return (spec.default_size, spec.default_size, 3)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ConfigError(
-            f"input_shape must be (height, width, 3) with RGB channels last. Received input_shape={input_shape}."
+        raise OptionError(
+            "input_shape", f"input_shape must be (height, width, 3) with RGB channels last. Received input_shape={input_shape}."
         )
     for dim in input_shape[:2]:
         if dim is not None and dim < MIN_SIZE:
-            raise ConfigError(
-                f"input_shape must be at least {MIN_SIZE}x{MIN_SIZE} pixels (or None for any size). "
+            raise OptionError(
+                "input_shape", f"input_shape must be at least {MIN_SIZE}x{MIN_SIZE} pixels (or None for any size). "
                 f"Received input_shape={input_shape}; upscale the images instead."
             )
     return input_shape
 
 
-def _check_style(style: str, spec: ResNetSpec, name: str) -> None:
+def _check_style(style: str, spec: ResNetSpec) -> None:
     _check_choice("style", style, list(STYLES))
     if style not in spec.styles:
-        raise ConfigError(
-            f"'{name}' exists in style {spec.styles[0]!r} only (the style of its published weights); "
-            f"received style={style!r}. Leave style unset or pass style={spec.styles[0]!r}."
+        raise OptionError(
+            "style", f"This model exists in style {spec.styles[0]!r} only (the style of its published "
+            f"weights); received style={style!r}. Leave style unset or pass style={spec.styles[0]!r}."
         )
 
 
@@ -55,20 +58,20 @@ def _stage_dilations(spec: ResNetSpec, output_stride: int) -> list[tuple[int, in
     strides = [1] + [2] * (len(spec.repeats) - 1)
     if spec.stride_last:
         if output_stride != 32:
-            raise ConfigError(
-                "output_stride 8 or 16 needs the stride in the first block of a stage; ResNet V2 as "
-                f"keras.applications builds it strides in the last. Received output_stride={output_stride}."
+            raise OptionError(
+                "output_stride", "output_stride 8 or 16 needs the stride in the first block of a stage; "
+                f"ResNet V2 as keras.applications builds it strides in the last. Received output_stride={output_stride}."
             )
         # The same overall stride, taken at the end of conv2 ... conv4 instead of the start of conv3 ... conv5.
         return [(s, 1) for s in strides[1:] + [1]]
     if spec.stem == "cifar":
         if output_stride not in (4, 32):
-            raise ConfigError(
-                "output_stride applies to ImageNet-style networks (8, 16 or 32); a CIFAR ResNet always "
+            raise OptionError(
+                "output_stride", "output_stride applies to ImageNet-style networks (8, 16 or 32); a CIFAR ResNet always "
                 f"has output stride 4. Received output_stride={output_stride}."
             )
         return [(s, 1) for s in strides]
-    _check_choice("output_stride", output_stride, (8, 16, 32))
+    _check_choice("output_stride", output_stride, OUTPUT_STRIDES)
     current_stride, dilation, plan = 4, 1, []
     for stride in strides:
         if stride > 1 and current_stride * stride > output_stride:
@@ -100,6 +103,75 @@ def _stem(x, spec: ResNetSpec, opts: BlockOptions):
     # The paper counts the max pool as the start of conv2_x (He et al. 2015, Table 1).
     x = keras.layers.ZeroPadding2D(1, name="conv2_pool_pad")(x)
     return keras.layers.MaxPooling2D(3, strides=2, name="conv2_pool")(x)
+
+
+def _norm_channels(spec: ResNetSpec) -> list[int]:
+    """Channel counts of every normalisation layer the spec builds (stem, branches, projections)."""
+    channels = [spec.widths[0] if spec.stem == "cifar" else 64] + ([DEEP_STEM[0]] if spec.stem == "deep" else [])
+    for width in spec.widths:
+        if spec.block == "bottleneck":
+            channels += [int(width * spec.width_per_group / 64) * spec.groups, 4 * width]
+        else:
+            channels.append(width)
+    return sorted(set(channels))
+
+
+def check_build_options(
+    spec: ResNetSpec,
+    *,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    style: str = "torchvision",
+    norm: str = "batch",
+    norm_groups: int | None = None,
+    output_stride: int = 32,
+    drop_path_rate: float = 0.0,
+    dropout: float = 0.0,
+    preprocessing: str | None = None,
+    shortcut: str | None = None,
+    zero_init_residual: bool = False,
+    **_: object,
+) -> tuple:
+    """Check every builder option against the spec without building anything; return the input shape.
+
+    ``build_resnet`` calls it first, and a recipe's Plan calls it at ``restransfer validate``, so a
+    bad option is found the same way in both places before any data is read.
+
+    Raises:
+        OptionError: naming the option (``key``), the value received and what is allowed.
+    """
+    _check_style(style, spec)
+    _check_choice("norm", norm, NORMS)
+    _check_choice("pooling", pooling, POOLINGS)
+    _check_choice("shortcut", shortcut, SHORTCUTS)
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise OptionError("drop_path_rate", f"drop_path_rate must be in [0, 1). Received drop_path_rate={drop_path_rate}.")
+    if not 0.0 <= dropout < 1.0:
+        raise OptionError("dropout", f"dropout must be in [0, 1). Received dropout={dropout}.")
+    _check_choice("preprocessing", preprocessing, (None, "auto", *PREPROCESSING_MODES))
+    if norm_groups is not None and (isinstance(norm_groups, bool) or norm_groups < 1):
+        raise OptionError("norm_groups", f"norm_groups must be a positive number of groups. Received "
+                                         f"norm_groups={norm_groups!r}.")
+    if norm_groups is not None and norm != "group":
+        raise OptionError("norm_groups", f"norm_groups applies to norm='group' only. Received norm={norm!r}, "
+                                         f"norm_groups={norm_groups}.")
+    if norm == "group":
+        for channels in _norm_channels(spec):
+            try:
+                norm_groups_for(channels, norm_groups)
+            except ValueError:
+                divisors = [g for g in range(1, 65) if all(c % g == 0 for c in _norm_channels(spec))]
+                raise OptionError("norm_groups", f"norm_groups={norm_groups} does not divide the {channels} "
+                                                 f"channels of a normalisation layer; this model's layers have "
+                                                 f"{_norm_channels(spec)} channels, so use one of {divisors} "
+                                                 "(or leave it unset: up to 32 groups per layer).") from None
+    if zero_init_residual and spec.preact:
+        raise OptionError(
+            "zero_init_residual", "zero_init_residual sets the gamma of each residual branch's last norm "
+            "to 0; ResNet V2 branches end in a convolution, without a norm. Received zero_init_residual=True."
+        )
+    _stage_dilations(spec, output_stride)
+    return _check_input_shape(input_shape, spec)
 
 
 def build_resnet(
@@ -147,23 +219,13 @@ def build_resnet(
     Returns:
         A ``keras.Model`` whose layer names start with their stage (``conv1`` ... ``conv5``).
     """
-    _check_style(style, spec, name)
-    _check_choice("norm", norm, NORMS)
-    _check_choice("pooling", pooling, POOLINGS)
-    _check_choice("shortcut", shortcut, (None, "A", "B"))
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ConfigError(f"drop_path_rate must be in [0, 1). Received drop_path_rate={drop_path_rate}.")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1). Received dropout={dropout}.")
+    input_shape = check_build_options(
+        spec, input_shape=input_shape, pooling=pooling, style=style, norm=norm, norm_groups=norm_groups,
+        output_stride=output_stride, drop_path_rate=drop_path_rate, dropout=dropout,
+        preprocessing=preprocessing, shortcut=shortcut, zero_init_residual=zero_init_residual,
+    )
     if preprocessing == "auto":
         preprocessing = spec.preprocessing or STYLE_PREPROCESSING[style]
-    _check_choice("preprocessing", preprocessing, (None, "auto", *PREPROCESSING_MODES))
-    input_shape = _check_input_shape(input_shape, spec)
-    if zero_init_residual and spec.preact:
-        raise ConfigError(
-            "zero_init_residual sets the gamma of each residual branch's last norm to 0; ResNet V2 "
-            f"branches end in a convolution, without a norm. Received zero_init_residual=True for '{name}'."
-        )
     opts = BlockOptions(
         style=STYLES[style], norm=norm, norm_groups=norm_groups, zero_init_residual=zero_init_residual,
         residual=spec.residual, shortcut=shortcut or spec.shortcut, groups=spec.groups,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import keras
 
-from restransfer.errors import ConfigError, did_you_mean
+from restransfer.errors import ConfigError, OptionError, did_you_mean
 
 HEAD = "head"
+# Keywords of ``freeze``; anything else names stages.
+FREEZE_KEYWORDS = ("none", "all_but_head", "all")
 INPUT = "input"
 _STAGE = re.compile(r"^(conv\d+)_")
 _INPUT_LAYERS = ("image", "preprocess")
@@ -60,39 +62,54 @@ def backbone_output(model: keras.Model):
     return backbone[-1].output
 
 
-def resolve_frozen(model: keras.Model, freeze: str | Iterable[str] | None = None,
+def resolve_frozen(stages: Sequence[str], freeze: str | Iterable[str] | None = None,
                    freeze_until: str | None = None) -> list[str]:
-    """Turn ``freeze`` / ``freeze_until`` into the list of stages to freeze.
+    """Turn ``freeze`` / ``freeze_until`` into the list of stages to freeze, in network order.
+
+    The one place freezing is resolved: a recipe's Plan feeds it the stage names of the model
+    spec (before any build), a notebook those of a built model (``stage_names(model)``).
 
     Args:
-        freeze: ``"none"``, ``"all_but_head"``, ``"all"`` or a list of stage names.
+        stages: the model's freezable stages, ``["conv1", ..., "conv5", "head"]``.
+        freeze: ``"none"``, ``"all_but_head"``, ``"all"``, a stage name or a list of them.
         freeze_until: freeze every stage before this one (``"conv3"`` freezes conv1 and conv2).
+
+    Raises:
+        OptionError: an unknown keyword or stage (``key`` is ``freeze`` or ``freeze_until``).
+
+    Example:
+        >>> resolve_frozen(["conv1", "conv2", "conv3", "head"], freeze_until="conv3")
+        ['conv1', 'conv2']
     """
-    names = stage_names(model)
+    names = list(stages)
     if freeze is not None and freeze_until is not None:
-        raise ConfigError("Give either freeze or freeze_until, not both.")
+        raise OptionError("freeze", f"give freeze or freeze_until, not both (received freeze={freeze!r}, "
+                                    f"freeze_until={freeze_until!r}).")
     if freeze_until is not None:
         _check_stage(freeze_until, names, "freeze_until")
         return names[: names.index(freeze_until)]
     if freeze is None or freeze == "none":
         return []
     if freeze == "all":
-        return list(names)
+        return names
     if freeze == "all_but_head":
         return [s for s in names if s != HEAD]
     if isinstance(freeze, str):
+        _check_stage(freeze, names, "freeze", keywords=True)
         freeze = [freeze]
-    for stage in freeze:
-        _check_stage(stage, names, "freeze")
+    freeze = list(freeze)
+    for index, stage in enumerate(freeze):
+        if not isinstance(stage, str):
+            raise OptionError(f"freeze[{index}]", f"must be a stage name; received {stage!r}.")
+        _check_stage(stage, names, f"freeze[{index}]")
     return [s for s in names if s in set(freeze)]
 
 
-def _check_stage(stage: str, names: list[str], key: str) -> None:
+def _check_stage(stage: str, names: list[str], key: str, *, keywords: bool = False) -> None:
     if stage not in names:
-        raise ConfigError(
-            f"{key} names stage '{stage}', which model has not. Stages: {names}."
-            + did_you_mean(stage, names)
-        )
+        allowed = [*FREEZE_KEYWORDS, *names] if keywords else names
+        raise OptionError(key, f"'{stage}' is not a stage of this model; allowed: {', '.join(allowed)}."
+                               + did_you_mean(stage, allowed))
 
 
 def freeze_stages(model: keras.Model, frozen: Iterable[str]) -> None:

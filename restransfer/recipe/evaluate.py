@@ -53,13 +53,14 @@ def evaluation_report(probabilities: np.ndarray, labels: np.ndarray, class_names
 
 
 def evaluate(run_dir: str | Path, *, data: str | Path | None = None, split: str = "val",
-                 batch_size: int | None = None) -> dict:
+             batch_size: int | None = None) -> dict:
     """Evaluate a finished run's ``model.keras`` on its validation (or test) data or on a folder.
 
     Args:
         run_dir: the run folder.
         data: a folder with one subfolder per class (the run's class names); default: the
-            recipe's own data.
+            recipe's own data. The folder alone is enough: the run's original data and weights
+            need not exist any more.
         split: ``"val"`` or ``"test"`` of the recipe's data (ignored with ``data``).
         batch_size: images per batch; default the recipe's.
 
@@ -68,32 +69,29 @@ def evaluate(run_dir: str | Path, *, data: str | Path | None = None, split: str 
         confusion matrix PNG in ``plots/``.
     """
     from restransfer.data import load_data
-    from restransfer.recipe.load import validate_recipe
-    from restransfer.recipe.run import RunFolder
+    from restransfer.recipe.plan import run_plan
+    from restransfer.runs import RunFolder
     from restransfer.training import checkpoint, plots
 
     folder = RunFolder(run_dir)
-    model = load_run_model(folder)
+    model = folder.load_model()
     class_names = folder.class_names()
-    import yaml
-
-    recipe = validate_recipe(yaml.safe_load(folder.recipe_text() or "{}"), source=str(folder.path / "recipe.yaml"))
-    config = recipe.data.model_dump()
+    plan = run_plan(folder)
+    options = plan.data_options(augment={})
     if data is not None:
         data_path = Path(data).expanduser().resolve()
         if not data_path.is_dir():
             raise ConfigError(f"--data {data} is not a folder; give a folder with one subfolder per class.")
-        keep = {k: config[k] for k in ("image_size", "resize", "batch_size", "cache", "skip_bad")}
-        config = {**keep, "source": "folder", "path": data_path, "val_path": data_path}
+        keep = {k: options[k] for k in ("image_size", "resize", "batch_size", "cache", "skip_bad", "seed")}
+        options = {**keep, "source": "folder", "path": data_path, "val_path": data_path}
         suffix, split = "-" + data_path.name, "val"
     else:
-        if config.get("source") == "arrays":
+        if plan.data.source == "arrays":
             raise ConfigError("This run trained on in-memory arrays; pass --data FOLDER to evaluate it.")
         suffix = "" if split == "val" else f"-{split}"
     if batch_size:
-        config["batch_size"] = batch_size
-    config["augment"] = {}
-    bundle = load_data(**config, seed=recipe.seed, run_dir=None)
+        options["batch_size"] = batch_size
+    bundle = load_data(**options, run_dir=None)
     if list(bundle.class_names) != list(class_names):
         raise ConfigError(f"The evaluation data's classes {bundle.class_names} differ from the run's "
                           f"classes {class_names}.")
@@ -108,15 +106,3 @@ def evaluate(run_dir: str | Path, *, data: str | Path | None = None, split: str 
                                 folder.plots / f"confusion_matrix{suffix}.png",
                                 title=f"{report['data']}: accuracy {report['accuracy']:.3f}")
     return report
-
-
-def load_run_model(folder) -> keras.Model:
-    """A run's ``model.keras``, loaded in safe mode (restransfer's layers registered)."""
-    import restransfer.models.layers  # noqa: F401  (registers the custom layers)
-
-    if not folder.model_file.exists():
-        info = folder.info()
-        status = info.get("status") if info else "not a run folder"
-        raise ConfigError(f"{folder.path} has no model.keras (status: {status}); finish the run first "
-                          "(rerun `restransfer train` with the same recipe to resume it).")
-    return keras.saving.load_model(folder.model_file, safe_mode=True, compile=False)

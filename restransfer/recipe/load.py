@@ -17,8 +17,8 @@ import yaml
 from pydantic import ValidationError
 
 from restransfer.errors import ConfigError
-from restransfer.recipe.errors import config_error
 from restransfer.recipe.schema import Recipe
+from restransfer.validation import config_error
 
 _TOKEN = re.compile(r"([A-Za-z_][\w-]*)|\[(\d+)\]")
 
@@ -113,14 +113,19 @@ def parse_overrides(overrides: Sequence[str] | Mapping[str, Any] | None) -> list
 
 
 def load_recipe(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] | None = None,
-                *, base_dir: str | Path | None = None) -> Recipe:
+                *, base_dir: str | Path | None = None, check_paths: bool = True) -> Recipe:
     """Read, override and validate a recipe; raise ``ConfigError`` naming every problem.
+
+    The result is what the user wrote, checked key by key; ``restransfer.recipe.plan.resolve``
+    (or ``load_plan``, which does both) checks what it implies and decides the rest.
 
     Args:
         recipe: a YAML file or an already-parsed mapping.
         overrides: ``["phases[0].epochs=3", ...]`` or ``{"phases[0].epochs": 3}``.
         base_dir: folder for relative paths in the recipe (data, weights); default: the
             current working directory, like every path given on the command line.
+        check_paths: refuse data paths that do not exist (off to read back a finished run's
+            recipe, whose data may have moved).
 
     Example:
         >>> recipe = load_recipe("recipes/quickstart_source.yaml", ["phases[0].epochs=1"])
@@ -133,16 +138,11 @@ def load_recipe(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str]
         tree, source = read_yaml(recipe), str(recipe)
     for key, value in parse_overrides(overrides):
         set_key(tree, key, value)
-    return validate_recipe(tree, source=source, base_dir=base_dir)
-
-
-def validate_recipe(tree: Mapping[str, Any], *, source: str = "(mapping)",
-                    base_dir: str | Path | None = None) -> Recipe:
-    context = {"base_dir": Path(base_dir) if base_dir is not None else Path.cwd()}
+    context = {"base_dir": Path(base_dir) if base_dir is not None else Path.cwd(), "check_paths": check_paths}
     try:
         return Recipe.model_validate(tree, context=context)
     except ValidationError as error:
-        raise config_error(error, Recipe, source) from None
+        raise config_error(error, Recipe, f"Recipe {source}") from None
 
 
 def dump_recipe(recipe: Recipe) -> str:

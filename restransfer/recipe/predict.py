@@ -22,20 +22,16 @@ def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5
         >>> predict("runs/quickstart/target", ["five.png"], top_k=3)[0]["top"][0]
         ('5', 0.97)
     """
-    from restransfer.recipe.evaluate import load_run_model
-    from restransfer.recipe.run import RunFolder
+    from restransfer.data.image_ops import read_images
+    from restransfer.recipe.plan import run_plan
+    from restransfer.runs import RunFolder
 
     folder = RunFolder(run_dir)
-    model = load_run_model(folder)
+    model = folder.load_model()
     class_names = folder.class_names()
-    from restransfer.data.image_ops import read_images
-    from restransfer.data.schema import DEFAULT_RESIZE
-
-    info = folder.info() or {}
-    size = tuple(model.input_shape[1:3])
-    if None in size:
-        size = tuple(info["image_size"])
-    batch = read_images(images, size, info.get("resize", DEFAULT_RESIZE))
+    plan = run_plan(folder)
+    # Decoded and resized exactly as the run's validation images were.
+    batch = read_images(images, plan.image_size, plan.data.resize)
     probabilities = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
     k = max(1, min(top_k, len(class_names)))
     results = []

@@ -5,12 +5,12 @@ file), so the recipes are found through ``importlib.resources`` from a wheel, a 
 checkout or an editable install alike.
 
 Example:
-    >>> from restransfer.recipe.load import load_recipe
+    >>> from restransfer.recipe.plan import load_plan
     >>> from restransfer.recipe.shipped import shipped_recipe, shipped_recipes
     >>> "quickstart_source.yaml" in shipped_recipes()
     True
     >>> with shipped_recipe("quickstart_source.yaml") as path:
-    ...     recipe = load_recipe(path)
+    ...     plan = load_plan(path)
 """
 
 from __future__ import annotations

@@ -13,10 +13,6 @@ import numpy as np
 from restransfer.training import checkpoint
 
 
-class NonFiniteLoss(Exception):
-    """Raised by the engine after ``EpochRecorder`` saw a NaN or infinite loss."""
-
-
 class EpochRecorder(keras.callbacks.Callback):
     """After each complete epoch: append a history row, save ``last`` (and ``best``) atomically.
 

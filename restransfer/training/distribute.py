@@ -20,7 +20,7 @@ from typing import Any
 
 import keras
 
-from restransfer.errors import ConfigError
+from restransfer.errors import ConfigError, OptionError
 
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu", "data_parallel")
 LR_SCALING = ("none", "linear")
@@ -103,6 +103,31 @@ def scaled_learning_rate(learning_rate: float, rule: str, batch_size: int, base_
     return learning_rate * batch_size / base_batch_size
 
 
+def check_strategy(strategy: str, backend: str | None = None) -> None:
+    """Refuse a strategy that the backend (default: the active one) cannot run, before any work.
+
+    Raises:
+        OptionError: ``key`` is ``strategy``; the message says which backend runs it instead.
+    """
+    if strategy not in STRATEGIES:
+        raise OptionError("strategy", f"distribution.strategy must be one of {list(STRATEGIES)}. "
+                                      f"Received {strategy!r}.")
+    backend = backend or keras.backend.backend()
+    if strategy == "multi_worker" and backend != "jax":
+        raise OptionError(
+            "strategy", "strategy 'multi_worker' runs on the JAX backend: Keras 3's fit() does not work "
+            "under tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585). Start every worker "
+            "with KERAS_BACKEND=jax and the same TF_CONFIG; on one machine use strategy: mirrored.")
+    if strategy in _TF_ONLY and backend != "tensorflow":
+        raise OptionError(
+            "strategy", f"strategy {strategy!r} is tf.distribute and needs KERAS_BACKEND=tensorflow; "
+            f"the active backend is {backend}. On JAX use strategy: data_parallel.")
+    if strategy == "data_parallel" and backend != "jax":
+        raise OptionError(
+            "strategy", f"strategy 'data_parallel' is keras.distribution on the JAX backend; the active "
+            f"backend is {backend}. On TensorFlow use strategy: mirrored (one machine) or multi_worker.")
+
+
 def setup_distribution(strategy: str = "none", *, devices: list[str] | None = None) -> Distribution:
     """Create the strategy for the active Keras backend.
 
@@ -114,30 +139,12 @@ def setup_distribution(strategy: str = "none", *, devices: list[str] | None = No
         devices: for ``mirrored``/``data_parallel``, the devices to use; default: every GPU, or
             every (logical) CPU device when there is no GPU.
     """
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"distribution.strategy must be one of {list(STRATEGIES)}. Received {strategy!r}.")
-    backend = keras.backend.backend()
+    check_strategy(strategy)
     if strategy == "none":
         return Distribution()
     if strategy == "multi_worker":
-        if backend != "jax":
-            raise ConfigError(
-                "distribution.strategy='multi_worker' runs on the JAX backend: Keras 3's fit() does not work "
-                "under tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585). Start every worker "
-                "with KERAS_BACKEND=jax and the same TF_CONFIG; on one machine use strategy: mirrored."
-            )
         return _jax_multi_worker(_tf_config())
-    if strategy in _TF_ONLY and backend != "tensorflow":
-        raise ConfigError(
-            f"distribution.strategy={strategy!r} is tf.distribute and needs KERAS_BACKEND=tensorflow; "
-            f"the active backend is {backend}. On JAX use strategy: data_parallel."
-        )
     if strategy == "data_parallel":
-        if backend != "jax":
-            raise ConfigError(
-                f"distribution.strategy='data_parallel' is keras.distribution on the JAX backend; the active "
-                f"backend is {backend}. On TensorFlow use strategy: mirrored (one machine) or multi_worker."
-            )
         return _jax_data_parallel(devices)
     return _tf_strategy(strategy, devices)
 

@@ -13,9 +13,13 @@ from collections.abc import Mapping
 import keras
 from keras import ops
 
+from restransfer.errors import OptionError
 from restransfer.models.stages import layer_stage
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+# The options of each optimizer that a recipe may set beyond learning_rate, epsilon and clipnorm.
+OWN_OPTIONS = {"sgd": ("momentum", "nesterov"), "rmsprop": ("momentum",),
+               "adam": ("beta_1", "beta_2"), "adamw": ("beta_1", "beta_2")}
 # Norm scales/offsets and biases are not decayed (as timm's and torchvision's recipes do).
 NO_DECAY_SUFFIXES = ("gamma", "beta", "bias")
 
@@ -92,6 +96,20 @@ def stage_multipliers(model: keras.Model, multipliers: Mapping[str, float]) -> d
     return result
 
 
+def check_optimizer_options(name: str, options: Mapping[str, object]) -> None:
+    """Refuse an unknown optimizer, or an option that belongs to another optimizer.
+
+    Raises:
+        OptionError: naming the option and the optimizers it applies to.
+    """
+    if name not in OPTIMIZERS:
+        raise OptionError("name", f"optimizer must be one of {list(OPTIMIZERS)}. Received {name!r}.")
+    for key, value in options.items():
+        owners = [n for n, own in OWN_OPTIONS.items() if key in own]
+        if owners and name not in owners and value not in (None, False):
+            raise OptionError(key, f"{key} does not apply to optimizer {name}; it applies to {'/'.join(owners)}.")
+
+
 def build_optimizer(name: str, learning_rate, *, weight_decay: float = 0.0,
                     lr_multipliers: Mapping[str, float] | None = None, **options) -> keras.optimizers.Optimizer:
     """An optimizer by name: ``sgd``, ``adam``, ``adamw`` (Adam + decoupled decay), ``rmsprop``.
@@ -104,7 +122,6 @@ def build_optimizer(name: str, learning_rate, *, weight_decay: float = 0.0,
         **options: the Keras optimizer's own arguments (``momentum``, ``nesterov``,
             ``beta_1``, ``beta_2``, ``epsilon``, ``clipnorm`` ...).
     """
-    if name not in _CLASSES:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Received {name!r}")
+    check_optimizer_options(name, options)
     return _CLASSES[name](learning_rate=learning_rate, lr_multipliers=lr_multipliers,
                           decoupled_weight_decay=weight_decay, **options)

@@ -8,7 +8,28 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from restransfer.errors import OptionError
+
 DECAYS = ("constant", "cosine", "linear", "step")
+
+
+def check_schedule(decay: str, *, epochs: float, warmup_epochs: float = 0.0,
+                   milestones: Sequence[float] = ()) -> None:
+    """Refuse a schedule that cannot run as written (units: epochs of its phase).
+
+    Raises:
+        OptionError: naming ``name``, ``warmup_epochs`` or ``milestones``.
+    """
+    if decay not in DECAYS:
+        raise OptionError("name", f"decay must be one of {list(DECAYS)}. Received {decay!r}.")
+    if warmup_epochs > epochs:
+        raise OptionError("warmup_epochs", f"warmup_epochs={warmup_epochs:g} is longer than the phase "
+                                           f"({epochs} epochs); the rate would never reach its peak.")
+    if milestones and decay != "step":
+        raise OptionError("milestones", f"milestones apply to the step schedule, not {decay}.")
+    if list(milestones) != sorted(milestones) or any(m <= 0 or m >= epochs for m in milestones):
+        raise OptionError("milestones", f"milestones must be increasing epochs inside the phase (0, {epochs}); "
+                                        f"received {list(milestones)}.")
 
 
 @keras.saving.register_keras_serializable(package="restransfer")

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from restransfer.data.schema import DataConfig, data_config_error
+from restransfer.data.schema import DataConfig
+from restransfer.validation import config_error
+
+
+def data_config_error(error):
+    return str(config_error(error, DataConfig, "data", prefix=("data",)))
 
 
 def test_defaults_dump_to_load_data_keywords():
@@ -38,8 +43,10 @@ def test_unknown_key_suggests_the_nearest():
 
 
 def test_unknown_source_suggests_the_nearest():
-    with pytest.raises(ValidationError, match="Did you mean 'folder'"):
+    with pytest.raises(ValidationError) as info:
         DataConfig.model_validate({"source": "foldr", "path": "x"})
+    assert "data.source: 'foldr' is not allowed" in data_config_error(info.value)
+    assert "Did you mean 'folder'" in data_config_error(info.value)
 
 
 def test_missing_path_is_named(tmp_path):

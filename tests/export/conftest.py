@@ -41,7 +41,9 @@ def run_dir(tmp_path_factory, trained_model):
     (run / "run.json").write_text(json.dumps({
         "model": "cifar_resnet20", "image_size": [SIZE, SIZE], "preprocessing": "torch",
         "status": "finished", "backend": "tensorflow"}))
-    (run / "recipe.yaml").write_text("model:\n  name: cifar_resnet20\ndata:\n  source: nowhere\n")
+    # A valid recipe whose data has moved away: exports verify on synthetic samples.
+    (run / "recipe.yaml").write_text("model: {name: cifar_resnet20}\nphases: [{epochs: 1}]\ndata: {source: folder, "
+                                     "path: /nonexistent/moved, validation_split: 0.2, image_size: 32}\n")
     (run / "metrics.json").write_text(json.dumps({"final": {"val_accuracy": 1.0}}))
     return run
 

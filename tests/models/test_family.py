@@ -99,9 +99,9 @@ def test_v2_stages_freeze_like_v1():
 
 
 def test_styles_and_options_the_variants_lack():
-    with pytest.raises(ConfigError, match=r"'resnet50d' exists in style 'torchvision' only"):
+    with pytest.raises(ConfigError, match=r"This model exists in style 'torchvision' only"):
         rt.create_model("resnet50d", style="keras")
-    with pytest.raises(ConfigError, match=r"'resnet50v2' exists in style 'keras' only"):
+    with pytest.raises(ConfigError, match=r"This model exists in style 'keras' only"):
         rt.create_model("resnet50v2", style="torchvision")
     with pytest.raises(ConfigError, match="output_stride 8 or 16 needs the stride in the first block"):
         rt.create_model("resnet50v2", output_stride=16)
@@ -344,15 +344,16 @@ def test_weights_source_classifies_every_kind(tmp_path):
     assert weights_source("imagenet", model_name="resnet152v2").kind == "imagenet"
     with pytest.raises(WeightsError, match="not for 'resnet18d'"):
         weights_source("imagenet", model_name="resnet18d")
-    for name, fmt in [("a.h5", "keras_h5"), ("b.weights.h5", "restransfer_weights"), ("c.keras", "keras_model"),
+    for name, fmt in [("a.h5", "keras_h5"), ("b.weights.h5", "own_weights"), ("c.keras", "keras_model"),
                       ("d.safetensors", "state_dict"), ("e.pth", "state_dict"), ("f.npz", "state_dict")]:
         (tmp_path / name).write_bytes(b"")
         source = weights_source(tmp_path / name)
-        assert (source.kind, source.format, source.weights_file) == ("file", fmt, tmp_path / name)
+        assert (source.kind, source.format, source.weights_file) == ("file", fmt, (tmp_path / name).resolve())
     run_folder = tmp_path / "run"
     run_folder.mkdir()
     (run_folder / "model.keras").write_bytes(b"")
     assert weights_source(run_folder).kind == "run_folder"
+    assert str(weights_source(run_folder)).startswith("run folder")
     hub = tmp_path / "timm" / "resnet50d.ra2_in1k"
     write_json(hub / "config.json", {"architecture": "resnet50d", "num_classes": 1000, "model_args": {"num_classes": 1000}})
     (hub / "model.safetensors").write_bytes(b"")
@@ -374,12 +375,12 @@ def test_weights_source_classifies_every_kind(tmp_path):
 def test_weights_source_refusals_say_what_to_pass(tmp_path):
     from restransfer.models.weights import weights_source
 
-    with pytest.raises(WeightsError, match="does not exist"):
+    with pytest.raises(WeightsError, match="do not exist"):
         weights_source(tmp_path / "missing.safetensors")
     (tmp_path / "w.ckpt").write_bytes(b"")
     with pytest.raises(WeightsError, match=r"Unknown weights format '\.ckpt'.*hub folder"):
         weights_source(tmp_path / "w.ckpt")
-    with pytest.raises(WeightsError, match="not one restransfer reads"):
+    with pytest.raises(WeightsError, match=r"not a run folder.*hub folder"):
         weights_source(tmp_path)
     hub = write_json(tmp_path / "h" / "config.json", {"architecture": "resnet50"}).parent
     with pytest.raises(WeightsError, match="without its weights: expected model.safetensors"):

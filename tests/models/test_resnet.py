@@ -124,6 +124,11 @@ def test_drop_path_rises_linearly_and_only_acts_in_training():
     assert rates[0] == pytest.approx(0.2 / 8) and rates[-1] == pytest.approx(0.2)
     x = np.random.rand(4, 32, 32, 3).astype("float32")
     np.testing.assert_allclose(model(x, training=False), model(x, training=False))
+    # In training, each call drops other residual branches (BatchNorm uses the same batch
+    # statistics both times, so any difference comes from DropPath).
+    keras.utils.set_random_seed(0)
+    first, second = model(x, training=True), model(x, training=True)
+    assert not np.allclose(keras.ops.convert_to_numpy(first), keras.ops.convert_to_numpy(second))
 
 
 def test_head_dropout_and_float32_logits_under_mixed_precision():

@@ -485,13 +485,13 @@ def test_failed_load_leaves_the_model_untouched(resnet18_state, tv18, tmp_path):
 
 def test_missing_file_and_unknown_format(tv18, tmp_path):
     model = tv18
-    with pytest.raises(WeightsError, match="nope.safetensors does not exist"):
+    with pytest.raises(WeightsError, match="nope.safetensors do not exist"):
         load_weights(model, tmp_path / "nope.safetensors")
     odd = tmp_path / "weights.ckpt"
     odd.write_bytes(b"")
     with pytest.raises(WeightsError, match=r"Unknown weights format '\.ckpt'.*\.safetensors"):
         load_weights(model, odd)
-    with pytest.raises(WeightsError, match=r"not one restransfer reads: expected a run folder \(model.keras\)"):
+    with pytest.raises(WeightsError, match="not a run folder"):
         load_weights(model, tmp_path)
 
 

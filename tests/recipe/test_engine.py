@@ -11,9 +11,11 @@ import pytest
 import restransfer as rt
 from restransfer.errors import ConfigError
 from restransfer.models.stages import layer_stage
+from restransfer.errors import TrainingError
 from restransfer.recipe.engine import build_model, compile_phase
 from restransfer.recipe.load import load_recipe
-from restransfer.recipe.run import RunFolder, TrainingError
+from restransfer.recipe.plan import load_plan
+from restransfer.runs import RunFolder
 
 pytestmark = pytest.mark.tensorflow
 
@@ -34,31 +36,38 @@ def snapshot(model):
 
 
 def test_frozen_weights_and_bn_statistics_stay_bit_identical():
-    recipe = load_recipe(TINY)
+    plan = load_plan(TINY)
     keras.utils.set_random_seed(0)
-    model = build_model(recipe, num_classes=3)
+    model = build_model(plan, num_classes=3)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     y = np.eye(3, dtype="float32")[rng.integers(0, 3, 8)]
-    for phase, frozen_expected in zip(recipe.phases, (["conv1", "conv2", "conv3", "conv4"], ["conv1", "conv2"])):
-        frozen = compile_phase(model, phase, steps_per_epoch=2, num_classes=3, jit_compile=False)
-        assert frozen == frozen_expected
+    assert [p.frozen for p in plan.phases] == [("conv1", "conv2", "conv3", "conv4"), ("conv1", "conv2")]
+    for phase in plan.phases:
+        compile_phase(model, phase.config, frozen=phase.frozen, steps_per_epoch=2, num_classes=3,
+                      jit_compile=False)
         before = snapshot(model)
         model.fit(x, y, batch_size=4, epochs=1, verbose=0)
         after = snapshot(model)
+        compared = {"frozen": 0, "trained": 0}
         for path, value in before.items():
             stage = layer_stage(path.split("/")[0])
-            if stage in frozen:
+            if stage in phase.frozen:
                 np.testing.assert_array_equal(after[path], value, err_msg=path)
-            elif stage != "input" and "moving" not in path or stage not in frozen and "moving_mean" in path:
+                compared["frozen"] += 1
+            elif stage != "input" and not path.endswith("moving_variance"):
                 assert not np.array_equal(after[path], value), f"{path} did not train"
-    # The moving statistics of frozen stages did not move (BatchNorm ran in inference mode).
-    assert any("conv2_block1_1_bn/moving_mean" == p for p in before)
+                compared["trained"] += 1
+        assert compared["frozen"] > 0 and compared["trained"] > 0
+    # BatchNorm of a frozen stage ran in inference mode: its moving statistics are among the
+    # tensors compared above, and those of a trained stage moved.
+    assert "conv2_block1_1_bn/moving_mean" in before and "conv3_block1_1_bn/moving_mean" in before
+    np.testing.assert_array_equal(after["conv2_block1_1_bn/moving_mean"], before["conv2_block1_1_bn/moving_mean"])
+    assert not np.array_equal(after["conv3_block1_1_bn/moving_mean"], before["conv3_block1_1_bn/moving_mean"])
 
 
 def test_model_takes_pixels_and_outputs_float32_probabilities():
-    recipe = load_recipe(TINY)
-    model = build_model(recipe, num_classes=3)
+    model = build_model(load_plan(TINY), num_classes=3)
     assert model.get_layer("preprocess").mode == "torch"
     assert model.get_layer("conv2_block1_1_bn").momentum == 0.9
     out = model.predict_on_batch(np.full((2, 32, 32, 3), 128.0, "float32"))
@@ -141,12 +150,12 @@ def test_force_refuses_to_delete_foreign_files(tmp_path):
     (tmp_path / "run.json").write_text("{}")
     (tmp_path / "thesis.tex").write_text("precious")
     with pytest.raises(ConfigError, match="thesis.tex"):
-        RunFolder(tmp_path).prepare(load_recipe(TINY), force=True)
+        RunFolder(tmp_path).prepare(load_plan(TINY).text, force=True)
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("x")
     with pytest.raises(ConfigError, match="not a restransfer run folder"):
-        RunFolder(other).prepare(load_recipe(TINY))
+        RunFolder(other).prepare(load_plan(TINY).text)
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):

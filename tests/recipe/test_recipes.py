@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from restransfer.recipe.load import load_recipe
+from restransfer.recipe.plan import resolve
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
 
@@ -44,8 +45,8 @@ def test_the_shipped_recipes_are_there():
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_recipe_validates(path, tmp_path):
-    recipe = load_recipe(path, overrides_for(path, tmp_path), base_dir=tmp_path)
-    assert recipe.phases and recipe.model.name
+    plan = resolve(load_recipe(path, overrides_for(path, tmp_path), base_dir=tmp_path), source=str(path))
+    assert plan.phases and plan.model.name
 
 
 def test_real_world_recipes_cover_the_issue():
@@ -60,13 +61,14 @@ def test_real_world_recipes_cover_the_issue():
 def test_target_recipe_fails_clearly_until_the_source_run_exists(tmp_path):
     from restransfer.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"model\.weights: 'runs/quickstart/source' does not exist"):
-        load_recipe(Path(RECIPES[0]).parent / "quickstart_target.yaml", base_dir=tmp_path)
+    target = Path(RECIPES[0]).parent / "quickstart_target.yaml"
+    with pytest.raises(ConfigError, match=r"model\.weights: Weights \S*runs/quickstart/source do not exist"):
+        resolve(load_recipe(target, base_dir=tmp_path))
     unfinished = tmp_path / "runs/quickstart/source"
     unfinished.mkdir(parents=True)
     (unfinished / "run.json").write_text('{"model": "cifar_resnet20", "status": "running"}')
-    with pytest.raises(ConfigError, match="has no model.keras"):
-        load_recipe(Path(RECIPES[0]).parent / "quickstart_target.yaml", base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"run folder without model.keras \(status: running\)"):
+        resolve(load_recipe(target, base_dir=tmp_path))
     stand_in_run(tmp_path / "other", "cifar_resnet32")
-    with pytest.raises(ConfigError, match="trained cifar_resnet32, but model.name is cifar_resnet20"):
-        load_recipe(Path(RECIPES[0]).parent / "quickstart_target.yaml", {"model.weights": str(tmp_path / "other")})
+    with pytest.raises(ConfigError, match="trained cifar_resnet32, but the model is cifar_resnet20"):
+        resolve(load_recipe(target, {"model.weights": str(tmp_path / "other")}))

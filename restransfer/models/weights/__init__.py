@@ -8,24 +8,17 @@ classifying imports neither Keras nor TensorFlow.
 
 from __future__ import annotations
 
-import importlib
+from restransfer.lazy import lazy_getattr
 
 _LAZY = {
     "load_weights": "restransfer.models.weights.load",
-    "SUPPORTED": "restransfer.models.weights.sources",
-    "WeightsSource": "restransfer.models.weights.sources",
-    "weights_source": "restransfer.models.weights.sources",
+    "SUPPORTED": "restransfer.models.weights.source",
+    "WeightsSource": "restransfer.models.weights.source",
+    "weights_source": "restransfer.models.weights.source",
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'restransfer.models.weights' has no attribute '{name}'")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)

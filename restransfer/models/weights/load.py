@@ -27,19 +27,19 @@ from restransfer.models.specs import SPECS
 from restransfer.models.weights import imagenet, keras_hub, readers
 from restransfer.models.weights.assign import assign, check_style, model_shapes, weights_style
 from restransfer.models.weights.families import keras_layout, near_miss_hint, state_dict_layout
-from restransfer.models.weights.sources import SUPPORTED, weights_source
+from restransfer.models.weights.source import WeightsSource, weights_source
 from restransfer.models.weights.torch_names import has_avg_down, torch_name
 
 
-def load_weights(model: keras.Model, weights: str | os.PathLike, *, model_name: str | None = None,
+def load_weights(model: keras.Model, weights: str | os.PathLike | WeightsSource, *, model_name: str | None = None,
                  style: str | None = None) -> None:
     """Load pretrained weights into a model built by ``create_model``.
 
     Args:
         model: the network; its layer names follow keras.applications (``conv2_block1_1_conv``).
-        weights: one of
+        weights: a :class:`WeightsSource` from :func:`weights_source`, or one of
             - ``"imagenet"``: the published keras.applications file for ``resnet50``,
-              ``resnet101`` or ``resnet152`` (``style="keras"``), downloaded once through
+              ``resnet101``, ``resnet152`` (``style="keras"``) or their V2, downloaded once through
               ``keras.utils.get_file`` into ``~/.keras/models`` (``$KERAS_HOME``) and used
               offline from there; ``include_top=False`` takes the ``_notop`` file.
             - a keras.applications-format ``.h5`` (by layer name; Keras 2 and 3 files).
@@ -68,7 +68,8 @@ def load_weights(model: keras.Model, weights: str | os.PathLike, *, model_name: 
         >>> model = create_model("resnet50", num_classes=5, weights="resnet50_tv.safetensors")
     """
     model_name = model_name or model.name
-    source = weights_source(weights, model_name=model_name)
+    source = weights if isinstance(weights, WeightsSource) else weights_source(
+        weights, model_name=model_name if model_name in SPECS else None, style=style)
     if source.kind == "none":
         return
     if source.kind == "imagenet":
@@ -78,7 +79,7 @@ def load_weights(model: keras.Model, weights: str | os.PathLike, *, model_name: 
     if source.kind == "keras_hub_preset":
         tensors = keras_hub.read_preset(source.path, readers.read_json(source.path / "config.json"))
         assign(model, tensors, source=str(source.path), model_style=style)
-    elif kind == "restransfer_weights":
+    elif kind == "own_weights":
         _load_own_weights(model, path, style)
     elif kind == "keras_h5":
         _load_keras_h5(model, path, model_name, style)
@@ -96,12 +97,6 @@ def _load_imagenet(model: keras.Model, model_name: str, style: str | None) -> No
 
 
 def _load_state_dict(model: keras.Model, path: Path, model_name: str, style: str | None) -> None:
-    spec = SPECS.get(model_name)
-    if spec is not None and (spec.stem == "cifar" or not spec.residual):
-        raise WeightsError(
-            f"'{model_name}' has no torchvision/timm counterpart, so {path.name} cannot be mapped to it. "
-            "Load it from a restransfer checkpoint (.weights.h5, .keras or a run folder) instead."
-        )
     state = readers.read_state_dict(path)
     tensors, origin = readers.from_state_dict(state)
     avg_down = has_avg_down(state)

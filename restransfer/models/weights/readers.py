@@ -191,15 +191,11 @@ def model_tensors(model) -> dict[str, np.ndarray]:
 
 def read_keras_model(path: Path) -> dict[str, np.ndarray]:
     """Weights of a ``.keras`` model, loaded in safe mode (no code from the file runs)."""
-    import keras
-
-    # Registers restransfer's custom layers so safe mode can deserialise them.
-    import restransfer.models.layers  # noqa: F401
+    from restransfer.errors import ConfigError
+    from restransfer.runs import load_model_file
 
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:  # Keras raises ValueError, TypeError, zipfile errors ...
-        raise WeightsError(
-            f"Cannot load {path} as a Keras model in safe mode: {str(error).splitlines()[0]}"
-        ) from None
+        model = load_model_file(path)
+    except ConfigError as error:
+        raise WeightsError(str(error)) from None
     return model_tensors(model)

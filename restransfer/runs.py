@@ -1,4 +1,8 @@
-"""The run folder: layout, status, and the decision to start, resume or refuse.
+"""The run folder: its one owner. Layout, status, the decision to start, resume or refuse, and
+the one place a run's ``model.keras`` is loaded.
+
+A low floor: it imports nothing of restransfer above ``errors`` and the atomic file helpers, so
+weight loading, export, evaluation and the engine all read run folders through it.
 
 ```
 RUN/
@@ -14,44 +18,76 @@ import csv
 import io
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
-
-from restransfer.errors import ConfigError, RestransferError
-from restransfer.recipe.load import dump_recipe
-from restransfer.recipe.schema import Recipe
+from restransfer.errors import ConfigError
 from restransfer.training import checkpoint
 
 RUNNING, FINISHED, FAILED = "running", "finished", "failed"
-_RUN_FILES = ("run.json", "recipe.yaml")
+NEW, RESTART, RESUME = "new", "restart", "resume"
+# Everything a run writes at its top level; --force deletes these and nothing else.
+RUN_FILES = ("recipe.yaml", "run.json", "class_names.json", "model.keras", "train.log", "history.csv",
+             "metrics.json", "evaluation.json", "data_skipped.json", "checkpoints", "logs", "plots",
+             "export", "cache", "data_report.json")
 
 
-class TrainingError(RestransferError):
-    """Training stopped (non-finite loss, unusable data); the run folder keeps the last good state."""
-
-
-@dataclass
-class Run:
-    """A training run: the trained model, its history and metrics, and where it is saved.
+@dataclass(frozen=True)
+class Start:
+    """Where a run starts.
 
     Attributes:
-        model: the trained ``keras.Model`` (RGB 0..255 in, float32 probabilities out).
-        history: one dict per epoch (also ``history.csv``).
-        metrics: ``metrics.json``: per phase and ``final``.
-        run_dir: the run folder.
-        class_names: label of each output.
-        recipe: the validated recipe.
+        kind: ``new`` (an empty folder), ``restart`` (an unfinished run of the same recipe whose
+            first epoch never finished) or ``resume`` (after the checkpoint in ``state``).
+        state: the checkpoint's ``state.json`` (``resume`` only): epoch, phase, history, best.
     """
 
-    model: keras.Model
-    history: list[dict]
-    metrics: dict
-    run_dir: Path
-    class_names: list[str]
-    recipe: Recipe = field(repr=False, default=None)
+    kind: str
+    state: dict | None = None
+
+    @property
+    def epochs_done(self) -> int:
+        return int(self.state["epoch"]) if self.state else 0
+
+    @property
+    def history(self) -> list[dict]:
+        return list(self.state.get("history", [])) if self.state else []
+
+    @property
+    def best(self) -> dict:
+        return dict(self.state.get("best", {})) if self.state else {}
+
+    def describe(self, folder: RunFolder, num_phases: int) -> str:
+        if self.kind == RESUME:
+            return (f"Resuming {folder.path} after epoch {self.state['epoch']} "
+                    f"(phase {self.state['phase'] + 1}/{num_phases}).")
+        if self.kind == RESTART:
+            return f"Resuming {folder.path}: no epoch had finished, starting at epoch 1."
+        return f"New run in {folder.path}."
+
+
+def load_model_file(path: str | Path):
+    """A ``.keras`` file in safe mode, uncompiled, restransfer's layers registered: the one loader.
+
+    Raises:
+        ConfigError: the file cannot be loaded (safe mode refuses a lambda; a damaged file).
+    """
+    import keras
+
+    import restransfer.models.layers  # noqa: F401  (registers restransfer's layers for loading)
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # Keras raises ValueError, TypeError, zipfile errors ...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"{path} cannot be loaded as a Keras model in safe mode: {reason}. Load only "
+                          "files written by restransfer or Keras, without Lambda layers.") from None
+
+
+def start_from(state: dict | None) -> Start:
+    """``restart`` without a checkpoint state, else ``resume`` after it."""
+    return Start(RESUME, state) if state else Start(RESTART)
 
 
 class RunFolder:
@@ -63,6 +99,7 @@ class RunFolder:
         self.logs = self.path / "logs"
         self.plots = self.path / "plots"
         self.model_file = self.path / "model.keras"
+        self.recipe_file = self.path / "recipe.yaml"
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -79,8 +116,26 @@ class RunFolder:
         return checkpoint.read_json(path)
 
     def recipe_text(self) -> str | None:
-        path = self.path / "recipe.yaml"
-        return path.read_text(encoding="utf-8") if path.exists() else None
+        return self.recipe_file.read_text(encoding="utf-8") if self.recipe_file.exists() else None
+
+    def is_run(self) -> bool:
+        return (self.path / "run.json").is_file()
+
+    def require_model(self) -> None:
+        """Raise a ``ConfigError`` naming what is missing unless this is a run with a ``model.keras``."""
+        if not self.path.is_dir():
+            raise ConfigError(f"Run folder {self.path} does not exist (or is not a folder).")
+        if not self.is_run():
+            raise ConfigError(f"{self.path} is a folder but not a restransfer run folder (no run.json).")
+        if not self.model_file.is_file():
+            info = self.info() or {}
+            raise ConfigError(f"Run folder {self.path} has no model.keras (status: {info.get('status')}); "
+                              "finish that run first (rerun its train command to resume it).")
+
+    def load_model(self):
+        """The run's ``model.keras`` in safe mode, uncompiled."""
+        self.require_model()
+        return load_model_file(self.model_file)
 
     def training_state(self) -> dict | None:
         return checkpoint.load_state(self.checkpoints)
@@ -108,16 +163,18 @@ class RunFolder:
             f.write(time.strftime("%H:%M:%S ") + line + "\n")
 
     # ---------------------------------------------------------------- lifecycle
-    def prepare(self, recipe: Recipe, *, force: bool = False) -> dict | None:
+    def prepare(self, text: str, *, force: bool = False) -> Start:
         """Create the folder for a new run, or return the state to resume from.
 
         * missing or empty folder: a new run;
         * an unfinished run (interrupted, killed, or failed) of the same resolved recipe:
-          resume from its last complete epoch (``None`` when no epoch completed);
+          resume from its last complete epoch (``restart`` when no epoch completed);
         * a finished run, or one of another recipe: refuse, unless ``force`` (start over);
         * a non-empty folder that is not a run folder: always refuse (nothing is deleted).
+
+        Args:
+            text: the resolved recipe as YAML; an unfinished run resumes only if it is the same.
         """
-        text = dump_recipe(recipe)
         if self.path.exists() and any(self.path.iterdir()):
             info = self.info()
             if info is None:
@@ -136,17 +193,14 @@ class RunFolder:
                     f"{_first_difference(self.recipe_text() or '', text)}. Rerun with the same recipe and "
                     "--set values to resume it, pass --out NEW_FOLDER for a new run, or --force to start over.")
             else:
-                return self.training_state() or {}
+                return start_from(self.training_state())
         self.path.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_text(self.path / "recipe.yaml", text)
-        return None
+        checkpoint.write_text(self.recipe_file, text)
+        return Start(NEW)
 
     def _clear(self) -> None:
         # Only what a run writes is deleted; a file we do not know stops --force.
-        known = {"recipe.yaml", "run.json", "class_names.json", "model.keras", "train.log", "history.csv",
-                 "metrics.json", "evaluation.json", "data_skipped.json", "checkpoints", "logs", "plots",
-                 "export", "cache", "data_report.json"}
-        unknown = [p.name for p in self.path.iterdir() if p.name not in known and not p.name.startswith(".tmp-")]
+        unknown = [p.name for p in self.path.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".tmp-")]
         if unknown:
             raise ConfigError(f"--force would delete {unknown} in {self.path}, which a run does not write; "
                               "move them away or choose another --out.")

@@ -1,0 +1,257 @@
+"""Export a model or a run folder, and check every export on reload in a fresh process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from restransfer.data.schema import DEFAULT_RESIZE, RESIZE_METHODS
+from restransfer.errors import ConfigError
+from restransfer.export.artifact import (
+    TOLERANCES,
+    ExportError,
+    ExportResult,
+    call_model,
+    check_format,
+    check_target,
+    file_sizes,
+    staged_directory,
+    write_manifest,
+    write_reference,
+    write_samples,
+)
+
+NUM_SAMPLES = 8
+SampleSource = Sequence[str | os.PathLike] | np.ndarray | object | None
+
+
+def export_model(model, out: str | os.PathLike, format: str, class_names: Sequence[str], *,
+                 image_size: Sequence[int] | None = None, samples: SampleSource = None,
+                 assets: Mapping[str, str | os.PathLike] | None = None, quantize: str | None = None,
+                 verify: bool = True, source_model: str | os.PathLike | None = None,
+                 resize: str = DEFAULT_RESIZE) -> ExportResult:
+    """Export a Keras classifier (float32 RGB 0..255 in, probabilities out) to ``out``.
+
+    Args:
+        model: the Keras model, with its ``Preprocess`` layer inside.
+        out: the export directory; must not exist or be empty (nothing is overwritten).
+        format: ``"saved_model"``, ``"keras"`` or ``"tflite"``.
+        class_names: one name per output unit.
+        image_size: ``(height, width)``; default the model's input size.
+        samples: images stored with the export for verification: image file paths, an array
+            ``[N, h, w, 3]`` in 0..255, or a ``tf.data.Dataset`` of ``(images, labels)`` batches;
+            default synthetic images.
+        assets: extra files to ship (SavedModel ``assets/``, else next to the model), e.g.
+            ``{"recipe": "run/recipe.yaml"}``.
+        quantize: TFLite only: also write a ``"float16"`` or ``"dynamic"``-range quantised model.
+        verify: reload in a fresh process and compare with ``model`` (raises on mismatch).
+        source_model: the ``.keras`` file ``model`` came from, recorded so that ``export verify``
+            can compare against it on new images.
+        resize: how the SavedModel's bytes signature resizes decoded images, ``"area"`` or
+            ``"bilinear"``: the run's ``data.resize``, so serving equals evaluation.
+
+    Returns:
+        An ``ExportResult`` (path, file sizes, verification report).
+    """
+    check_format(format, quantize)
+    check_target(out)
+    class_names = [str(name) for name in class_names]
+    num_outputs = model.output_shape[-1]
+    if len(class_names) != num_outputs:
+        raise ExportError(f"The model has {num_outputs} outputs but {len(class_names)} class names were given.")
+    image_size = _image_size(model, image_size)
+    if resize not in RESIZE_METHODS:
+        raise ExportError(f"resize must be one of {list(RESIZE_METHODS)}; received {resize!r}.")
+    assets = {key: Path(path) for key, path in (assets or {}).items() if Path(path).is_file()}
+    encoded, samples_source = _encode_samples(samples, image_size, resize)
+
+    with staged_directory(out) as stage:
+        if format == "saved_model":
+            from restransfer.export.saved_model import write_saved_model
+
+            write_saved_model(model, stage, class_names, image_size, assets, resize=resize)
+            artifacts, precision = ["saved_model.pb", "variables", "assets"], {"saved_model": "float32"}
+        elif format == "keras":
+            from restransfer.export.keras_file import write_keras
+
+            artifacts = [write_keras(model, stage)]
+            precision = {artifacts[0]: "float32"}
+        else:
+            from restransfer.export.tflite import tflite_files, write_tflite
+
+            artifacts = write_tflite(model, stage, class_names, image_size, quantize)
+            precision = tflite_files(quantize)
+        if format != "saved_model":
+            for path in assets.values():
+                shutil.copyfile(path, stage / path.name)
+                artifacts.append(path.name)
+        sample_names = write_samples(stage, encoded)
+        reference = _keras_probabilities(model, [stage / name for name in sample_names], image_size,
+                                         resize)
+        write_reference(stage, reference)
+        manifest = _manifest(model, format, class_names, image_size, precision, sample_names, samples_source,
+                             source_model, file_sizes(stage, artifacts), resize)
+        write_manifest(stage, manifest)
+        report = None
+        if verify:
+            from restransfer.export.verify import verify_export
+
+            report = verify_export(stage)
+            if not report.passed:
+                raise ExportError(f"The export does not reproduce the Keras model; nothing was written.\n{report}")
+    out = Path(out).expanduser().absolute()
+    if report is not None:
+        report.directory = out
+    return ExportResult(format=format, path=out, files=manifest["files"], verification=report)
+
+
+def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike | None = None, *,
+               quantize: str | None = None, verify: bool = True, samples: SampleSource = None) -> ExportResult:
+    """Export a run folder's ``model.keras`` (default to ``RUN/export/<format>``).
+
+    The resolved recipe and the metrics ship with the export. Sample images for verification
+    come from ``samples``, else from the recipe's validation data, else are synthetic.
+
+    Example:
+        >>> export_run("runs/flowers", "tflite", quantize="float16")
+    """
+    from restransfer.recipe.plan import run_plan
+    from restransfer.runs import RunFolder
+
+    check_format(format, quantize)
+    folder = RunFolder(run_dir)
+    try:
+        folder.require_model()
+        model = folder.load_model()
+        class_names = folder.class_names()
+        plan = run_plan(folder)
+    except ConfigError as error:
+        raise ExportError(f"Cannot export {folder.path}: {error}") from None
+    out = check_target(out if out is not None else folder.path / "export" / format)
+    if samples is None:
+        samples = _validation_samples(plan)
+    return export_model(
+        model, out, format, class_names, image_size=plan.image_size, samples=samples, quantize=quantize,
+        verify=verify, resize=plan.data.resize,
+        assets={"recipe": folder.recipe_file, "metrics": folder.path / "metrics.json"},
+        source_model=folder.model_file,
+    )
+
+
+def _image_size(model, image_size) -> tuple[int, int]:
+    if image_size is not None:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        return int(size[0]), int(size[1])
+    height, width = model.input_shape[1:3]
+    if height is None or width is None:
+        raise ExportError(f"Model '{model.name}' takes any image size; pass image_size=(height, width).")
+    return int(height), int(width)
+
+
+def _encode_samples(samples: SampleSource, image_size,
+                    resize: str) -> tuple[list[tuple[str, bytes]], str]:
+    """(suffix, encoded bytes) sample images, and where they came from."""
+    if isinstance(samples, (list, tuple)) and samples and isinstance(samples[0], (str, os.PathLike)):
+        from restransfer.data.image_ops import read_images
+
+        paths = [Path(p) for p in samples[:NUM_SAMPLES]]
+        # A clear error naming a bad file before anything is written.
+        read_images(paths, image_size, resize)
+        encoded = []
+        for path in paths:
+            try:
+                encoded.append((path.suffix.lower(), path.read_bytes()))
+            except OSError as error:
+                raise ExportError(f"Cannot read sample image '{path}': {error.strerror or error}.") from None
+        return encoded, "image files"
+    if samples is None:
+        samples, source = _synthetic_images(image_size), "synthetic"
+    elif hasattr(samples, "unbatch"):  # a tf.data.Dataset of (images, labels) batches
+        samples = np.stack([np.asarray(x) for x, _ in samples.unbatch().take(NUM_SAMPLES)])
+        source = "dataset"
+    else:
+        source = "image array"
+    return _encode_arrays(np.asarray(samples)[:NUM_SAMPLES]), source
+
+
+def _encode_arrays(images: np.ndarray) -> list[tuple[str, bytes]]:
+    import tensorflow as tf
+
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ExportError(f"Sample images must be [N, height, width, 3]; got shape {images.shape}.")
+    pixels = np.clip(np.round(images), 0, 255).astype(np.uint8)
+    # Alternate JPEG and PNG so verification exercises both decoders of the serving graph.
+    return [(".jpg", tf.io.encode_jpeg(image, quality=95).numpy()) if i % 2 == 0
+            else (".png", tf.io.encode_png(image).numpy()) for i, image in enumerate(pixels)]
+
+
+def _synthetic_images(image_size, count: int = NUM_SAMPLES) -> np.ndarray:
+    """Smooth random colour fields with texture: deterministic stand-ins for real images."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    coarse = rng.uniform(0, 255, (count, 4, 4, 3)).astype(np.float32)
+    fields = tf.image.resize(coarse, image_size, method="bicubic").numpy()
+    return np.clip(fields + rng.normal(0, 12, fields.shape), 0, 255)
+
+
+def _validation_samples(plan):
+    """A few validation images of the run, or None when its data is not readable here (moved, offline).
+
+    Synthetic images still verify the export's numerics; the manifest records which were used.
+    """
+    from restransfer.data import load_data
+    from restransfer.errors import RestransferError
+
+    if plan.data.source == "arrays":
+        return None
+    try:
+        return load_data(**plan.data_options(augment={})).val
+    except RestransferError:
+        return None
+
+
+def _keras_probabilities(model, files: Sequence[Path], image_size, resize: str) -> np.ndarray:
+    import keras
+
+    from restransfer.data.image_ops import read_images
+
+    images = read_images(files, image_size, resize)
+    return keras.ops.convert_to_numpy(call_model(model, images)).astype(np.float32)
+
+
+def _manifest(model, format, class_names, image_size, precision, samples, samples_source, source_model,
+              files, resize) -> dict:
+    import keras
+
+    import restransfer
+
+    versions = {"restransfer": restransfer.__version__, "keras": keras.__version__}
+    try:
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    except ImportError:
+        pass
+    return {
+        "format": format, "model": model.name, "image_size": list(image_size), "resize": resize,
+        "class_names": class_names,
+        "files": files, "precision": precision,
+        "tolerances": {name: TOLERANCES[p] for name, p in precision.items()},
+        "samples": samples, "samples_source": samples_source,
+        "source_model": str(Path(source_model).absolute()) if source_model else None, "versions": versions,
+    }
+
+
+def verify_export(*args, **kwargs):
+    """See ``restransfer.export.verify.verify_export``."""
+    from restransfer.export.verify import verify_export as verify
+
+    return verify(*args, **kwargs)
+
+
+__all__ = ["ExportError", "ExportResult", "export_model", "export_run", "verify_export"]

@@ -1,0 +1,232 @@
+"""Resolve a Recipe into the Plan: everything knowable without reading an image, decided once.
+
+``resolve`` runs every check that the recipe, the model table and the file system allow, with the
+same helpers the builder, the weight loader, the optimizer and the distribution code call, and
+reports all faults at once with their key paths (``restransfer validate`` exits 2). Every command
+(train, validate, data check, evaluate, predict, export, quickstart) takes the resulting Plan; the
+library below it takes plain keyword arguments, so notebooks need no YAML.
+
+Example:
+    >>> plan = load_plan("recipes/quickstart_source.yaml", ["phases[0].epochs=1"])
+    >>> plan.phases[0].frozen, plan.model.weights.kind
+    ((), 'none')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from restransfer.errors import ConfigError, OptionError, WeightsError
+from restransfer.models.stages import HEAD
+from restransfer.models.weights.source import WeightsSource, weights_source
+from restransfer.recipe.schema import PhaseConfig, Recipe
+from restransfer.validation import problems_error
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """The backbone as ``create_model`` will build it.
+
+    Attributes:
+        name: the registry name.
+        options: builder keyword arguments (``style``, ``norm``, ``input_shape`` ...), checked.
+        weights: the typed weights source.
+        stages: the freezable stages, ``("conv1", ..., "conv5", "head")``.
+        bn_momentum: BatchNorm momentum to set after the build, or ``None`` for Keras' default.
+    """
+
+    name: str
+    options: Mapping[str, Any]
+    weights: WeightsSource
+    stages: tuple[str, ...]
+    bn_momentum: float | None = None
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """One phase, resolved: its name, its epochs in the whole run and the stages it freezes."""
+
+    index: int
+    name: str
+    start_epoch: int
+    frozen: tuple[str, ...]
+    config: PhaseConfig = field(repr=False)
+
+    @property
+    def epochs(self) -> int:
+        return self.config.epochs
+
+    @property
+    def end_epoch(self) -> int:
+        return self.start_epoch + self.config.epochs
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A resolved recipe: what every command runs.
+
+    Attributes:
+        recipe: the validated recipe (what the user wrote, with absolute paths).
+        source: where it came from, for messages (a file path or ``(mapping)``).
+        name: the default run-folder name (``runs/<name>``): the recipe file's stem.
+        model: the backbone to build.
+        phases: the phases in order.
+        text: the resolved recipe as YAML, as stored in the run folder (``recipe.yaml``).
+    """
+
+    recipe: Recipe = field(repr=False)
+    source: str
+    name: str
+    model: ModelPlan
+    phases: tuple[PhasePlan, ...]
+    text: str = field(repr=False)
+
+    @property
+    def data(self):
+        """The ``data:`` section's source model (``FolderData``, ``DigitsData`` ...)."""
+        return self.recipe.data.root
+
+    def data_options(self, **changes: Any) -> dict[str, Any]:
+        """Keyword arguments of ``restransfer.data.load_data`` (plus ``seed``), with ``changes`` applied."""
+        return {**self.recipe.data.model_dump(), "seed": self.recipe.seed, **changes}
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.recipe.image_size
+
+    @property
+    def epochs(self) -> int:
+        return self.phases[-1].end_epoch
+
+
+def resolve(recipe: Recipe, *, source: str = "(mapping)", name: str = "run", check_paths: bool = True) -> Plan:
+    """Check everything a recipe implies and return its Plan; raise one ``ConfigError`` listing all faults.
+
+    Args:
+        recipe: a validated recipe (``load_recipe``).
+        source: the recipe's file, named in messages.
+        name: the default run-folder name.
+        check_paths: check the weights source on disk (off for a finished run's recipe: its
+            weights are in ``model.keras`` and may have moved since).
+    """
+    from restransfer.models.registry import check_model_name
+    from restransfer.models.specs import SPECS
+    from restransfer.recipe.load import dump_recipe
+
+    faults: list[str] = []
+    _check(faults, "model.name", lambda: check_model_name(recipe.model.name))
+    model = _model_plan(recipe, faults, check_paths) if recipe.model.name in SPECS else None
+    stages = model.stages if model is not None else ()
+    phases = tuple(_phase_plans(recipe, stages, faults)) if stages else ()
+    _check(faults, "distribution.", lambda: _check_distribution(recipe))
+    if faults:
+        raise problems_error(f"Recipe {source}", faults)
+    return Plan(recipe=recipe, source=source, name=name, model=model, phases=phases, text=dump_recipe(recipe))
+
+
+def _check(faults: list[str], prefix: str, check: Callable[[], Any], keys: Mapping[str, str] | None = None):
+    """Run ``check``; an ``OptionError`` becomes a fault at ``prefix + key`` (or ``keys[key]``)."""
+    try:
+        return check()
+    except OptionError as error:
+        where = (keys or {}).get(error.key, prefix + error.key)
+        faults.append(f"{where}: {error}")
+    except (ConfigError, WeightsError) as error:
+        faults.append(f"{prefix.rstrip('.')}: {error}")
+    return None
+
+
+def _model_plan(recipe: Recipe, faults: list[str], check_paths: bool) -> ModelPlan | None:
+    from restransfer.models.registry import default_style
+    from restransfer.models.resnet import check_build_options
+    from restransfer.models.specs import SPECS
+
+    config = recipe.model
+    spec = SPECS[config.name]
+    options = config.model_dump(exclude={"name", "weights", "bn_momentum"}, exclude_none=True)
+    options.update(style=config.style or default_style(config.weights), preprocessing="auto",
+                   include_top=False, input_shape=(*recipe.image_size, 3))
+    # A builder option's key is the recipe's model.<key>, except the input, which data: sets.
+    _check(faults, "model.", lambda: check_build_options(spec, **options), {"input_shape": "data.image_size"})
+    weights = _check(faults, "model.weights", lambda: weights_source(
+        config.weights, model_name=config.name, style=options["style"])) if check_paths else None
+    return ModelPlan(name=config.name, options=options, weights=weights or WeightsSource("none"),
+                     stages=(*spec.stage_names, HEAD), bn_momentum=config.bn_momentum)
+
+
+def _phase_plans(recipe: Recipe, stages: Sequence[str], faults: list[str]):
+    from restransfer.models.stages import resolve_frozen
+    from restransfer.training.optimizers import check_optimizer_options
+    from restransfer.training.schedules import check_schedule
+
+    start = 0
+    for index, phase in enumerate(recipe.phases):
+        where = f"phases[{index}]."
+        frozen = _check(faults, where, lambda: resolve_frozen(stages, phase.freeze, phase.freeze_until))
+        if frozen is not None and set(frozen) >= set(stages):
+            faults.append(f"{where}freeze: every stage is frozen ({phase.freeze}), nothing would train; "
+                          "use all_but_head to train only the head.")
+        for stage in phase.lr_multipliers:
+            factor = phase.lr_multipliers[stage]
+            if stage not in stages:
+                from restransfer.errors import did_you_mean
+
+                faults.append(f"{where}lr_multipliers.{stage}: '{stage}' is not a stage of {recipe.model.name}; "
+                              f"allowed: {', '.join(stages)}.{did_you_mean(stage, stages)}")
+            elif frozen and stage in frozen:
+                faults.append(f"{where}lr_multipliers.{stage}: stage {stage} is frozen in this phase, so a "
+                              "learning-rate multiplier has no effect.")
+            elif not 0 < factor <= 100:
+                faults.append(f"{where}lr_multipliers.{stage}: must be in (0, 100] (freeze a stage instead of a "
+                              f"0 rate); received {factor}.")
+        optimizer = phase.optimizer
+        _check(faults, where + "optimizer.", lambda: check_optimizer_options(
+            optimizer.name, optimizer.model_dump(exclude={"name", "learning_rate"})))
+        schedule = phase.schedule
+        _check(faults, where + "schedule.", lambda: check_schedule(
+            schedule.name, epochs=phase.epochs, warmup_epochs=schedule.warmup_epochs, milestones=schedule.milestones))
+        yield PhasePlan(index=index, name=phase.name or f"phase{index + 1}", start_epoch=start,
+                        frozen=tuple(frozen or ()), config=phase)
+        start += phase.epochs
+
+
+def _check_distribution(recipe: Recipe) -> None:
+    from restransfer.training.distribute import check_strategy
+
+    check_strategy(recipe.distribution.strategy)
+
+
+def load_plan(recipe: str | Path | Mapping[str, Any] | Recipe,
+              overrides: Sequence[str] | Mapping[str, Any] | None = None) -> Plan:
+    """Read (a file or a mapping), override, validate and resolve a recipe: the one way in.
+
+    Args:
+        recipe: a YAML file, a parsed mapping, or a ``Recipe``.
+        overrides: ``["phases[0].epochs=3"]`` or ``{"phases[0].epochs": 3}`` (not with a ``Recipe``).
+    """
+    from restransfer.recipe.load import load_recipe
+
+    if isinstance(recipe, Recipe):
+        if overrides:
+            raise ConfigError("overrides apply to a recipe file or mapping, not to a validated Recipe.")
+        return resolve(recipe)
+    if isinstance(recipe, Mapping):
+        return resolve(load_recipe(recipe, overrides))
+    return resolve(load_recipe(recipe, overrides), source=str(recipe), name=Path(recipe).stem)
+
+
+def run_plan(folder) -> Plan:
+    """The Plan a finished (or unfinished) run folder ran, from its ``recipe.yaml``.
+
+    Paths are not checked: the run's data or weights may have moved since it trained, and
+    commands that need the data (``evaluate`` without ``--data``) say so when they read it.
+    """
+    from restransfer.recipe.load import load_recipe
+
+    if folder.recipe_text() is None:
+        raise ConfigError(f"{folder.path} has no recipe.yaml; is it a restransfer run folder?")
+    recipe = load_recipe(folder.recipe_file, check_paths=False)
+    return resolve(recipe, source=str(folder.recipe_file), name=folder.path.name, check_paths=False)
