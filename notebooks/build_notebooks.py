@@ -262,6 +262,16 @@ for name, rows in tables.items():
 plot_stage_bars(tables, value="params", title="Parameters per stage", path=f"{OUT}/03_stage_params.png");
 '''),
     md("""
+ResNet-50's published relatives, each a row of the same variant table: ResNet-D (deep 3x3 stem,
+average-pool shortcut), SE-ResNet (squeeze-excitation after every branch) and ResNet V2
+(pre-activation, as keras.applications builds it).
+"""),
+    code('''
+for name in ("resnet50", "resnet50d", "seresnet50", "resnet50v2"):
+    params, macs = totals(rt.create_model(name))
+    print(f"{name:11s} {params / 1e6:5.2f} M parameters, {macs / 1e9:.2f} G multiply-adds at 224 px")
+'''),
+    md("""
 The same comparison with the block's input and output channels held equal: a CIFAR-scale network
 of three stages of three blocks whose blocks map 64/128/256 channels to themselves, once with
 basic blocks at full width, once with bottlenecks that squeeze to a quarter of the channels for the 3x3.

@@ -9,6 +9,10 @@ PY=${PYTHON:-python3}
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+# timm's torch and torchvision (dev extra): this pair installs from the machine's wheel store in
+# ~75 s; another torch would download a multi-GB CUDA build, and PyPI's torchvision does not
+# import beside the local CPU-only torch 2.13 wheel.
+.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 .venv/bin/python -m pip install -q -e ".[dev,jax,litert,keras-cv]"
 # Two workers: much of the suite is single-threaded Python (model building, notebook kernels).
 .venv/bin/python -m pytest -n 2 --durations=25 "$@"

@@ -13,7 +13,8 @@ def register(subparsers) -> None:
     show.add_argument("name")
     show.add_argument("--image-size", type=int, default=None, help="input size (default 224; CIFAR 32)")
     show.add_argument("--num-classes", type=int, default=None)
-    show.add_argument("--style", choices=("torchvision", "keras"), default="torchvision")
+    show.add_argument("--style", choices=("torchvision", "keras"), default=None,
+                      help="default: the model's first style (torchvision; keras for ResNet V2)")
     show.set_defaults(handler=_show)
 
 
@@ -25,13 +26,15 @@ def _list(args) -> int:
     from restransfer.models.specs import SPECS
 
     table = Table(title="restransfer models")
-    for column in ("name", "block", "blocks per stage", "groups x width", "shortcut"):
+    table.add_column("name", no_wrap=True)  # names are for copying: never folded on a narrow terminal
+    for column in ("block", "blocks per stage", "groups x width", "stem", "shortcut", "extras", "styles"):
         table.add_column(column)
     for name in list_models(args.pattern):
         spec = SPECS[name]
-        shortcut = spec.shortcut if spec.residual else "none (plain)"
-        table.add_row(name, spec.block, "-".join(map(str, spec.repeats)),
-                      f"{spec.groups}x{spec.width_per_group}", shortcut)
+        shortcut = (spec.shortcut + (" avg-pool" if spec.avg_down else "")) if spec.residual else "none (plain)"
+        extras = ", ".join(text for text, present in (("SE", spec.se), ("pre-activation", spec.preact)) if present)
+        table.add_row(name, spec.block, "-".join(map(str, spec.repeats)), f"{spec.groups}x{spec.width_per_group}",
+                      spec.stem, shortcut, extras or "-", "/".join(spec.styles))
     Console().print(table)
     return 0
 

@@ -2,7 +2,9 @@
 
 Every layer of block ``b`` in stage ``s`` is named ``conv{s}_block{b}_...``: ``_0_*`` is the
 projection shortcut, ``_1_*``, ``_2_*`` (and ``_3_*``) the main branch, ``_add`` the sum and
-``_out`` the final ReLU, as in keras.applications. Freezing and weight loading rely on them.
+``_out`` the final ReLU, as in keras.applications; ``_se_*`` is the squeeze-excitation and
+``_preact_*`` the pre-activation of a V2 block (whose sum is ``_out``, as keras.applications
+names it). Freezing and weight loading rely on them.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class BlockOptions:
     shortcut: str = "B"
     groups: int = 1
     width_per_group: int = 64
+    avg_down: bool = False
+    se: bool = False
 
 
 def _conv_init():
@@ -57,11 +61,12 @@ def _conv_init():
 
 
 def conv(x, filters: int, kernel: int, name: str, opts: BlockOptions, *, stride: int = 1,
-         dilation: int = 1, groups: int = 1):
+         dilation: int = 1, groups: int = 1, use_bias: bool | None = None):
     """Convolution named ``{name}_conv``; stride 2 pads explicitly (``{name}_pad``).
 
     Keras' ``padding="same"`` pads stride-2 convolutions asymmetrically, unlike the published
-    weights, so those get a symmetric ZeroPadding2D and ``valid``.
+    weights, so those get a symmetric ZeroPadding2D and ``valid``. ``use_bias`` defaults to
+    the style's.
     """
     padding = "valid"
     if kernel > 1 and stride == 1:
@@ -71,7 +76,8 @@ def conv(x, filters: int, kernel: int, name: str, opts: BlockOptions, *, stride:
     conv_class = GroupedConv2D if groups > 1 else keras.layers.Conv2D
     return conv_class(
         filters, kernel, strides=stride, padding=padding, dilation_rate=dilation, groups=groups,
-        use_bias=opts.style.use_bias, kernel_initializer=_conv_init(), name=f"{name}_conv",
+        use_bias=opts.style.use_bias if use_bias is None else use_bias,
+        kernel_initializer=_conv_init(), name=f"{name}_conv",
     )(x)
 
 
@@ -110,11 +116,49 @@ def relu(x, name: str):
     return keras.layers.Activation("relu", name=name)(x)
 
 
-def _shortcut(x, filters: int, stride: int, name: str, opts: BlockOptions):
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round to the nearest multiple of ``divisor``, at least ``divisor`` (timm's rounding)."""
+    return max(divisor, int(value + divisor / 2) // divisor * divisor)
+
+
+def squeeze_excite(x, name: str, *, ratio: float = 1 / 16):
+    """Squeeze-and-excitation (Hu et al. 2018): scale each channel by a gate of the global mean.
+
+    Dense layers on the pooled ``1x1`` map hold exactly the weights of timm's 1x1 convs
+    (``se.fc1``, ``se.fc2``, with biases) and keep convolutions bias-free in a torchvision-style
+    network, which is how weight files tell the two styles apart.
+    """
+    channels = x.shape[-1]
+    s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
+    s = keras.layers.Dense(make_divisible(channels * ratio), activation="relu", name=f"{name}_se_reduce")(s)
+    s = keras.layers.Dense(channels, activation="sigmoid", name=f"{name}_se_expand")(s)
+    return keras.layers.Multiply(name=f"{name}_se_scale")([x, s])
+
+
+def _avg_down(x, stride: int, dilation: int, name: str):
+    """ResNet-D's shortcut pooling: every input pixel reaches the 1x1 projection.
+
+    As timm's ``downsample_avg``: a 2x2 average with ``ceil_mode`` that leaves the padding out
+    of the mean (what Keras' ``"same"`` pooling does) when the stage strides; in a dilated
+    stage a stride-1 2x2 average whose bottom/right zero padding does count (timm's
+    ``AvgPool2dSame``); nothing in the first stage.
+    """
+    if stride > 1:
+        return keras.layers.AveragePooling2D(2, stride, padding="same", name=f"{name}_0_pool")(x)
+    if dilation > 1:
+        x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_0_pool_pad")(x)
+        return keras.layers.AveragePooling2D(2, 1, name=f"{name}_0_pool")(x)
+    return x
+
+
+def _shortcut(x, filters: int, stride: int, name: str, opts: BlockOptions, stage_dilation: int = 1):
     if stride == 1 and x.shape[-1] == filters:
         return x
     if opts.shortcut == "A":
         return ZeroPadShortcut(filters, stride, name=f"{name}_0_shortcut")(x)
+    if opts.avg_down:
+        x = _avg_down(x, stride, stage_dilation, name)
+        stride = 1
     return norm(conv(x, filters, 1, f"{name}_0", opts, stride=stride), f"{name}_0", opts)
 
 
@@ -127,22 +171,31 @@ def _merge(x, shortcut, name: str, opts: BlockOptions, drop_rate: float):
 
 
 def basic_block(x, filters: int, name: str, opts: BlockOptions, *, stride: int = 1,
-                dilation: int = 1, drop_rate: float = 0.0):
-    """Two 3x3 convolutions (ResNet-18/34 and the CIFAR ResNets)."""
-    shortcut = _shortcut(x, filters, stride, name, opts) if opts.residual else None
+                dilation: int = 1, stage_dilation: int = 1, drop_rate: float = 0.0):
+    """Two 3x3 convolutions (ResNet-18/34 and the CIFAR ResNets).
+
+    ``dilation`` is the 3x3's; ``stage_dilation`` the stage's, for ResNet-D's shortcut pool.
+    """
+    shortcut = _shortcut(x, filters, stride, name, opts, stage_dilation) if opts.residual else None
     x = conv(x, filters, 3, f"{name}_1", opts, stride=stride, dilation=dilation)
     x = relu(norm(x, f"{name}_1", opts), f"{name}_1_relu")
     x = conv(x, filters, 3, f"{name}_2", opts, dilation=dilation)
     x = norm(x, f"{name}_2", opts, zero_init=opts.zero_init_residual)
+    if opts.se:
+        x = squeeze_excite(x, name)
     return _merge(x, shortcut, name, opts, drop_rate)
 
 
+def _bottleneck_width(filters: int, opts: BlockOptions) -> int:
+    return int(filters * opts.width_per_group / 64) * opts.groups
+
+
 def bottleneck_block(x, filters: int, name: str, opts: BlockOptions, *, stride: int = 1,
-                     dilation: int = 1, drop_rate: float = 0.0):
+                     dilation: int = 1, stage_dilation: int = 1, drop_rate: float = 0.0):
     """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand to ``4 * filters`` channels."""
     out_filters = 4 * filters
-    width = int(filters * opts.width_per_group / 64) * opts.groups
-    shortcut = _shortcut(x, out_filters, stride, name, opts) if opts.residual else None
+    width = _bottleneck_width(filters, opts)
+    shortcut = _shortcut(x, out_filters, stride, name, opts, stage_dilation) if opts.residual else None
     stride_1x1, stride_3x3 = (stride, 1) if opts.style.stride_on_first_1x1 else (1, stride)
     x = conv(x, width, 1, f"{name}_1", opts, stride=stride_1x1)
     x = relu(norm(x, f"{name}_1", opts), f"{name}_1_relu")
@@ -151,7 +204,42 @@ def bottleneck_block(x, filters: int, name: str, opts: BlockOptions, *, stride: 
     x = relu(norm(x, f"{name}_2", opts), f"{name}_2_relu")
     x = conv(x, out_filters, 1, f"{name}_3", opts)
     x = norm(x, f"{name}_3", opts, zero_init=opts.zero_init_residual)
+    if opts.se:
+        x = squeeze_excite(x, name)
     return _merge(x, shortcut, name, opts, drop_rate)
 
 
+def preact_bottleneck_block(x, filters: int, name: str, opts: BlockOptions, *, stride: int = 1,
+                            dilation: int = 1, stage_dilation: int = 1, drop_rate: float = 0.0):
+    """ResNet V2's bottleneck (He et al. 2016): norm and ReLU first, the sum left unactivated.
+
+    As keras.applications' ``residual_block_v2``: the projection (when the channels change)
+    starts from the pre-activation; a strided block without one subsamples its input with a
+    1x1 max pool. Convolutions that a norm follows have no bias; the others take the style's.
+    """
+    del stage_dilation  # no average-pool shortcut in V2
+    out_filters = 4 * filters
+    width = _bottleneck_width(filters, opts)
+    preact = relu(norm(x, f"{name}_preact", opts), f"{name}_preact_relu")
+    shortcut = None
+    if opts.residual and x.shape[-1] != out_filters:
+        shortcut = conv(preact, out_filters, 1, f"{name}_0", opts, stride=stride)
+    elif opts.residual and stride > 1:
+        shortcut = keras.layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
+    elif opts.residual:
+        shortcut = x
+    x = conv(preact, width, 1, f"{name}_1", opts, use_bias=False)
+    x = relu(norm(x, f"{name}_1", opts), f"{name}_1_relu")
+    x = conv(x, width, 3, f"{name}_2", opts, stride=stride, dilation=dilation, groups=opts.groups,
+             use_bias=False)
+    x = relu(norm(x, f"{name}_2", opts), f"{name}_2_relu")
+    x = conv(x, out_filters, 1, f"{name}_3", opts)
+    if drop_rate > 0:
+        x = DropPath(drop_rate, name=f"{name}_drop")(x)
+    if shortcut is None:
+        return x
+    return keras.layers.Add(name=f"{name}_out")([shortcut, x])
+
+
 BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
+PREACT_BLOCKS = {"bottleneck": preact_bottleneck_block}

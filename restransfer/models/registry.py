@@ -33,9 +33,15 @@ def check_model_name(name: str) -> None:
         )
 
 
-def default_style(weights) -> str:
-    """The style a model is built in when none is given: ``keras`` for the ImageNet files, else torchvision."""
-    return "keras" if isinstance(weights, str) and weights == "imagenet" else "torchvision"
+def default_style(weights, model_name: str | None = None) -> str:
+    """The style a model is built in when none is given: ``keras`` for the ImageNet files, else torchvision.
+
+    A model whose weights exist in one style only (ResNet-D and SE: torchvision; ResNet V2:
+    keras) takes that one; ``model_name`` None means a model of both styles.
+    """
+    styles = SPECS[model_name].styles if model_name in SPECS else ("torchvision", "keras")
+    imagenet = (isinstance(weights, str) and weights == "imagenet") or getattr(weights, "kind", None) == "imagenet"
+    return "keras" if imagenet and "keras" in styles else styles[0]
 
 
 def create_model(name: str, *, num_classes: int | None = None, weights: str | None = None,
@@ -49,6 +55,7 @@ def create_model(name: str, *, num_classes: int | None = None, weights: str | No
             path to a keras .h5, a torchvision/timm state dict (.safetensors, .npz, .pth) or a
             restransfer checkpoint.
         style: ``"torchvision"`` (default) or ``"keras"``; ``weights="imagenet"`` implies keras.
+            ResNet-D and SE exist in torchvision style only, ResNet V2 in keras style only.
         **options: see ``restransfer.models.resnet.build_resnet`` (``include_top``,
             ``input_shape``, ``pooling``, ``norm``, ``output_stride``, ``zero_init_residual``,
             ``drop_path_rate``, ``dropout``, ``preprocessing`` ...).
@@ -65,7 +72,7 @@ def create_model(name: str, *, num_classes: int | None = None, weights: str | No
                 f"create_model got an unknown option '{key}'." + did_you_mean(key, _OPTIONS)
                 + f" Options: {sorted(_OPTIONS)}."
             )
-    style = style or default_style(weights)
+    style = style or default_style(weights, name)
     model = build_resnet(SPECS[name], name=name, num_classes=num_classes, style=style, **options)
     if weights is not None:
         from restransfer.models.weights import load_weights

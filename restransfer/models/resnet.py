@@ -1,4 +1,5 @@
-"""One functional builder for every ResNet, ResNeXt, Wide ResNet, CIFAR ResNet and plain twin."""
+"""One functional builder for every ResNet, ResNeXt, Wide ResNet, ResNet-D, SE-ResNe(X)t, ResNet V2,
+CIFAR ResNet and plain twin."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import keras
 
 from restransfer.errors import OptionError
 from restransfer.models import heads
-from restransfer.models.blocks import BLOCKS, NORMS, STYLES, BlockOptions, conv, norm, norm_groups_for, relu
+from restransfer.models.blocks import BLOCKS, NORMS, PREACT_BLOCKS, STYLES, BlockOptions, conv, norm_groups_for, relu
+from restransfer.models.blocks import norm as normalize  # build_resnet has an argument "norm"
 from restransfer.models.layers import PREPROCESSING_MODES, Preprocess
 from restransfer.models.specs import ResNetSpec
 
@@ -42,9 +44,26 @@ def _check_input_shape(input_shape, spec: ResNetSpec) -> tuple:
     return input_shape
 
 
+def _check_style(style: str, spec: ResNetSpec) -> None:
+    _check_choice("style", style, list(STYLES))
+    if style not in spec.styles:
+        raise OptionError(
+            "style", f"This model exists in style {spec.styles[0]!r} only (the style of its published "
+            f"weights); received style={style!r}. Leave style unset or pass style={spec.styles[0]!r}."
+        )
+
+
 def _stage_dilations(spec: ResNetSpec, output_stride: int) -> list[tuple[int, int]]:
     """(stride, dilation) per stage; dilation replaces stride to keep the resolution."""
     strides = [1] + [2] * (len(spec.repeats) - 1)
+    if spec.stride_last:
+        if output_stride != 32:
+            raise OptionError(
+                "output_stride", "output_stride 8 or 16 needs the stride in the first block of a stage; "
+                f"ResNet V2 as keras.applications builds it strides in the last. Received output_stride={output_stride}."
+            )
+        # The same overall stride, taken at the end of conv2 ... conv4 instead of the start of conv3 ... conv5.
+        return [(s, 1) for s in strides[1:] + [1]]
     if spec.stem == "cifar":
         if output_stride not in (4, 32):
             raise OptionError(
@@ -63,12 +82,24 @@ def _stage_dilations(spec: ResNetSpec, output_stride: int) -> list[tuple[int, in
     return plan
 
 
+# timm's stem_width=32: (32, 32, 64) filters, named conv1_1 ... conv1_3 before the stem's norm.
+DEEP_STEM = (32, 32, 64)
+
+
 def _stem(x, spec: ResNetSpec, opts: BlockOptions):
     if spec.stem == "cifar":
         x = conv(x, spec.widths[0], 3, "conv1", opts)
-        return relu(norm(x, "conv1", opts), "conv1_relu")
-    x = conv(x, 64, 7, "conv1", opts, stride=2)
-    x = relu(norm(x, "conv1", opts), "conv1_relu")
+        return relu(normalize(x, "conv1", opts), "conv1_relu")
+    if spec.stem == "deep":
+        for i, filters in enumerate(DEEP_STEM, start=1):
+            x = conv(x, filters, 3, f"conv1_{i}", opts, stride=2 if i == 1 else 1)
+            if i < len(DEEP_STEM):
+                x = relu(normalize(x, f"conv1_{i}", opts), f"conv1_{i}_relu")
+    else:
+        x = conv(x, 64, 7, "conv1", opts, stride=2)
+    # Pre-activation: the first block's norm and ReLU act on the stem's output.
+    if not spec.preact:
+        x = relu(normalize(x, "conv1", opts), "conv1_relu")
     # The paper counts the max pool as the start of conv2_x (He et al. 2015, Table 1).
     x = keras.layers.ZeroPadding2D(1, name="conv2_pool_pad")(x)
     return keras.layers.MaxPooling2D(3, strides=2, name="conv2_pool")(x)
@@ -76,7 +107,7 @@ def _stem(x, spec: ResNetSpec, opts: BlockOptions):
 
 def _norm_channels(spec: ResNetSpec) -> list[int]:
     """Channel counts of every normalisation layer the spec builds (stem, branches, projections)."""
-    channels = [spec.widths[0] if spec.stem == "cifar" else 64]
+    channels = [spec.widths[0] if spec.stem == "cifar" else 64] + ([DEEP_STEM[0]] if spec.stem == "deep" else [])
     for width in spec.widths:
         if spec.block == "bottleneck":
             channels += [int(width * spec.width_per_group / 64) * spec.groups, 4 * width]
@@ -98,6 +129,7 @@ def check_build_options(
     dropout: float = 0.0,
     preprocessing: str | None = None,
     shortcut: str | None = None,
+    zero_init_residual: bool = False,
     **_: object,
 ) -> tuple:
     """Check every builder option against the spec without building anything; return the input shape.
@@ -108,7 +140,7 @@ def check_build_options(
     Raises:
         OptionError: naming the option (``key``), the value received and what is allowed.
     """
-    _check_choice("style", style, list(STYLES))
+    _check_style(style, spec)
     _check_choice("norm", norm, NORMS)
     _check_choice("pooling", pooling, POOLINGS)
     _check_choice("shortcut", shortcut, SHORTCUTS)
@@ -133,6 +165,11 @@ def check_build_options(
                                                  f"channels of a normalisation layer; this model's layers have "
                                                  f"{_norm_channels(spec)} channels, so use one of {divisors} "
                                                  "(or leave it unset: up to 32 groups per layer).") from None
+    if zero_init_residual and spec.preact:
+        raise OptionError(
+            "zero_init_residual", "zero_init_residual sets the gamma of each residual branch's last norm "
+            "to 0; ResNet V2 branches end in a convolution, without a norm. Received zero_init_residual=True."
+        )
     _stage_dilations(spec, output_stride)
     return _check_input_shape(input_shape, spec)
 
@@ -165,7 +202,8 @@ def build_resnet(
         include_top: add global pooling and the classifier; else end at the last stage.
         input_shape: ``(height, width, 3)``, at least 32 px, or ``None`` dims for any size.
         pooling: without the top, ``None`` (feature map), ``"avg"`` or ``"max"``.
-        style: ``"torchvision"`` (v1.5) or ``"keras"`` (v1 as keras.applications).
+        style: ``"torchvision"`` (v1.5) or ``"keras"`` (v1 as keras.applications); a spec
+            whose weights exist in one style only (D, SE, V2) accepts that one.
         norm: ``"batch"``, ``"sync_batch"`` (statistics across replicas), ``"group"``,
             ``"layer"`` or ``"instance"``.
         norm_groups: groups for ``norm="group"`` (default: up to 32, >= 2 channels each).
@@ -184,16 +222,16 @@ def build_resnet(
     input_shape = check_build_options(
         spec, input_shape=input_shape, pooling=pooling, style=style, norm=norm, norm_groups=norm_groups,
         output_stride=output_stride, drop_path_rate=drop_path_rate, dropout=dropout,
-        preprocessing=preprocessing, shortcut=shortcut,
+        preprocessing=preprocessing, shortcut=shortcut, zero_init_residual=zero_init_residual,
     )
     if preprocessing == "auto":
-        preprocessing = STYLE_PREPROCESSING[style]
+        preprocessing = spec.preprocessing or STYLE_PREPROCESSING[style]
     opts = BlockOptions(
         style=STYLES[style], norm=norm, norm_groups=norm_groups, zero_init_residual=zero_init_residual,
         residual=spec.residual, shortcut=shortcut or spec.shortcut, groups=spec.groups,
-        width_per_group=spec.width_per_group,
+        width_per_group=spec.width_per_group, avg_down=spec.avg_down, se=spec.se,
     )
-    block_fn = BLOCKS[spec.block]
+    block_fn = (PREACT_BLOCKS if spec.preact else BLOCKS)[spec.block]
     total_blocks = sum(spec.repeats)
 
     inputs = keras.Input(shape=input_shape, name="image")
@@ -204,17 +242,22 @@ def build_resnet(
     for stage, (repeats, width, (stride, dilation)) in enumerate(
         zip(spec.repeats, spec.widths, _stage_dilations(spec, output_stride)), start=2
     ):
+        strided_block = repeats - 1 if spec.stride_last else 0
         for b in range(repeats):
             drop_rate = drop_path_rate * index / max(total_blocks - 1, 1)
             x = block_fn(
                 x, width, f"conv{stage}_block{b + 1}", opts,
-                stride=stride if b == 0 else 1,
+                stride=stride if b == strided_block else 1,
                 # As torchvision: a newly dilated stage's first block keeps the old dilation.
                 dilation=previous_dilation if b == 0 else dilation,
+                stage_dilation=dilation,
                 drop_rate=drop_rate,
             )
             index += 1
         previous_dilation = dilation
+    if spec.preact:
+        # keras.applications' names; stages.layer_stage counts them in the last stage.
+        x = relu(normalize(x, "post", opts), "post_relu")
 
     if include_top:
         outputs = heads.classifier(

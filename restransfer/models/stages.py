@@ -15,6 +15,10 @@ FREEZE_KEYWORDS = ("none", "all_but_head", "all")
 INPUT = "input"
 _STAGE = re.compile(r"^(conv\d+)_")
 _INPUT_LAYERS = ("image", "preprocess")
+# keras.applications' ResNet V2 ends its last stage, conv5, with a norm and ReLU named
+# post_bn and post_relu; they belong to conv5, so freezing conv5 freezes them too.
+_POST = re.compile(r"^post_")
+_POST_STAGE = "conv5"
 
 
 def layer_stage(name: str) -> str:
@@ -27,6 +31,8 @@ def layer_stage(name: str) -> str:
     match = _STAGE.match(name)
     if match:
         return match.group(1)
+    if _POST.match(name):
+        return _POST_STAGE
     if name in _INPUT_LAYERS:
         return INPUT
     return HEAD

@@ -148,7 +148,7 @@ def _model_plan(recipe: Recipe, faults: list[str], check_paths: bool) -> ModelPl
     config = recipe.model
     spec = SPECS[config.name]
     options = config.model_dump(exclude={"name", "weights", "bn_momentum"}, exclude_none=True)
-    options.update(style=config.style or default_style(config.weights), preprocessing="auto",
+    options.update(style=config.style or default_style(config.weights, config.name), preprocessing="auto",
                    include_top=False, input_shape=(*recipe.image_size, 3))
     # A builder option's key is the recipe's model.<key>, except the input, which data: sets.
     _check(faults, "model.", lambda: check_build_options(spec, **options), {"input_shape": "data.image_size"})

@@ -173,7 +173,7 @@ def test_imagenet_refuses_a_cached_file_with_another_hash(keras_cache):
 
 
 def test_imagenet_for_a_name_without_published_file(tv18):
-    with pytest.raises(WeightsError, match=r"\['resnet101', 'resnet152', 'resnet50'\].*'resnet18'.*state dict"):
+    with pytest.raises(WeightsError, match=r"\['resnet101', 'resnet101v2', 'resnet152', .*'resnet50v2'\].*'resnet18'.*state dict"):
         load_weights(tv18, "imagenet", model_name="resnet18")
 
 
@@ -351,7 +351,10 @@ def test_torch_names_round_trip():
     assert keras_name("layer1.0.downsample.0.weight") == "conv2_block1_0_conv/kernel"
     assert keras_name("layer3.5.bn2.running_var") == "conv4_block6_2_bn/moving_variance"
     assert keras_name("fc.weight") == "predictions/kernel"
-    assert keras_name("layer1.0.se.fc1.weight") is None  # SE-ResNet: reported as unused, never guessed
+    assert keras_name("layer1.0.se.fc1.weight") == "conv2_block1_se_reduce/kernel"
+    assert keras_name("layer1.0.downsample.1.weight", avg_down=True) == "conv2_block1_0_conv/kernel"
+    assert keras_name("layer1.0.downsample.0.weight", avg_down=True) is None  # the pool holds nothing
+    assert keras_name("conv1.4.running_var") == "conv1_2_bn/moving_variance"
     assert strip_prefix("module.model.conv1.weight") == "conv1.weight"
 
 

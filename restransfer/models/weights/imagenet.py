@@ -14,6 +14,9 @@ IMAGENET_FILES = {
     "resnet50": ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
     "resnet101": ("f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
     "resnet152": ("100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
+    "resnet50v2": ("3ef43a0b657b3be2300d5770ece849e0", "fac2f116257151a9d068a22e544a4917"),
+    "resnet101v2": ("6343647c601c52e1368623803854d971", "c0ed64b8031c3730f411d2eb4eea35b5"),
+    "resnet152v2": ("a49b44d1979771252814e80f8ec446f9", "ed17cf2e0169df9d443503ef94b23b33"),
 }
 IMAGENET_CLASSES = 1000
 
@@ -33,7 +36,7 @@ def check_imagenet(model_name: str, style: str | None) -> None:
         )
     if style not in (None, "keras"):
         raise WeightsError(
-            f"weights='imagenet' are keras.applications' v1 weights and need style='keras' (the default "
+            f"weights='imagenet' are keras.applications' weights (v1 and V2) and need style='keras' (the default "
             f"with weights='imagenet'); received style='{style}'. For torchvision-style weights pass the "
             "path of a torchvision or timm state dict instead."
         )

@@ -15,6 +15,8 @@ import numpy as np
 from restransfer.errors import WeightsError
 from restransfer.models.weights.torch_names import from_state_dict
 
+__all__ = ["from_state_dict", "read_json", "read_keras_h5", "read_keras_model", "read_state_dict"]
+
 # keras-applications' resnet_common.py, which produced the published ResNet files, named the
 # classifier "probs"; keras.applications (and our builder) call it "predictions".
 LAYER_ALIASES = {"probs": "predictions"}
@@ -164,9 +166,17 @@ def read_state_dict(path: Path) -> dict[str, np.ndarray]:
     return _floats(state, path)
 
 
-def read_torch_names(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """A torchvision/timm state dict as Keras weights, plus each key's original name."""
-    return from_state_dict(read_state_dict(path))
+def read_json(path: Path) -> dict:
+    """A JSON object (a hub folder's or preset's ``config.json``), or a WeightsError."""
+    import json
+
+    try:
+        value = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WeightsError(f"Cannot read {path} as JSON ({error}).") from None
+    if not isinstance(value, dict):
+        raise WeightsError(f"{path} holds a JSON {type(value).__name__}, not an object.")
+    return value
 
 
 def model_tensors(model) -> dict[str, np.ndarray]:

@@ -2,7 +2,8 @@
 
 A recipe's Plan calls :func:`weights_source` at ``restransfer validate``, and ``load_weights``
 dispatches on the same result, so a weights value that cannot load is refused before any data
-is read, by the same rule that loading applies.
+is read, by the same rule that loading applies. It builds no model, imports neither Keras nor
+TensorFlow and reads at most a folder's ``config.json`` (or a run's ``run.json``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ from pathlib import Path
 
 from restransfer.errors import WeightsError
 from restransfer.models.specs import SPECS
+from restransfer.models.weights import keras_hub as keras_hub_presets
+from restransfer.models.weights.families import check_hub_architecture
+from restransfer.models.weights.readers import read_json
 
-# kind: what the value is; format (files only): which reader takes it.
-KINDS = ("none", "imagenet", "file", "run_folder")
+# kind: what the value is; format: which reader takes its weights file.
+KINDS = ("none", "imagenet", "file", "run_folder", "hub_folder", "keras_hub_preset")
+HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # as timm's save_for_hf writes them
+# timm config.json model_args that leave the network as its architecture name builds it.
+_HUB_HARMLESS_ARGS = {"in_chans", "num_classes", "global_pool", "drop_rate", "drop_path_rate", "output_stride"}
 STATE_DICT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt", ".bin")
 KERAS_H5_SUFFIXES = (".h5", ".hdf5")
 SUPPORTED = (
     "'imagenet'; a keras.applications-format .h5; a torchvision/timm state dict (.safetensors, .npz, "
-    ".pth, .pt, .bin); a restransfer checkpoint (.weights.h5 or .keras); or a run folder holding model.keras"
+    ".pth, .pt, .bin); a restransfer checkpoint (.weights.h5 or .keras); a run folder holding model.keras; "
+    "a timm/Hugging Face hub folder (config.json + model.safetensors); or a KerasHub ResNet preset folder "
+    "(config.json + model.weights.h5)"
 )
 
 
@@ -29,15 +38,22 @@ class WeightsSource:
     """A classified weights value.
 
     Attributes:
-        kind: ``none``, ``imagenet``, ``file`` or ``run_folder``.
-        path: the absolute file or folder (``file``, ``run_folder``).
-        format: for files, ``own_weights`` (.weights.h5), ``keras_h5``, ``keras_model`` (.keras)
-            or ``state_dict`` (torchvision/timm).
+        kind: ``none``, ``imagenet``, ``file``, ``run_folder``, ``hub_folder`` (timm / Hugging
+            Face: ``config.json`` + ``model.safetensors``) or ``keras_hub_preset``.
+        path: the absolute file or folder.
+        format: the reader of the weights file: ``own_weights`` (.weights.h5), ``keras_h5``,
+            ``keras_model`` (.keras, a run folder), ``state_dict`` (torchvision/timm, a hub
+            folder) or ``keras_hub`` (a preset).
+        weights_file: the file that holds the tensors (the path itself for a file).
+        architecture: a hub folder's timm architecture (``config.json``); for a KerasHub
+            preset, the restransfer model it equals.
     """
 
     kind: str
     path: Path | None = None
     format: str | None = None
+    weights_file: Path | None = None
+    architecture: str | None = None
 
     @property
     def value(self) -> str | None:
@@ -51,6 +67,10 @@ class WeightsSource:
             return "none (random initialisation)"
         if self.kind == "imagenet":
             return "imagenet (keras.applications)"
+        if self.kind == "hub_folder":
+            return f"timm hub folder ({self.architecture}) {self.path}"
+        if self.kind == "keras_hub_preset":
+            return f"KerasHub preset ({self.architecture}) {self.path}"
         return f"{'run folder' if self.kind == 'run_folder' else self.format.replace('_', ' ')} {self.path}"
 
 
@@ -75,7 +95,8 @@ def weights_source(value: str | os.PathLike | None, *, model_name: str | None = 
     Args:
         value: ``None``/``"none"``, ``"imagenet"``, a weights file or a run folder.
         model_name: the registry name the weights are for; enables the checks that need it
-            (ImageNet files exist, a run folder trained the same model, a state dict has names).
+            (ImageNet files exist, a run folder trained the same model, a state dict has names,
+            a hub folder's architecture and a KerasHub preset's network are this model).
         style: the style the model is built with, for ``imagenet``.
 
     Raises:
@@ -97,8 +118,7 @@ def weights_source(value: str | os.PathLike | None, *, model_name: str | None = 
     if not path.exists():
         raise WeightsError(f"Weights {value} do not exist (looked for {path}). Pass {SUPPORTED}.")
     if path.is_dir():
-        _check_run_folder(path, model_name)
-        return WeightsSource("run_folder", path, "keras_model")
+        return _folder(path, model_name)
     if not path.is_file():
         raise WeightsError(f"Weights {path} is not a regular file. Pass {SUPPORTED}.")
     kind = file_format(path)
@@ -107,7 +127,59 @@ def weights_source(value: str | os.PathLike | None, *, model_name: str | None = 
         raise WeightsError(
             f"'{model_name}' has no torchvision/timm counterpart, so {path.name} cannot be mapped to it. "
             "Load it from a restransfer checkpoint (.weights.h5, .keras or a run folder) instead.")
-    return WeightsSource("file", path, kind)
+    return WeightsSource("file", path, kind, path)
+
+
+def _folder(path: Path, model_name: str | None) -> WeightsSource:
+    config_path = path / "config.json"
+    if not (path / "model.keras").is_file() and not (path / "run.json").is_file() and config_path.is_file():
+        config = read_json(config_path)
+        if "architecture" in config:
+            return _hub_folder(path, config, model_name)
+        if keras_hub_presets.is_keras_hub_config(config):
+            return _keras_hub_preset(path, config, model_name)
+        if "model_type" in config or "architectures" in config:
+            raise WeightsError(
+                f"Weights {path} is a Hugging Face transformers folder (model_type={config.get('model_type')!r}); "
+                "its tensor names are transformers', not timm's. Use the timm/<name> folder of the same "
+                "network, which restransfer reads."
+            )
+    _check_run_folder(path, model_name)
+    return WeightsSource("run_folder", path, "keras_model", path / "model.keras")
+
+
+def _hub_folder(folder: Path, config: dict, model_name: str | None) -> WeightsSource:
+    architecture = config["architecture"]
+    if not isinstance(architecture, str) or not architecture:
+        raise WeightsError(f"{folder / 'config.json'} has architecture={architecture!r}; expected a timm model name.")
+    weights = next((folder / name for name in HUB_WEIGHTS if (folder / name).is_file()), None)
+    if weights is None:
+        raise WeightsError(
+            f"{folder} is a timm/Hugging Face hub folder ({architecture!r}) without its weights: expected "
+            f"{' or '.join(HUB_WEIGHTS)} next to config.json (download the whole folder)."
+        )
+    unusual = sorted(set(config.get("model_args") or {}) - _HUB_HARMLESS_ARGS)
+    if unusual:
+        raise WeightsError(
+            f"{folder / 'config.json'} builds {architecture!r} with model_args {unusual}, which change the "
+            "network beyond what its name says; restransfer builds each name as timm registers it."
+        )
+    if model_name is not None:
+        check_hub_architecture(architecture, model_name, str(folder))
+    return WeightsSource("hub_folder", folder, "state_dict", weights, architecture.split(".", 1)[0])
+
+
+def _keras_hub_preset(folder: Path, config: dict, model_name: str | None) -> WeightsSource:
+    name = keras_hub_presets.model_name(config, str(folder))
+    weights = folder / keras_hub_presets.WEIGHTS_FILE
+    if not weights.is_file():
+        raise WeightsError(f"{folder} is a KerasHub preset without {keras_hub_presets.WEIGHTS_FILE}.")
+    if model_name is not None and model_name != name:
+        raise WeightsError(
+            f"{folder} is a KerasHub preset of '{name}', not '{model_name}'. Build create_model('{name}', ...) "
+            "to load it."
+        )
+    return WeightsSource("keras_hub_preset", folder, "keras_hub", weights, name)
 
 
 def _check_run_folder(path: Path, model_name: str | None) -> None:

@@ -5,6 +5,11 @@ torchvision's): ``conv1``/``bn1`` for the stem, ``layer{s}.{b}.conv{i}``/``bn{i}
 block, ``layer{s}.{b}.downsample.0``/``.1`` for the projection shortcut and ``fc`` for the
 classifier. Our layers follow keras.applications (``conv{s + 1}_block{b + 1}_{i}_conv``), so
 the mapping is a rename plus a transpose of every kernel.
+
+timm's variants add three layouts: a deep stem (``conv1.0``, ``conv1.1``, ``conv1.3``,
+``conv1.4``, ``conv1.6``: conv, bn, conv, bn, conv, with ReLUs between), an average-pool
+shortcut (``downsample.0`` is the weightless pool, so the conv is ``.1`` and the bn ``.2``) and
+squeeze-excitation (``layer{s}.{b}.se.fc1``/``fc2``, 1x1 convs with biases).
 """
 
 from __future__ import annotations
@@ -24,10 +29,18 @@ _PARAMS = {
     "fc": {"weight": "kernel", "bias": "bias"},
 }
 _STEM = re.compile(r"^(conv|bn)1\.(\w+)$")
+_DEEP_STEM = re.compile(r"^conv1\.(\d)\.(\w+)$")
+# Sequential index in timm's deep stem -> our layer (the ReLUs at 2 and 5 hold nothing).
+_DEEP_STEM_LAYERS = {"0": "conv1_1_conv", "1": "conv1_1_bn", "3": "conv1_2_conv", "4": "conv1_2_bn", "6": "conv1_3_conv"}
+_SE = re.compile(r"^layer(\d+)\.(\d+)\.se\.fc([12])\.(weight|bias)$")
+_SE_LAYERS = {"1": "se_reduce", "2": "se_expand"}
 _BLOCK = re.compile(r"^layer(\d+)\.(\d+)\.(conv|bn)(\d+)\.(\w+)$")
-_DOWNSAMPLE = re.compile(r"^layer(\d+)\.(\d+)\.downsample\.([01])\.(\w+)$")
+_DOWNSAMPLE = re.compile(r"^layer(\d+)\.(\d+)\.downsample\.([012])\.(\w+)$")
+_AVG_DOWN = re.compile(r"\.downsample\.2\.")
 _FC = re.compile(r"^fc\.(\w+)$")
 _KERAS = re.compile(r"^(?:conv(\d+)_block(\d+)_(\d+)|(conv1)|(predictions))_?(conv|bn)?/(\w+)$")
+_KERAS_DEEP_STEM = re.compile(r"^(conv1_\d_(?:conv|bn))/(\w+)$")
+_KERAS_SE = re.compile(r"^conv(\d+)_block(\d+)_(se_reduce|se_expand)/(kernel|bias)$")
 
 
 def strip_prefix(key: str) -> str:
@@ -41,8 +54,17 @@ def strip_prefix(key: str) -> str:
     return key
 
 
-def keras_name(torch_key: str) -> str | None:
+def has_avg_down(keys) -> bool:
+    """Whether a state dict's projection shortcuts start with timm's average pool (ResNet-D)."""
+    return any(_AVG_DOWN.search(key) for key in keys)
+
+
+def keras_name(torch_key: str, *, avg_down: bool = False) -> str | None:
     """The Keras weight (``layer/variable``) a state-dict key maps to, or None if none does.
+
+    Args:
+        torch_key: the state-dict key, without wrapper prefixes.
+        avg_down: the file's shortcuts are ResNet-D's (``downsample.1`` is then the conv).
 
     Example:
         >>> keras_name("layer1.0.downsample.1.running_var")
@@ -51,12 +73,25 @@ def keras_name(torch_key: str) -> str | None:
     if match := _STEM.match(torch_key):
         kind, param = match.groups()
         layer = f"conv1_{kind}"
+    elif match := _DEEP_STEM.match(torch_key):
+        index, param = match.groups()
+        layer = _DEEP_STEM_LAYERS.get(index)
+        if layer is None:
+            return None
+        kind = layer.rsplit("_", 1)[1]
     elif match := _BLOCK.match(torch_key):
         stage, block, kind, index, param = match.groups()
         layer = f"conv{int(stage) + 1}_block{int(block) + 1}_{index}_{kind}"
+    elif match := _SE.match(torch_key):
+        stage, block, index, param = match.groups()
+        kind = "conv"
+        layer = f"conv{int(stage) + 1}_block{int(block) + 1}_{_SE_LAYERS[index]}"
     elif match := _DOWNSAMPLE.match(torch_key):
         stage, block, position, param = match.groups()
-        kind = "conv" if position == "0" else "bn"
+        conv_position, bn_position = ("1", "2") if avg_down else ("0", "1")
+        if position not in (conv_position, bn_position):
+            return None
+        kind = "conv" if position == conv_position else "bn"
         layer = f"conv{int(stage) + 1}_block{int(block) + 1}_0_{kind}"
     elif match := _FC.match(torch_key):
         kind, param = "fc", match.group(1)
@@ -67,8 +102,18 @@ def keras_name(torch_key: str) -> str | None:
     return f"{layer}/{variable}" if variable else None
 
 
-def torch_name(keras_key: str) -> str | None:
+def torch_name(keras_key: str, *, avg_down: bool = False) -> str | None:
     """The inverse of :func:`keras_name`, for error messages about missing tensors."""
+    if match := _KERAS_DEEP_STEM.match(keras_key):
+        layer, variable = match.groups()
+        index = {v: k for k, v in _DEEP_STEM_LAYERS.items()}[layer]
+        kind = layer.rsplit("_", 1)[1]
+        param = {v: k for k, v in _PARAMS[kind].items()}.get(variable)
+        return f"conv1.{index}.{param}" if param else None
+    if match := _KERAS_SE.match(keras_key):
+        stage, block, layer, variable = match.groups()
+        fc = {v: k for k, v in _SE_LAYERS.items()}[layer]
+        return f"layer{int(stage) - 1}.{int(block) - 1}.se.fc{fc}.{'weight' if variable == 'kernel' else 'bias'}"
     match = _KERAS.match(keras_key)
     if not match:
         return None
@@ -85,7 +130,8 @@ def torch_name(keras_key: str) -> str | None:
         return f"{kind}1.{param}"
     prefix = f"layer{int(stage) - 1}.{int(block) - 1}"
     if index == "0":
-        return f"{prefix}.downsample.{0 if kind == 'conv' else 1}.{param}"
+        conv_position = 1 if avg_down else 0
+        return f"{prefix}.downsample.{conv_position if kind == 'conv' else conv_position + 1}.{param}"
     return f"{prefix}.{kind}{index}.{param}"
 
 
@@ -98,6 +144,9 @@ def to_keras_layout(keras_key: str, array: np.ndarray) -> np.ndarray:
     """
     if not keras_key.endswith("/kernel"):
         return array
+    if "_se_" in keras_key and array.ndim == 4:
+        # timm's 1x1 convs on the pooled map are our Dense layers: (out, in, 1, 1) -> (in, out).
+        return array[:, :, 0, 0].T
     if array.ndim == 4:
         return np.transpose(array, (2, 3, 1, 0))
     if array.ndim == 2:
@@ -115,11 +164,12 @@ def from_state_dict(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray]
     """
     tensors: dict[str, np.ndarray] = {}
     origin: dict[str, str] = {}
+    avg_down = has_avg_down(state)
     for raw_key, array in state.items():
         key = strip_prefix(raw_key)
         if key.rsplit(".", 1)[-1] in IGNORED:
             continue
-        target = keras_name(key) or key
+        target = keras_name(key, avg_down=avg_down) or key
         tensors[target] = to_keras_layout(target, np.asarray(array))
         origin[target] = raw_key
     return tensors, origin
