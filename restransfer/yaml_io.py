@@ -10,7 +10,8 @@ with a one-paragraph `ConfigError` that names the file, line and column:
 - documents whose anchors and aliases expand to more than ``MAX_VALUES`` values (a few hundred
   bytes of nested aliases, an "alias bomb", expand to billions: anything that walks the value
   -- validation, ``repr``, a copy -- would hang), and aliases that contain themselves;
-- integers beyond 64 bits (no setting takes one; a 10,000-digit one makes ``int()`` fail).
+- integers of more than ``MAX_INT_DIGITS`` digits (a 10,000-digit one makes ``int()`` fail;
+  ranges of real settings are the schema's).
 
 Messages format values with ``restransfer.errors.short_repr``, which is bounded whatever the
 value holds.
@@ -30,8 +31,9 @@ from restransfer.files import FileReadError, read_regular_file
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 64
 MAX_VALUES = 100_000
-MAX_INT_DIGITS = 19  # 2**63 - 1 has 19 digits
-_INT_LIMIT = 2**63
+# Ranges are the schema's (which names the key); this bound only keeps int() and repr() from
+# failing on absurd literals (Python refuses more than 4,300 digits).
+MAX_INT_DIGITS = 100
 
 
 class _Refused(yaml.YAMLError):
@@ -81,14 +83,10 @@ class _Loader(yaml.SafeLoader):
 
     def construct_yaml_int(self, node):
         digits = sum(ch.isdigit() for ch in str(node.value))
-        if digits > MAX_INT_DIGITS + 2:  # room for 0x/0o prefixes' leading zeros
-            raise _Refused(f"an integer of {digits} digits is beyond any setting's range (64 bits)",
+        if digits > MAX_INT_DIGITS:
+            raise _Refused(f"an integer of {digits} digits is beyond any setting's range",
                            node.start_mark)
-        value = super().construct_yaml_int(node)
-        if abs(value) >= _INT_LIMIT:
-            raise _Refused(f"the integer {value} is beyond any setting's range (64 bits)",
-                           node.start_mark)
-        return value
+        return super().construct_yaml_int(node)
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
@@ -140,13 +138,13 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 
 def _where(mark: yaml.Mark | None) -> str:
-    return f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
 def _position(text: str, index: int) -> str:
     line = text.count("\n", 0, index) + 1
     column = index - (text.rfind("\n", 0, index) + 1) + 1
-    return f", line {line}, column {column}"
+    return f" at line {line}, column {column}"
 
 
 def parse_yaml(text: str | bytes, *, source: str = "YAML text") -> Any:

@@ -23,7 +23,7 @@ def test_a_held_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
 
 def test_a_lock_of_a_killed_process_does_not_block(tmp_path):
     code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from restransfer.files import FolderLock;"
-            "assert FolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)")
+            "lock = FolderLock(sys.argv[1]); assert lock.acquire(); print('held', flush=True); time.sleep(600)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / ".lock"), os.getcwd()],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

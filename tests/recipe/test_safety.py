@@ -197,7 +197,9 @@ def test_images_unreadable_after_the_check_are_counted_logged_and_recorded(tmp_p
      "g: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n", "alias bomb"),
     (b"model: {name: r\xe9snet18}\n", "not UTF-8"),
     ("model: " + "[" * 5000, "levels"),
-    ("model: {name: cifar_resnet20}\ndata: {source: digits, batch_size: 18446744073709551616}\n", "64 bits"),
+    ("model: {name: cifar_resnet20}\ndata: {source: digits, batch_size: 18446744073709551616}\n",
+     "data.batch_size"),
+    ("model: {name: cifar_resnet20}\nseed: " + "1" * 5000 + "\n", "5000 digits"),
     ("model: {name: cifar_resnet20}\nmodel: {name: resnet18}\n", "appears twice"),
 ])
 def test_hostile_recipe_bytes_get_one_paragraph_and_no_hang(tmp_path, capsys, text, needle):
