@@ -63,6 +63,7 @@ def finished(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- 1: kill -9 during the recipe's export
+@pytest.mark.slow
 def test_kill_9_during_the_recipes_export_then_the_same_command_makes_it(tmp_path):
     from tests.export.test_crash import alive, children
 
@@ -118,6 +119,7 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_epoch_and_says_so(tmp
 
 
 # ---------------------------------------------------------------- 3: the run-folder lock
+@pytest.mark.slow
 def test_a_second_train_into_a_live_run_folder_is_refused_and_a_killed_ones_lock_does_not_block(tmp_path):
     recipe = recipe_file(tmp_path, phases=[{"epochs": 40, "optimizer": {"name": "sgd", "learning_rate": 0.01}}])
     out = tmp_path / "run"
