@@ -27,6 +27,16 @@ from keras import ops
 
 from restransfer.errors import ConfigError
 
+# The recipe's top-level ``precise_bn``: "auto", true or false.
+PRECISE_BN_CHOICES = ("auto", True, False)
+# pycls's NUM_SAMPLES_PRECISE: enough images for the population statistics of ImageNet-scale
+# training. ``auto`` recomputes when the whole training set fits in such a pass: then it is
+# exact over every training image, costs at most one forward pass per phase (about a third of
+# a training epoch), and the dataset is small enough that a phase has few optimizer steps,
+# which is when the moving averages are stale. A larger set trains for hundreds of steps per
+# epoch, and the pass (with ``true``) uses its first AUTO_MAX_IMAGES images.
+AUTO_MAX_IMAGES = 8192
+
 
 @dataclass
 class PreciseBNResult:
@@ -41,6 +51,26 @@ class PreciseBNResult:
     layers: list[str]
     images: int
     batches: int
+
+
+def precise_bn_enabled(mode: str | bool, num_train: int) -> tuple[bool, str]:
+    """Whether the recipe's ``precise_bn`` recomputes statistics for ``num_train`` images, and why.
+
+    Example:
+        >>> precise_bn_enabled("auto", 50)
+        (True, 'auto: 50 training images <= 8192')
+    """
+    if mode not in PRECISE_BN_CHOICES:
+        raise ConfigError(f"precise_bn must be auto, true or false. Received precise_bn={mode!r}.")
+    if mode == "auto":
+        on = num_train <= AUTO_MAX_IMAGES
+        return on, f"auto: {num_train} training images {'<=' if on else '>'} {AUTO_MAX_IMAGES}"
+    return bool(mode), "on" if mode else "off"
+
+
+def precise_bn_steps(num_train: int, batch_size: int) -> int:
+    """Batches of the pass: every training image, at most AUTO_MAX_IMAGES of them."""
+    return max(1, -(-min(num_train, AUTO_MAX_IMAGES) // batch_size))
 
 
 def trainable_batch_norms(model: keras.Model) -> list[keras.layers.BatchNormalization]:

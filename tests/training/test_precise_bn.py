@@ -196,3 +196,13 @@ def test_under_jax_data_parallel_on_two_host_devices_without_tensorflow():
     assert not out["tensorflow"], "precise BN on JAX imported TensorFlow"
     assert out["images"] == 48
     assert out["mean"] < 1e-5 and out["var"] < 1e-4
+
+
+def test_recipe_switch_auto_is_on_for_small_training_sets():
+    from restransfer.training.precise_bn import AUTO_MAX_IMAGES, precise_bn_enabled, precise_bn_steps
+
+    assert precise_bn_enabled("auto", 50)[0] and not precise_bn_enabled("auto", AUTO_MAX_IMAGES + 1)[0]
+    assert precise_bn_enabled(True, 10 ** 6) == (True, "on") and precise_bn_enabled(False, 5) == (False, "off")
+    assert precise_bn_steps(50, 16) == 4 and precise_bn_steps(10 ** 6, 32) == AUTO_MAX_IMAGES // 32
+    with pytest.raises(ConfigError, match="precise_bn must be auto, true or false. Received precise_bn='yes'"):
+        precise_bn_enabled("yes", 5)
