@@ -21,4 +21,4 @@ PY=${PYTHON:-python3}
 .venv-jax/bin/python -m pip install -q --upgrade pip
 .venv-jax/bin/python -m pip install -q "keras>=3.8" "jax[cpu]" numpy h5py safetensors pyyaml pydantic rich pytest pytest-timeout
 .venv-jax/bin/python -m pip install -q --no-deps -e .
-KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -m "not tensorflow" --durations=10 tests/models tests/test_backend.py
+KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -m "not tensorflow" --durations=10 tests/models tests/test_backend.py tests/training/test_precise_bn.py

@@ -91,7 +91,7 @@ def stored_training_dataset(store: ImageStore, labels: np.ndarray,
                             load: Callable[[tf.Tensor], tf.Tensor], batch_size: int, *,
                             seed: int = 0, shuffle_buffer: int | None = None,
                             counters: tuple[tf.Variable, tf.Variable] | None = None,
-                            drop_errors: bool = False) -> tf.data.Dataset:
+                            drop_errors: bool = False, min_batch: int = 1) -> tf.data.Dataset:
     """Batches ``(images [B, h, w, 3] in the store's dtype, int64 labels [B])``, one epoch.
 
     Args:
@@ -104,6 +104,8 @@ def stored_training_dataset(store: ImageStore, labels: np.ndarray,
         counters: ``(entered, left)`` int64 variables, incremented before and after each
             ``load``; their difference is the number of images dropped (`load_data`).
         drop_errors: drop images whose ``load`` fails (files changed after the check).
+        min_batch: leave out a batch of fewer images (the epoch's last; `training_batches`).
+            A streaming epoch still decodes and stores its images: the store fills in one epoch.
     """
     count = store.count
     buffer = max(1, min(shuffle_buffer or count, count))
@@ -134,10 +136,17 @@ def stored_training_dataset(store: ImageStore, labels: np.ndarray,
         streaming = streaming.ignore_errors(log_warning=True)
     streaming = streaming.batch(batch_size).map(write, num_parallel_calls=tf.data.AUTOTUNE)
     from_store = order.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    if min_batch > 1:
+        # After `write`, so that the left-out images are stored all the same.
+        streaming, from_store = (ds.filter(_at_least(min_batch)) for ds in (streaming, from_store))
     # The choice is made once per epoch, when the epoch's iterator starts.
     return tf.data.Dataset.range(1).flat_map(do_not_convert(
         lambda _: tf.cond(tf.reduce_all(store.filled.read_value()),
                           lambda: from_store, lambda: streaming)))
+
+
+def _at_least(min_batch: int) -> Callable:
+    return do_not_convert(lambda images, labels: tf.shape(labels)[0] >= min_batch)
 
 
 def _after(done: tf.Tensor, value: tf.Tensor) -> tf.Tensor:

@@ -42,6 +42,8 @@ from restransfer.data.sources import (
 )
 from restransfer.errors import ConfigError, DataError
 
+# A shuffled epoch's last training batch smaller than this share of the batch size is left out.
+SMALL_LAST_BATCH = 0.5
 # "auto" caches in memory when the decoded split takes at most this share of free memory.
 _MEMORY_SHARE = 0.25
 _MEMORY_FALLBACK_BYTES = 2 << 30
@@ -49,7 +51,12 @@ _MEMORY_FALLBACK_BYTES = 2 << 30
 
 @dataclass
 class DataBundle:
-    """What `load_data` returns; datasets yield ``(float32 [B, h, w, 3] 0..255, one-hot)``."""
+    """What `load_data` returns; datasets yield ``(float32 [B, h, w, 3] 0..255, one-hot)``.
+
+    ``train_batches`` is the number of training batches per epoch and ``train_left_out`` the
+    images each epoch leaves out (`training_batches`); ``train_unaugmented`` yields every
+    training image once, without augmentation (the precise-BN pass).
+    """
 
     train: tf.data.Dataset
     val: tf.data.Dataset
@@ -64,6 +71,9 @@ class DataBundle:
     # part -> each image's file relative to the dataset root, in the split's order (None for
     # in-memory and TFDS data): what top losses and reports show.
     paths: dict[str, list[str] | None] = field(default_factory=dict)
+    train_batches: int = 0
+    train_left_out: int = 0
+    train_unaugmented: tf.data.Dataset | None = None
     counters: dict[str, "_DropCounter"] = field(default_factory=dict, repr=False)
 
     @property
@@ -94,6 +104,24 @@ class _DropCounter:
 
     def dropped(self) -> int:
         return int(self.entered.numpy() - self.left.numpy())
+
+
+def training_batches(num_images: int, batch_size: int) -> tuple[int, int]:
+    """``(batches per epoch, images left out per epoch)`` of a shuffled training split.
+
+    A last batch smaller than half the batch size is left out: its BatchNorm statistics come
+    from a handful of images (2 of 50 at batch 16) and its noisy gradient step weighs as much as
+    a full one. The order is new every epoch, so each epoch leaves out other images and every
+    image is trained on. A split smaller than one batch is one batch.
+
+    Example:
+        >>> training_batches(50, 16), training_batches(56, 16), training_batches(10, 16)
+        ((3, 2), (4, 0), (1, 0))
+    """
+    full, rest = divmod(num_images, batch_size)
+    if full and 0 < rest < SMALL_LAST_BATCH * batch_size:
+        return full, rest
+    return full + (rest > 0), 0
 
 
 def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any) -> DataBundle:
@@ -147,6 +175,9 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
     if store is not None and any(issue.part == "train" for issue in report.skipped):
         store = None  # slots follow the listing's order, which skipping changes
     listing = report.usable_listing(listing)
+    if store is None and plans["train"][0] == "memory" and listing.parts["train"].dataset is None:
+        # One store for the training batches and the un-augmented pass.
+        store = _new_store(len(listing.parts["train"]), size, as_uint8=plans["train"][1])
     if run_dir is not None and report.skipped:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "data_skipped.json").write_text(json.dumps(report.skipped_json(), indent=2))
@@ -162,13 +193,22 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
             augment=augment if name == "train" else None, cache=cache,
             cache_path=_cache_path(run_dir, name, part, size, config) if cache == "file" else None,
             shuffle_buffer=config.shuffle_buffer, seed=seed, counter=counters[name],
-            as_uint8=as_uint8, store=store if name == "train" else None)
+            as_uint8=as_uint8, store=store if name == "train" else None, drop_small_last=name == "train")
+    train = listing.parts["train"]
+    cache, as_uint8 = plans["train"]
+    unaugmented = build_dataset(
+        train, load_file if train.paths is not None else _array_loader(size, config.resize), num_classes, size,
+        config.batch_size, training=True, cache="none" if cache == "memory" and store is None else cache,
+        cache_path=_cache_path(run_dir, "train", train, size, config) if cache == "file" else None,
+        shuffle_buffer=config.shuffle_buffer, seed=seed, as_uint8=as_uint8, store=store)
+    batches, left_out = training_batches(len(train), config.batch_size)
     return DataBundle(
         train=datasets["train"], val=datasets["val"], test=datasets.get("test"),
         class_names=listing.class_names, num_train=len(listing.parts["train"]),
         num_val=len(listing.parts["val"]), num_test=len(listing.parts.get("test", ())),
         report=report, image_size=size, cache={name: plan[0] for name, plan in plans.items()},
-        counters={k: v for k, v in counters.items() if v is not None}, paths=_relative_paths(listing))
+        counters={k: v for k, v in counters.items() if v is not None}, paths=_relative_paths(listing),
+        train_batches=batches, train_left_out=left_out, train_unaugmented=unaugmented)
 
 
 def _relative_paths(listing: Listing) -> dict[str, list[str] | None]:
@@ -200,15 +240,17 @@ def build_dataset(part: Part, load: Callable[[tf.Tensor], tf.Tensor], num_classe
                   cache: str = "memory", cache_path: Path | None = None,
                   shuffle_buffer: int | None = None, seed: int = 0,
                   counter: _DropCounter | None = None, as_uint8: bool = False,
-                  store: ImageStore | None = None) -> tf.data.Dataset:
+                  store: ImageStore | None = None, drop_small_last: bool = False) -> tf.data.Dataset:
     """Batched ``(images, one-hot labels)`` for one split (see the module docstring).
 
     ``load`` maps a path (file parts) or an image (array and TFDS parts) to the float32 image;
-    ``store`` is the training split's `ImageStore` when the check already filled it.
+    ``store`` is the training split's `ImageStore` (filled by the check, or by the first epoch).
+    ``drop_small_last`` leaves out a shuffled epoch's small last batch (`training_batches`).
     """
+    left_out = training_batches(len(part), batch_size)[1] if training and drop_small_last else 0
     if training and cache == "memory" and part.dataset is None:
         ds = _stored(part, load, image_size, batch_size, as_uint8, seed, shuffle_buffer,
-                     counter, store)
+                     counter, store, drop_last=bool(left_out))
     else:
         ds = _decoded(part, load, as_uint8=as_uint8, counter=counter)
         if cache == "memory":
@@ -222,7 +264,7 @@ def build_dataset(part: Part, load: Callable[[tf.Tensor], tf.Tensor], num_classe
         if training:
             buffer = min(shuffle_buffer or len(part), max(len(part), 1))
             ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=bool(left_out), num_parallel_calls=tf.data.AUTOTUNE)
 
     @do_not_convert
     def finish(images: tf.Tensor, labels: tf.Tensor):
@@ -284,7 +326,8 @@ def _filling_decoder(part: Part, store: ImageStore,
 
 def _stored(part: Part, load: Callable[[tf.Tensor], tf.Tensor], image_size: tuple[int, int],
             batch_size: int, as_uint8: bool, seed: int, shuffle_buffer: int | None,
-            counter: _DropCounter | None, store: ImageStore | None) -> tf.data.Dataset:
+            counter: _DropCounter | None, store: ImageStore | None,
+            drop_last: bool = False) -> tf.data.Dataset:
     """Training batches from an `ImageStore` filled by the check or the first epoch."""
     items = tf.constant(part.paths if part.paths is not None else part.images)
     if store is None:
@@ -296,10 +339,11 @@ def _stored(part: Part, load: Callable[[tf.Tensor], tf.Tensor], image_size: tupl
 
     ds = stored_training_dataset(
         store, part.labels, load_index, batch_size, seed=seed, shuffle_buffer=shuffle_buffer,
-        drop_errors=part.paths is not None,
+        drop_errors=part.paths is not None, min_batch=batch_size if drop_last else 1,
         counters=(counter.entered, counter.left) if counter is not None else None)
     if part.paths is None:  # nothing can be dropped: tell Keras the number of steps
-        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-len(part) // batch_size)))
+        steps = len(part) // batch_size if drop_last else -(-len(part) // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
     return ds
 
 

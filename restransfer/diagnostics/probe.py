@@ -92,6 +92,40 @@ def probe_accuracy(features, labels, *, folds: int = 5, seed: int = 0, c: float 
     return float(scores.mean()), float(scores.std())
 
 
+def fit_softmax_probe(features, labels, num_classes: int, *, c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Fit a logistic regression on standardised features; return it as one Dense layer's weights.
+
+    The scaler is folded into the weights, so ``softmax(features @ kernel + bias)`` gives the
+    fitted probabilities on the raw features: a classifier head can start from it (LP-FT,
+    Kumar et al. 2022). Binary problems become the equivalent two-class softmax.
+
+    Args:
+        features: ``[N, D]`` pooled features.
+        labels: one-hot ``[N, classes]`` or integer ``[N]``.
+        num_classes: classes of the head; every one must occur in ``labels``.
+        c: inverse L2 regularisation strength (scikit-learn's ``C``).
+
+    Returns:
+        ``(kernel [D, num_classes], bias [num_classes])`` as float32.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    labels = class_ids(labels)
+    missing = sorted(set(range(num_classes)) - set(labels.tolist()))
+    if missing:
+        raise ConfigError(f"A probe needs training images of every class; classes {missing} have none.")
+    scaler = StandardScaler().fit(features)
+    fitted = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(features), labels)
+    coef, intercept = fitted.coef_, fitted.intercept_
+    if num_classes == 2:  # one logit difference -> two logits with the same softmax
+        coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    kernel = (coef / scaler.scale_).T
+    bias = intercept - kernel.T @ scaler.mean_
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
 def linear_probe(model: keras.Model, images, labels, *, stages: Sequence[str] | None = None,
                  folds: int = 5, seed: int = 0, batch_size: int = 64) -> list[ProbeRow]:
     """Linear-probe accuracy of every backbone stage's frozen features on ``(images, labels)``.

@@ -18,6 +18,7 @@ from restransfer.models.layers import DropPath, GroupedConv2D, ZeroPadShortcut
 # "sync_batch" shares BatchNorm statistics across replicas (tf.distribute); under JAX data
 # parallelism plain "batch" already sees the global batch.
 NORMS = ("batch", "sync_batch", "group", "layer", "instance")
+BATCH_NORMS = ("batch", "sync_batch")  # the norms with moving statistics
 _NORM_SUFFIX = {"batch": "bn", "sync_batch": "bn", "group": "gn", "layer": "ln", "instance": "in"}
 
 
@@ -98,7 +99,7 @@ def norm(x, name: str, opts: BlockOptions, *, zero_init: bool = False):
     gamma = "zeros" if zero_init else "ones"
     layer_name = f"{name}_{_NORM_SUFFIX[opts.norm]}"
     eps = opts.style.epsilon
-    if opts.norm in ("batch", "sync_batch"):
+    if opts.norm in BATCH_NORMS:
         return keras.layers.BatchNormalization(
             epsilon=eps, gamma_initializer=gamma, name=layer_name,
             synchronized=opts.norm == "sync_batch" and keras.backend.backend() == "tensorflow",

@@ -2,10 +2,12 @@
 
 A phase always compiles again: Keras reads ``trainable`` at compile time, and each phase has
 its own optimizer and schedule. Frozen BatchNorm layers run in inference mode, so their moving
-statistics do not move.
+statistics do not move; after a phase in which BatchNorm layers trained, precise BN (recipe key
+``precise_bn``) recomputes theirs from the training images before anything is evaluated or saved.
 
 ``train`` is a short sequence of named steps: open the run folder (new, restart or resume),
-load the data, build the model, fit each phase, finish (evaluate, save, plot, export).
+load the data, build the model, start the head, fit each phase (then precise BN), finish
+(evaluate, save, plot, export).
 """
 
 from __future__ import annotations
@@ -26,14 +28,21 @@ import numpy as np
 from restransfer.errors import ConfigError, TrainingError
 from restransfer.models.heads import classifier
 from restransfer.models.registry import create_model
-from restransfer.models.stages import freeze_stages
+from restransfer.models.stages import HEAD, freeze_stages
 from restransfer.recipe.plan import Plan, PhasePlan, load_plan
 from restransfer.recipe.schema import PhaseConfig, Recipe
 from restransfer.runs import FAILED, FINISHED, NEW, RUNNING, RunFolder, Start, start_from
 from restransfer.training import checkpoint, plots
 from restransfer.training.callbacks import EpochLine, EpochRecorder
 from restransfer.training.distribute import Distribution, scaled_learning_rate, setup_distribution
+from restransfer.training.head_init import (
+    head_lr_multiplier,
+    init_head_from_probe,
+    resolve_head_init,
+    zero_classifier,
+)
 from restransfer.training.optimizers import build_optimizer, stage_multipliers
+from restransfer.training.precise_bn import precise_bn, precise_bn_enabled, precise_bn_steps, trainable_batch_norms
 from restransfer.training.precision import describe_precision, dtype_policy, resolve_jit_compile
 from restransfer.training.schedules import WarmupSchedule
 
@@ -82,10 +91,12 @@ def build_model(plan: Plan, num_classes: int, *, load_weights: bool = True) -> k
 
 
 def compile_phase(model: keras.Model, phase: PhaseConfig, *, frozen: Sequence[str], steps_per_epoch: int,
-                  num_classes: int, jit_compile: bool, lr_scale: float = 1.0) -> None:
+                  num_classes: int, jit_compile: bool, lr_scale: float = 1.0,
+                  lr_multipliers: Mapping[str, float] | None = None) -> None:
     """Freeze ``frozen`` stages and compile with the phase's optimizer, schedule and loss.
 
-    ``lr_scale`` multiplies the phase's learning rate (the recipe's distribution scaling rule).
+    ``lr_scale`` multiplies the phase's learning rate (the recipe's distribution scaling rule);
+    ``lr_multipliers`` are per-stage factors (default: the phase's own, without the head's).
     """
     freeze_stages(model, frozen)
     total = phase.epochs * steps_per_epoch
@@ -97,7 +108,8 @@ def compile_phase(model: keras.Model, phase: PhaseConfig, *, frozen: Sequence[st
     )
     optimizer = build_optimizer(
         phase.optimizer.name, schedule, weight_decay=phase.weight_decay,
-        lr_multipliers=stage_multipliers(model, phase.lr_multipliers), **phase.optimizer.keras_options(),
+        lr_multipliers=stage_multipliers(model, phase.lr_multipliers if lr_multipliers is None else lr_multipliers),
+        **phase.optimizer.keras_options(),
     )
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
@@ -121,6 +133,8 @@ class _Session:
     say: _Logger
     verbose: int | str
     lock: Any = None  # the run folder's lock, held by the chief for the whole run
+    precise_bn: dict[int, dict] = field(default_factory=dict)  # phase index -> what the pass did
+    head_lr: float = 1.0  # the head's learning-rate factor where a phase sets none
 
 
 def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
@@ -211,11 +225,23 @@ def _train(session: _Session) -> Run:
         _fixed_size_batches(bundle, plan.data.batch_size, say)
     steps_per_epoch = _steps_per_epoch(bundle, plan.data.batch_size)
     lr_scale = _lr_scale(plan, say)
+    head = plan.recipe.head
+    init, why = resolve_head_init(head.init, pretrained=plan.model.weights.kind != "none", hidden=head.hidden,
+                                  num_train=bundle.num_train)
+    session.head_lr = head_lr_multiplier(init, head.lr_multiplier)
+    if session.start.state is None:
+        _init_head(session, model, bundle, init, why)
     history, best = session.start.history, session.start.best
     for phase in plan.phases:
         if session.start.epochs_done < phase.end_epoch:
             best = _fit_phase(session, model, phase, bundle, history, best, steps_per_epoch=steps_per_epoch,
                               num_classes=len(class_names), jit_compile=jit_compile, lr_scale=lr_scale)
+            _precise_bn(session, model, phase, bundle, {"phase": phase.index, "phase_name": phase.name,
+                                                        "epoch": phase.end_epoch, "history": history, "best": best})
+        elif session.start.epochs_done == phase.end_epoch:
+            # Stopped between the phase's last epoch and its pass: the pass depends only on the
+            # weights and the data, so running it again gives the same statistics.
+            _precise_bn(session, model, phase, bundle, None)
     with session.dist.local(model) as local_model:
         run = _finish(session, local_model, bundle, evaluation_data, class_names, history, best)
     run.model = model
@@ -234,8 +260,14 @@ def _load_data(session: _Session):
         raise ConfigError(f"The data's classes {class_names} differ from the run's {checkpoint.read_json(names_file)}; "
                           "the data changed since the run started. Use --out for a new run.")
     checkpoint.write_json(names_file, class_names)
+    batch = plan.data.batch_size
     session.say(f"Data: {bundle.num_train} training and {bundle.num_val} validation images, {len(class_names)} "
-                f"classes, {plan.image_size[0]}x{plan.image_size[1]} px, batch {plan.data.batch_size}.")
+                f"classes, {plan.image_size[0]}x{plan.image_size[1]} px, batch {batch}.")
+    if bundle.train_left_out:
+        left = bundle.train_left_out
+        session.say(f"Training batches: {bundle.train_batches} of {batch} per epoch; the last {left} image(s) of "
+                    f"each shuffled epoch are left out (a {left}-image batch gives noisy BatchNorm statistics and "
+                    "a full-weight step), other ones each epoch, so every image trains.")
     return bundle, class_names
 
 
@@ -260,10 +292,53 @@ def _build(session: _Session, num_classes: int) -> keras.Model:
     return model
 
 
+def _init_head(session: _Session, model: keras.Model, bundle, init: str, why: str) -> None:
+    """Start the new classifier as ``head.init`` resolved to (a new or restarted run only)."""
+    if init == "zeros":
+        zero_classifier(model)
+        how = "zero kernel and bias (uniform predictions)"
+    elif init == "probe":
+        probe = init_head_from_probe(model, bundle.train_unaugmented)
+        how = (f"a logistic-regression probe fitted on the pooled features of the {probe.images} training images "
+               f"(their accuracy {probe.train_accuracy:.3f})")
+    else:
+        how = "Glorot-uniform kernel, zero bias"
+    session.say(f"Head ({why}): {how}; learning rate x{session.head_lr:g} of each phase's unless the phase sets "
+                "lr_multipliers.head.")
+
+
+def _precise_bn(session: _Session, model: keras.Model, phase: PhasePlan, bundle, state: dict | None) -> None:
+    """Recompute the phase's trainable BatchNorm statistics from the un-augmented training images.
+
+    With ``state`` (the phase's last checkpoint state), the checkpoint is saved again with them.
+    """
+    on, why = precise_bn_enabled(session.plan.recipe.precise_bn, bundle.num_train)
+    if not (on and phase.trains_batch_norm):
+        return
+    freeze_stages(model, phase.frozen)  # a resumed run skipped the phase's compile
+    layers = trainable_batch_norms(model)
+    if not layers:
+        return
+    before = model.evaluate(bundle.val, verbose=0, return_dict=True) if model.compiled else {}
+    done = precise_bn(model, bundle.train_unaugmented, layers=layers,
+                      steps=precise_bn_steps(bundle.num_train, session.plan.data.batch_size))
+    after = model.evaluate(bundle.val, verbose=0, return_dict=True) if model.compiled else {}
+    change = (f"; val_accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}"
+              if "accuracy" in before and "accuracy" in after else "")
+    session.say(f"Precise BN ({why}): moving statistics of {len(done.layers)} BatchNorm layers recomputed from "
+                f"{done.images} training images ({done.batches} batches, no augmentation){change}.")
+    session.precise_bn[phase.index] = {
+        "layers": len(done.layers), "images": done.images,
+        "val_accuracy_before": before.get("accuracy"), "val_accuracy_after": after.get("accuracy")}
+    if state is not None:
+        checkpoint.save_checkpoint(model, session.folder.checkpoints, state)
+
+
 def _fixed_size_batches(bundle, batch: int, say) -> None:
     # Keras splits each global batch across processes and needs its size fixed in the graph;
     # the last partial batch of an epoch is dropped (not from the final evaluation).
     bundle.train = bundle.train.rebatch(batch, drop_remainder=True)
+    bundle.train_unaugmented = bundle.train_unaugmented.rebatch(batch, drop_remainder=True)
     if bundle.val is not None:
         bundle.val = bundle.val.rebatch(batch, drop_remainder=True)
     say(f"multi_worker: batches of exactly {batch}; up to {batch - 1} images per epoch and per "
@@ -282,9 +357,13 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
                *, steps_per_epoch: int, num_classes: int, jit_compile: bool, lr_scale: float) -> dict:
     """Freeze, compile (restoring the optimizer mid-phase on resume) and fit one phase; return the best row."""
     plan, start, say, config = session.plan, session.start, session.say, phase.config
+    multipliers = dict(phase.lr_multipliers)
+    if HEAD not in phase.frozen:
+        multipliers.setdefault(HEAD, session.head_lr)
     with session.dist.scope():
         compile_phase(model, config, frozen=phase.frozen, steps_per_epoch=steps_per_epoch,
-                      num_classes=num_classes, jit_compile=jit_compile, lr_scale=lr_scale)
+                      num_classes=num_classes, jit_compile=jit_compile, lr_scale=lr_scale,
+                      lr_multipliers=multipliers)
         if start.state and phase.start_epoch < start.epochs_done:
             checkpoint.restore_optimizer(model, session.run.checkpoints, start.state)
     _print_stage_table(model, say, title=f"{phase.name}: frozen {list(phase.frozen) or 'nothing'}")
@@ -293,7 +372,7 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
         f"{config.optimizer.name} lr {config.optimizer.learning_rate:g} ({config.schedule.name}, "
         f"warmup {config.schedule.warmup_epochs:g} epochs), weight decay {config.weight_decay:g}, "
         f"label smoothing {config.label_smoothing:g}"
-        + (f", lr multipliers {config.lr_multipliers}" if config.lr_multipliers else "") + ".")
+        + (f", lr multipliers {multipliers}" if multipliers else "") + ".")
     say(describe_precision(model) + ".")
     folder = session.folder
     recorder = EpochRecorder(
@@ -342,7 +421,7 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     probabilities, labels = predict_dataset(model, evaluation_data)
     report = evaluation_report(probabilities, labels, class_names)
     _record_drops(session, bundle)
-    metrics = _metrics(plan, report, history, best, bundle)
+    metrics = _metrics(plan, report, history, best, bundle, session.precise_bn)
     metrics["final"]["num_val"] = len(labels)  # what was evaluated, not what was listed
     checkpoint.write_json(folder.path / "metrics.json", metrics)
     plots.plot_history(history, folder.plots / "training_curves.png", title=f"{plan.model.name}: {folder.path.name}")
@@ -387,7 +466,7 @@ def _record_drops(session: _Session, bundle) -> None:
                                     "(epochs, validation); the files passed the data check before training"})
 
 
-def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle) -> dict:
+def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle, precise: dict[int, dict]) -> dict:
     """``metrics.json``: one row per phase, the final evaluation, the best epoch, per-class scores."""
     phases = []
     for phase in plan.phases:
@@ -397,6 +476,7 @@ def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle) 
             "val_accuracy": rows[-1].get("val_accuracy") if rows else None,
             "val_loss": rows[-1].get("val_loss") if rows else None,
             "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in rows), default=None),
+            "precise_bn": precise.get(phase.index),
             **_timing(rows, bundle.num_train),
         })
     final = {"val_accuracy": report["accuracy"], "val_loss": report["loss"], "epochs": len(history),
@@ -424,6 +504,8 @@ def _timing(rows: list[dict], num_train: int) -> dict:
 
 
 def _steps_per_epoch(bundle, batch_size: int) -> int:
+    if getattr(bundle, "train_batches", 0):
+        return bundle.train_batches
     cardinality = getattr(bundle.train, "cardinality", None)
     if cardinality is not None:
         steps = int(cardinality())

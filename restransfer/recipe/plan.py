@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from restransfer.errors import ConfigError, OptionError, WeightsError
+from restransfer.models.blocks import BATCH_NORMS
 from restransfer.models.stages import HEAD
 from restransfer.models.weights.source import WeightsSource, weights_source
 from restransfer.recipe.schema import PhaseConfig, Recipe
@@ -47,13 +48,21 @@ class ModelPlan:
 
 @dataclass(frozen=True)
 class PhasePlan:
-    """One phase, resolved: its name, its epochs in the whole run and the stages it freezes."""
+    """One phase, resolved: its name, its epochs in the whole run and the stages it freezes.
+
+    ``lr_multipliers`` are the phase's per-stage rate factors, with ``head.lr_multiplier`` when
+    the recipe sets it and the phase does not (else the engine adds the head's default, which
+    depends on how the head starts); ``trains_batch_norm`` says whether
+    a BatchNorm layer trains in it (then precise BN may recompute its statistics afterwards).
+    """
 
     index: int
     name: str
     start_epoch: int
     frozen: tuple[str, ...]
     config: PhaseConfig = field(repr=False)
+    lr_multipliers: Mapping[str, float] = field(default_factory=dict)
+    trains_batch_norm: bool = False
 
     @property
     def epochs(self) -> int:
@@ -123,6 +132,9 @@ def resolve(recipe: Recipe, *, source: str = "(mapping)", name: str = "run", che
     phases = tuple(_phase_plans(recipe, stages, faults)) if stages else ()
     _check(faults, "data.", lambda: _check_data(recipe))
     _check(faults, "distribution.", lambda: _check_distribution(recipe))
+    if recipe.head.init == "probe" and recipe.head.hidden:
+        faults.append("head.init: probe fits a linear classifier on the pooled features, so it needs a head without "
+                      "a hidden layer; remove head.hidden or use head.init: zeros.")
     if faults:
         raise problems_error(f"Recipe {source}", faults)
     return Plan(recipe=recipe, source=source, name=name, model=model, phases=phases, text=dump_recipe(recipe))
@@ -189,8 +201,14 @@ def _phase_plans(recipe: Recipe, stages: Sequence[str], faults: list[str]):
         schedule = phase.schedule
         _check(faults, where + "schedule.", lambda: check_schedule(
             schedule.name, epochs=phase.epochs, warmup_epochs=schedule.warmup_epochs, milestones=schedule.milestones))
+        multipliers = dict(phase.lr_multipliers)
+        if recipe.head.lr_multiplier is not None and not (frozen and HEAD in frozen):
+            multipliers.setdefault(HEAD, float(recipe.head.lr_multiplier))
+        # Every backbone stage of a batch-normalised model has BatchNorm layers; the head has none.
+        trains_bn = recipe.model.norm in BATCH_NORMS and any(s not in (frozen or ()) for s in stages if s != HEAD)
         yield PhasePlan(index=index, name=phase.name or f"phase{index + 1}", start_epoch=start,
-                        frozen=tuple(frozen or ()), config=phase)
+                        frozen=tuple(frozen or ()), config=phase, lr_multipliers=multipliers,
+                        trains_batch_norm=trains_bn)
         start += phase.epochs
 
 

@@ -27,6 +27,7 @@ from restransfer.export.formats import FORMATS
 from restransfer.models.blocks import NORMS, STYLES
 from restransfer.models.resnet import OUTPUT_STRIDES, SHORTCUTS
 from restransfer.training.distribute import LR_SCALING, STRATEGIES
+from restransfer.training.head_init import HEAD_INITS
 from restransfer.training.optimizers import OPTIMIZERS
 from restransfer.training.precision import PRECISIONS
 from restransfer.training.schedules import DECAYS
@@ -75,10 +76,18 @@ class ModelConfig(_Strict):
 
 
 class HeadConfig(_Strict):
-    """The new classifier head: global average pooling, optional hidden layer, dropout."""
+    """The new classifier head: global average pooling, optional hidden layer, dropout.
+
+    ``init``: how the classifier starts (``auto``, ``zeros``, ``random`` or ``probe``: see
+    `restransfer.training.head_init`). ``lr_multiplier``: the head's learning rate over each
+    phase's (a phase's ``lr_multipliers.head`` overrides it); unset, 10 for a head that starts at
+    zero or at random and 1 for one that starts from the probe (`head_lr_multiplier`).
+    """
 
     dropout: Number = Field(0.0, ge=0, lt=1)
     hidden: StrictInt | None = Field(None, ge=1, le=65536)
+    init: Literal[HEAD_INITS] = "auto"
+    lr_multiplier: Number | None = Field(None, gt=0, le=100)
 
 
 class OptimizerConfig(_Strict):
@@ -159,11 +168,13 @@ class Recipe(_Strict):
     phases: list[PhaseConfig] = Field(min_length=1, max_length=20)
     precision: Literal[PRECISIONS] = "float32"
     jit_compile: Literal["auto"] | StrictBool = "auto"
+    precise_bn: Literal["auto"] | StrictBool = Field(
+        "auto", description="recompute trainable BatchNorm statistics after each phase (auto: small training sets)")
     seed: StrictInt = Field(0, ge=0, lt=2**31)
     export: list[Literal[FORMATS]] = Field(default_factory=list, max_length=len(FORMATS))
     distribution: DistributionConfig = Field(default_factory=DistributionConfig)
 
-    @field_validator("jit_compile", mode="before")
+    @field_validator("jit_compile", "precise_bn", mode="before")
     @classmethod
     def _jit(cls, value: Any) -> Any:
         if value == "auto" or isinstance(value, bool):

@@ -21,7 +21,7 @@ def test_digits_quickstart_counts_and_labels():
     assert data.class_names == ["5", "6", "7", "8", "9"]
     assert (data.num_train, data.num_val) == (50, 100)
     assert data.report.counts == {"train": [10] * 5, "val": [20] * 5}
-    x, y = _epoch(data.train)
+    x, y = _epoch(data.train_unaugmented)
     assert x.shape == (50, 32, 32, 3) and x.dtype == np.float32
     assert y.dtype == np.float32 and (y.sum(1) == 1).all() and (y.sum(0) == 10).all()
     assert 0 <= x.min() and x.max() == pytest.approx(255, abs=1) and x.max() <= 255
@@ -207,6 +207,49 @@ def test_augmentation_changes_train_every_epoch_but_never_val():
     assert e1.min() >= 0 and e1.max() <= 255 and e1.dtype == np.float32
     np.testing.assert_allclose(y1.sum(1), 1.0, atol=1e-5)
     assert ((y1 > 0) & (y1 < 1)).any()  # MixUp/CutMix soft labels
+
+
+@pytest.mark.parametrize("source", ["digits", "folder", "folder-uncached"])
+def test_a_small_last_training_batch_is_left_out_and_every_image_still_trains(source, tmp_path):
+    # 50 images at batch 16: 16, 16, 16 and a 2-image batch, which is left out of each epoch.
+    if source == "digits":
+        data = load_data(source="digits", classes=[5, 6, 7, 8, 9], per_class=10, val_per_class=4,
+                         image_size=8, batch_size=16, seed=1)
+    else:
+        root = make_folder(tmp_path / "d", {"a": 25, "b": 25}, size=(8, 8))
+        data = load_data(source="folder", path=root, val_path=make_folder(tmp_path / "v", {"a": 1, "b": 1}),
+                         image_size=8, batch_size=16, cache="none" if source.endswith("uncached") else "memory")
+    assert (data.train_batches, data.train_left_out) == (3, 2)
+    seen = set()
+    for _ in range(6):
+        sizes, images = [], []
+        for x, _ in data.train:
+            sizes.append(len(x))
+            images += [im.tobytes() for im in x.numpy()]
+        assert sizes == [16, 16, 16]
+        seen |= set(images)
+    assert len(seen) == 50  # another two images are left out each epoch
+    x, y = _epoch(data.train_unaugmented)
+    assert len(x) == 50 and {im.tobytes() for im in x} == seen
+
+
+def test_training_batches_rule():
+    from restransfer.data.pipeline import training_batches
+
+    assert training_batches(50, 16) == (3, 2)  # 2 < 8: left out
+    assert training_batches(56, 16) == (4, 0)  # 8 is half a batch: kept
+    assert training_batches(48, 16) == (3, 0)
+    assert training_batches(10, 16) == (1, 0)  # smaller than a batch: the whole set is one batch
+
+
+def test_the_unaugmented_pass_has_no_augmentation():
+    kwargs = dict(source="digits", classes=[0, 1], per_class=8, val_per_class=8, image_size=16, batch_size=4)
+    plain = load_data(**kwargs)
+    augmented = load_data(**kwargs, augment={"flip": True, "rotation": 20})
+    order = lambda x: np.argsort([im.tobytes() for im in x])  # noqa: E731
+    a, b = _epoch(plain.train_unaugmented)[0], _epoch(augmented.train_unaugmented)[0]
+    np.testing.assert_array_equal(a[order(a)], b[order(b)])
+    assert not np.array_equal(np.sort(_epoch(augmented.train)[0], axis=None), np.sort(a, axis=None))
 
 
 def test_cache_modes(tmp_path):

@@ -8,7 +8,7 @@ from restransfer.data.memory_store import ImageStore, stored_training_dataset
 from tests.data.conftest import make_folder
 
 
-def _indexed(count: int, batch_size: int = 4, seed: int = 0, shuffle_buffer=None):
+def _indexed(count: int, batch_size: int = 4, seed: int = 0, shuffle_buffer=None, min_batch: int = 1):
     """A store whose image ``i`` is filled with the value ``i``, so images name their slot."""
     store = ImageStore(count, (2, 2), tf.float32)
     decoded = tf.Variable(0, dtype=tf.int64)
@@ -18,7 +18,7 @@ def _indexed(count: int, batch_size: int = 4, seed: int = 0, shuffle_buffer=None
             return tf.fill([2, 2, 3], tf.cast(index, tf.float32))
 
     ds = stored_training_dataset(store, np.arange(count) % 3, load, batch_size, seed=seed,
-                                 shuffle_buffer=shuffle_buffer)
+                                 shuffle_buffer=shuffle_buffer, min_batch=min_batch)
     return store, decoded, ds
 
 
@@ -38,6 +38,15 @@ def test_every_epoch_is_a_new_permutation_and_files_decode_once():
         assert sorted(order) == list(range(40))
     assert len({tuple(order) for order in epochs}) == 3
     assert int(decoded.numpy()) == 40 and store.num_filled() == 40
+
+
+def test_small_last_batch_is_left_out_but_stored_while_streaming():
+    store, decoded, ds = _indexed(42, batch_size=8, min_batch=8)
+    first = _order(ds)  # streaming: 42 decoded and stored, 40 yielded
+    assert len(first) == 40 and store.num_filled() == 42 and int(decoded.numpy()) == 42
+    later = [_order(ds) for _ in range(4)]  # from the store: 5 batches of 8, nothing decoded
+    assert all(len(order) == 40 for order in later) and int(decoded.numpy()) == 42
+    assert set().union(first, *later) == set(range(42))
 
 
 def test_first_batch_leaves_before_the_whole_set_is_decoded():
@@ -67,7 +76,7 @@ def test_order_depends_on_the_seed():
 
 
 def _stored_images(data) -> np.ndarray:
-    images = np.concatenate([x.numpy() for x, _ in data.train])
+    images = np.concatenate([x.numpy() for x, _ in data.train_unaugmented])  # every image once
     assert images.dtype == np.float32 and len(images) == data.num_train
     return images
 

@@ -49,3 +49,24 @@ def test_errors_name_the_problem():
     model = rt.create_model("cifar_resnet20")
     with pytest.raises(ConfigError, match=r"no stage \['conv5'\]"):
         stage_features(model, np.zeros((1, 32, 32, 3)), ["conv5"])
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_softmax_probe_is_the_fitted_scikit_learn_pipeline_as_one_dense_layer(classes):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from restransfer.diagnostics.probe import fit_softmax_probe
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % classes
+    features = rng.normal(size=(60, 8)) * rng.uniform(0.1, 5, size=8) + 3.0 + labels[:, None] * 0.5
+    kernel, bias = fit_softmax_probe(features, labels, classes)
+    logits = features @ kernel + bias
+    probabilities = np.exp(logits - logits.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    reference = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(features, labels)
+    np.testing.assert_allclose(probabilities, reference.predict_proba(features), atol=2e-5)
+    with pytest.raises(ConfigError, match=rf"classes \[{classes}\] have none"):
+        fit_softmax_probe(features, labels, classes + 1)

@@ -171,7 +171,8 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
         return model
 
     monkeypatch.setattr(engine, "build_model", poisoned)
-    recipe = {**TINY, "phases": [TINY["phases"][0]]}
+    # head.init random keeps the poisoned kernel (zeros would overwrite it).
+    recipe = {**TINY, "head": {"init": "random"}, "phases": [TINY["phases"][0]]}
     with pytest.raises(TrainingError, match="training loss became nan in epoch 1.*last good checkpoint"):
         rt.train(recipe, out=tmp_path / "nan", verbose=0)
     info = json.loads((tmp_path / "nan/run.json").read_text())
