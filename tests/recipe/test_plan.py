@@ -54,7 +54,7 @@ def _fault(overrides):
     ("phases[0].lr_multipliers={conv7: 0.1}", ["phases[0].lr_multipliers.conv7", "not a stage of cifar_resnet20"]),
     ("phases[0].freeze=[conv1, head, conv2, conv3, conv4]", ["phases[0].freeze", "every stage is frozen"]),
     ("phases[0].freeze_until=conv3", ["phases[0].freeze", "not both"]),
-    ("data.batch_size=18446744073709551616", ["data.batch_size", "beyond any setting's range"]),
+    ("data.batch_size=18446744073709551616", ["data.batch_size", "less than or equal to 65536"]),
     ("data.batch_size=100000", ["data.batch_size", "less than or equal to 65536"]),
     ("data.source=imagefolder", ["data.source", "allowed: folder, csv, tfds, digits, arrays"]),
     ("data.cache=ram", ["data.cache", "allowed: auto, memory, file, none"]),
