@@ -53,24 +53,28 @@ def test_check_train_val_layout_finds_duplicates_across_splits(tmp_path, capsys)
     assert "across train and val" in duplicates[0]["problem"]
 
 
-def test_check_recipe_resolves_paths_against_the_recipe(tmp_path, capsys):
+def test_check_recipe_resolves_paths_against_the_current_directory(tmp_path, capsys, monkeypatch):
+    """The same folders `train RECIPE` reads: relative paths resolve against the current directory."""
     make_folder(tmp_path / "data" / "flowers", {"rose": 12, "tulip": 2})
     recipe = tmp_path / "recipes" / "r.yaml"
     recipe.parent.mkdir()
-    recipe.write_text("model: {name: resnet18}\nseed: 3\n"
-                      "data:\n  source: folder\n  path: ../data/flowers\n"
+    recipe.write_text("model: {name: resnet18}\nseed: 3\nphases: [{epochs: 1}]\n"
+                      "data:\n  source: folder\n  path: data/flowers\n"
                       "  validation_split: 0.5\n  image_size: 32\n")
+    monkeypatch.chdir(tmp_path)
     report_file = tmp_path / "r.json"
-    assert main(["data", "check", str(recipe), "--json", str(report_file)]) == 0
+    assert main(["data", "check", "recipes/r.yaml", "--json", str(report_file)]) == 0
     report = json.loads(report_file.read_text())
     assert report["counts"] == {"train": [6, 1], "val": [6, 1]}
     assert any("imbalance" in w["problem"] for w in report["warnings"])
     assert any("single training image" in w["problem"] for w in report["warnings"])
 
 
-def test_check_recipe_errors_are_one_paragraph(tmp_path, capsys):
+def test_check_recipe_errors_are_one_paragraph(tmp_path, capsys, monkeypatch):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("data:\n  source: folder\n  path: missing\n  validation_split: 0.2\n")
+    recipe.write_text("model: {name: resnet18}\nphases: [{epochs: 1}]\n"
+                      "data:\n  source: folder\n  path: missing\n  validation_split: 0.2\n")
+    monkeypatch.chdir(tmp_path)
     assert main(["data", "check", str(recipe)]) == 2
     err = capsys.readouterr().err
     assert "data.path" in err and str(tmp_path / "missing") in err and "Traceback" not in err
@@ -79,7 +83,8 @@ def test_check_recipe_errors_are_one_paragraph(tmp_path, capsys):
 
 def test_check_digits_recipe_counts(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("data: {source: digits, classes: [5, 6, 7, 8, 9], per_class: 10}\n")
+    recipe.write_text("model: {name: cifar_resnet20}\nphases: [{epochs: 1}]\n"
+                      "data: {source: digits, classes: [5, 6, 7, 8, 9], per_class: 10}\n")
     assert main(["data", "check", str(recipe)]) == 0
     assert "50" in capsys.readouterr().out
 
