@@ -18,7 +18,6 @@ feature passes over ``tf.data`` datasets (`compute_features`, `feature_dataset`,
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import time
 from collections.abc import Iterable, Sequence
@@ -28,7 +27,8 @@ import keras
 import numpy as np
 
 from restransfer.errors import ConfigError
-from restransfer.models.stages import HEAD, INPUT, layer_stage, model_stages, stage_names
+from restransfer.models.stages import HEAD, INPUT, model_stages, stage_names
+from restransfer.training.distribute import model_scope
 
 # A recipe's ``feature_cache``: ``auto`` caches when it is exact and the features fit in memory.
 FEATURE_CACHE_MODES = ("auto", "true", "false")
@@ -147,7 +147,7 @@ def split_model(model: keras.Model, stage: str) -> FeatureSplit:
                 and len(_inputs(layer)) == 1):
             break
         cut, last = _output(layer), layer
-    with _strategy_scope(model):
+    with model_scope(model):
         try:
             suffix = keras.Model(cut, model.outputs, name=f"{model.name}_after_{last.name}")
         except ValueError as error:
@@ -175,12 +175,6 @@ def _inputs(layer: keras.layers.Layer) -> list:
         return []
     return list(keras.tree.flatten(tensors))
 
-
-def _strategy_scope(model: keras.Model):
-    # The TensorFlow backend captures a tf.distribute strategy when a model is created; models
-    # made from this one's layers must be created under it too.
-    strategy = getattr(model, "distribute_strategy", None)
-    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def feature_bytes(split: FeatureSplit, count: int) -> int:
