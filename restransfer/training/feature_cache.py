@@ -204,12 +204,13 @@ def compute_features(prefix: keras.Model, dataset) -> tuple[np.ndarray, np.ndarr
 
 
 def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle: bool,
-                    seed: int = 0, shuffle_buffer: int | None = None):
+                    seed: int = 0, shuffle_buffer: int | None = None, min_batch: int = 1):
     """Batches ``(features, labels)`` from arrays, as the image pipeline batches images.
 
     With ``shuffle``, every epoch draws a new order of indices exactly as the in-memory image
     pipeline does (``restransfer.data.memory_store.stored_training_dataset``: the same ops
     and seed), so for the same seed the cached and uncached phases see the same batches.
+    ``min_batch`` leaves out an epoch's last batch when it is smaller (as the pipeline does).
     """
     import tensorflow as tf
 
@@ -223,9 +224,14 @@ def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, *
     if shuffle:
         buffer = max(1, min(shuffle_buffer or count, count))
         order = order.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = order.batch(batch_size).map(do_not_convert(lambda i: (tf.gather(values, i), tf.gather(targets, i))),
-                                     num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+    order = order.batch(batch_size)
+    batches = -(-count // batch_size)
+    if min_batch > 1 and count % batch_size and count % batch_size < min_batch and batches > 1:
+        order = order.take(batches - 1)
+        batches -= 1
+    ds = order.map(do_not_convert(lambda i: (tf.gather(values, i), tf.gather(targets, i))),
+                   num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -187,3 +187,13 @@ def test_compute_features_keeps_the_order_and_labels():
     features, labels = compute_features(split.prefix, feature_dataset(x, y, 3, shuffle=False))
     np.testing.assert_array_equal(labels, y)
     np.testing.assert_allclose(features, keras.ops.convert_to_numpy(split.prefix(x, training=False)), atol=1e-5)
+
+
+def test_a_small_last_batch_is_left_out_like_the_pipeline_does():
+    x, y = np.arange(10, dtype="float32")[:, None], np.zeros((10, 1), "float32")
+    ds = feature_dataset(x, y, 4, shuffle=True, seed=0, min_batch=3)  # 4 + 4, the 2 left over dropped
+    epochs = [[b.numpy().ravel().tolist() for b, _ in ds] for _ in range(4)]
+    assert all([len(batch) for batch in epoch] == [4, 4] for epoch in epochs)
+    assert len({tuple(sorted(sum(epoch, []))) for epoch in epochs}) > 1  # other images left out each epoch
+    assert [len(b) for b, _ in feature_dataset(x, y, 4, shuffle=False, min_batch=2)] == [4, 4, 2]
+    assert [len(b) for b, _ in feature_dataset(x[:3], y[:3], 4, shuffle=False, min_batch=3)] == [3]
