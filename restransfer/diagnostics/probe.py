@@ -126,6 +126,19 @@ def fit_softmax_probe(features, labels, num_classes: int, *, c: float = 1.0) -> 
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
+def holdout_probe_accuracy(train_features, train_labels, val_features, val_labels, *, c: float = 1.0) -> float:
+    """Accuracy on ``val`` of the logistic regression `fit_softmax_probe` fits on ``train``.
+
+    The reference for a head trained on frozen features: fitted on the same training images the
+    head sees, scored on the validation images the run is scored on (no cross-validation over
+    the validation images, which would let the probe see labels the head never sees).
+    """
+    train_ids = class_ids(train_labels)
+    kernel, bias = fit_softmax_probe(train_features, train_ids, int(train_ids.max()) + 1, c=c)
+    val = np.asarray(val_features, dtype=np.float64).reshape(len(val_features), -1)
+    return float(np.mean(np.argmax(val @ kernel + bias, axis=-1) == class_ids(val_labels)))
+
+
 def linear_probe(model: keras.Model, images, labels, *, stages: Sequence[str] | None = None,
                  folds: int = 5, seed: int = 0, batch_size: int = 64) -> list[ProbeRow]:
     """Linear-probe accuracy of every backbone stage's frozen features on ``(images, labels)``.

@@ -30,8 +30,10 @@ from restransfer.errors import ConfigError
 from restransfer.models.stages import HEAD, INPUT, model_stages, stage_names
 from restransfer.training.distribute import model_scope
 
-# A recipe's ``feature_cache``: ``auto`` caches when it is exact and the features fit in memory.
-FEATURE_CACHE_MODES = ("auto", "true", "false")
+# A recipe's ``feature_cache`` (see `cache_decision`).
+FEATURE_CACHE_MODES = ("auto", True, False)
+# ``auto`` caches when the features take at most this share of the available memory.
+MEMORY_SHARE = 0.25
 # Layers without weights that compute the same function in training and inference: the cut is
 # moved past them, so a head-only phase caches pooled vectors instead of feature maps.
 _PASS_THROUGH = (
@@ -298,3 +300,44 @@ def cache_features(model: keras.Model, stage: str, train, val=None, *, batch_siz
                                  shuffle_buffer=shuffle_buffer)
     return FeatureCache(split=split, train=train_data, val=val_data, num_train=len(features), num_val=num_val,
                         seconds=time.perf_counter() - start, nbytes=nbytes)
+
+
+def cache_decision(model: keras.Model, frozen: Iterable[str], *, mode: str | bool = "auto", augmented: bool = False,
+                   multi_worker: bool = False, num_images: int = 0,
+                   memory_bytes: float | None = None) -> tuple[str | None, str]:
+    """Whether a phase trains on cached features: ``(stage to cut after, or None; why)``.
+
+    ``mode``: ``"auto"`` caches when it is exact (a leading run of frozen stages, nothing random
+    in it, no augmentation, which runs on the images before the model) and the features of
+    ``num_images`` images take at most `MEMORY_SHARE` of ``memory_bytes``; ``True`` caches
+    whenever it is exact, and a phase that freezes stages but cannot be cached exactly is an
+    error; ``False`` never caches.
+
+    Raises:
+        ConfigError: ``mode=True`` and the phase freezes stages whose output cannot be cached.
+    """
+    if mode not in FEATURE_CACHE_MODES:
+        raise ConfigError(f"feature_cache must be auto, true or false. Received feature_cache={mode!r}.")
+    if mode is False:
+        return None, "off (feature_cache: false)"
+    stages = cacheable_stages(model, frozen)
+    if not stages:
+        return None, "no leading stage is frozen"
+    reasons = list(cache_blockers(model, stages))
+    if augmented:
+        reasons.insert(0, "data.augment changes the images before the frozen stages")
+    if multi_worker:
+        reasons.append("multi_worker training splits batches of images across processes")
+    if reasons:
+        if mode is True:
+            raise ConfigError(f"feature_cache: true, but the output of the frozen stages {stages} cannot be "
+                              "computed once: " + "; ".join(reasons) + ". Remove the cause or set "
+                              "feature_cache: auto.")
+        return None, "off: " + "; ".join(reasons)
+    if mode == "auto" and memory_bytes is not None and num_images:
+        split = split_model(model, stages[-1])
+        need = feature_bytes(split, num_images)
+        if need > MEMORY_SHARE * memory_bytes:
+            return None, (f"off: the features of {num_images} images take {need / 2**20:,.1f} MiB, more than "
+                          f"{MEMORY_SHARE:.0%} of the available memory (feature_cache: true caches anyway)")
+    return stages[-1], f"on, after {stages[-1]}"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import restransfer as rt
-from restransfer.diagnostics.probe import linear_probe, probe_accuracy, stage_features
+from restransfer.diagnostics.probe import holdout_probe_accuracy, linear_probe, probe_accuracy, stage_features
 from restransfer.errors import ConfigError
 
 
@@ -19,6 +19,17 @@ def test_separable_features_score_perfectly_and_noise_scores_chance():
     assert mean < 0.6  # chance is 1/3
     one_hot = np.eye(3)[labels]
     assert probe_accuracy(separable, one_hot) == (1.0, 0.0)
+
+
+def test_holdout_probe_is_fitted_on_train_and_scored_on_val():
+    rng = np.random.default_rng(3)
+    centres = 6 * np.eye(3, 4)
+    y_train, y_val = np.repeat([0, 1, 2], 10), np.repeat([0, 1, 2], 40)
+    x_train = rng.normal(size=(30, 4)) + centres[y_train]
+    x_val = rng.normal(size=(120, 4)) + centres[y_val]
+    assert holdout_probe_accuracy(x_train, y_train, x_val, np.eye(3)[y_val]) > 0.95
+    # Labels it was not fitted on cannot be guessed: a probe that saw the validation labels could.
+    assert holdout_probe_accuracy(x_train, y_train, x_val, rng.permutation(y_val)) < 0.5
 
 
 @pytest.mark.tensorflow

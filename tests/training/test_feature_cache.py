@@ -13,6 +13,7 @@ from restransfer.errors import ConfigError
 from restransfer.models.stages import layer_stage
 from restransfer.training.feature_cache import (
     cache_blockers,
+    cache_decision,
     cache_features,
     cacheable_stages,
     compute_features,
@@ -197,3 +198,21 @@ def test_a_small_last_batch_is_left_out_like_the_pipeline_does():
     assert len({tuple(sorted(sum(epoch, []))) for epoch in epochs}) > 1  # other images left out each epoch
     assert [len(b) for b, _ in feature_dataset(x, y, 4, shuffle=False, min_batch=2)] == [4, 4, 2]
     assert [len(b) for b, _ in feature_dataset(x[:3], y[:3], 4, shuffle=False, min_batch=3)] == [3]
+
+
+def test_decision_caches_only_what_is_exact_and_fits():
+    model = target_model()
+    head_only = ["conv1", "conv2", "conv3", "conv4"]
+    rt.freeze_stages(model, head_only)
+    assert cache_decision(model, head_only) == ("conv4", "on, after conv4")
+    assert cache_decision(model, head_only, mode=False) == (None, "off (feature_cache: false)")
+    assert cache_decision(model, [])[0] is None
+    stage, why = cache_decision(model, head_only, augmented=True)
+    assert stage is None and "data.augment changes the images" in why
+    with pytest.raises(ConfigError, match="feature_cache: true, but .*data.augment"):
+        cache_decision(model, head_only, mode=True, augmented=True)
+    # 1,000 images x 64 float32 = 250 KiB: too much for 0.5 MiB of memory at 25 %, unless forced.
+    stage, why = cache_decision(model, head_only, num_images=1000, memory_bytes=2**19)
+    assert stage is None and "take 0.2 MiB, more than 25% of the available memory" in why
+    assert cache_decision(model, head_only, mode=True, num_images=1000, memory_bytes=2**19)[0] == "conv4"
+    assert cache_decision(model, head_only, num_images=1000, memory_bytes=2**30)[0] == "conv4"
