@@ -43,6 +43,8 @@ def test_every_stage_separates_bright_from_dark_images():
     assert [r.stage for r in rows] == ["conv1", "conv2", "conv3", "conv4"]
     assert [r.features for r in rows] == [16, 16, 32, 64]
     assert all(r.accuracy == 1.0 for r in rows), rows
+    held_out = linear_probe(model, images[::2], labels[::2], val=(images[1::2], np.eye(2)[labels[1::2]]))
+    assert [(r.stage, r.accuracy, r.std) for r in held_out] == [(r.stage, 1.0, 0.0) for r in rows]
 
 
 @pytest.mark.tensorflow
