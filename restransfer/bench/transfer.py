@@ -111,7 +111,8 @@ def run_transfer(settings: TransferSettings, workdir: str | Path, *,
             add({"kind": "source", "seed": seed, "val_accuracy": source.metrics["final"]["val_accuracy"],
                  "wall_seconds": seconds})
             if settings.probe:
-                add(probe_record(source, transfer_recipe, {**settings.target_overrides, "seed": seed}, seed))
+                add(probe_record(source, transfer_recipe, {**settings.target_overrides, "seed": seed,
+                                                           "model.weights": str(source.run_dir)}, seed))
             for init in settings.inits:
                 for name in settings.freezes:
                     overrides = {**settings.target_overrides, "seed": seed, "phases[0].freeze": FREEZES[name]}
@@ -164,7 +165,7 @@ def probe_record(source, target_recipe: Path, overrides: dict, seed: int) -> dic
     from restransfer.recipe.load import load_recipe
 
     recipe = load_recipe(target_recipe, overrides)
-    data = {**recipe.data.model_dump(), "augment": None}
+    data = {**recipe.data.model_dump(), "augment": {}}
     start = time.perf_counter()
     bundle = load_data(**data, seed=recipe.seed)
     last = [s for s in stage_names(source.model) if s != HEAD][-1]
@@ -268,3 +269,31 @@ def markdown_summary(summary: dict) -> str:
                   f"{_cell(cache['val_accuracy_uncached'])} |",
                   f"| speed-up, paired per seed | {_cell(cache['speedup'], 1)} | |"]
     return "\n".join(lines)
+
+
+def plot_summary(summary: dict, path: str | Path | None = None, *,
+                 title: str | None = "Transfer vs scratch per frozen stages"):
+    """Validation accuracy (mean, sd bars over seeds) per freeze choice, a line per init, the
+    probe as a band; a matplotlib Figure made without pyplot (``path`` saves a PNG)."""
+    from matplotlib.figure import Figure
+
+    from restransfer.diagnostics.plots import finish_figure
+
+    fig = Figure(figsize=(7, 3.8))
+    ax = fig.subplots()
+    names = [name for name in FREEZES if any(row["freeze"] == name for row in summary["runs"])]
+    for init in INITS:
+        rows = {row["freeze"]: row["val_accuracy"] for row in summary["runs"] if row["init"] == init}
+        if rows:
+            xs = [i for i, name in enumerate(names) if name in rows]
+            ax.errorbar(xs, [rows[names[i]]["mean"] for i in xs], yerr=[rows[names[i]]["sd"] for i in xs],
+                        marker="o", capsize=3, label=init)
+    probe = summary.get("probe")
+    if probe:
+        ax.axhspan(probe["mean"] - probe["sd"], probe["mean"] + probe["sd"], color="0.85",
+                   label="logistic-regression probe (mean +- sd)")
+    ax.set_xticks(range(len(names)), [f"frozen: {name}" for name in names], fontsize=8)
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return finish_figure(fig, path, title)
