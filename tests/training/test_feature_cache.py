@@ -216,3 +216,32 @@ def test_decision_caches_only_what_is_exact_and_fits():
     assert stage is None and "take 0.2 MiB, more than 25% of the available memory" in why
     assert cache_decision(model, head_only, mode=True, num_images=1000, memory_bytes=2**19)[0] == "conv4"
     assert cache_decision(model, head_only, num_images=1000, memory_bytes=2**30)[0] == "conv4"
+
+
+def test_checkpoints_of_a_cached_phase_hold_the_whole_model_and_resume_without_the_cache(tmp_path):
+    from restransfer.training import checkpoint
+    from restransfer.training.callbacks import EpochRecorder
+    from restransfer.training.optimizers import build_optimizer
+
+    x, y = images(12, seed=5), np.eye(3, dtype="float32")[np.arange(12) % 3]
+    keras.utils.set_random_seed(0)
+    model = target_model()
+    rt.freeze_stages(model, ["conv1", "conv2"])
+    cache = cache_features(model, "conv2", feature_dataset(x, y, 4, shuffle=False), batch_size=4)
+    suffix = cache.split.suffix
+    # The optimizer state is interchangeable: the same variables in the same order.
+    assert [v.path for v in suffix.trainable_variables] == [v.path for v in model.trainable_variables]
+    suffix.compile(optimizer=build_optimizer("adamw", 0.01), loss="categorical_crossentropy")
+    recorder = EpochRecorder(tmp_path, [], {"phase": 0, "phase_name": "p"}, 12, saved=model)
+    suffix.fit(cache.train, epochs=1, verbose=0, callbacks=[recorder])
+    state = checkpoint.load_state(tmp_path)
+    fresh = target_model()
+    checkpoint.restore_weights(fresh, tmp_path, state)
+    for a, b in zip(fresh.weights, model.weights):
+        np.testing.assert_array_equal(np.array(a), np.array(b), err_msg=a.path)
+    rt.freeze_stages(fresh, ["conv1", "conv2"])
+    fresh.compile(optimizer=build_optimizer("adamw", 0.01), loss="categorical_crossentropy")
+    checkpoint.restore_optimizer(fresh, tmp_path, state)
+    assert int(fresh.optimizer.iterations.numpy()) == 3
+    for a, b in zip(fresh.optimizer.variables, suffix.optimizer.variables):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
