@@ -32,8 +32,6 @@ from restransfer.training.distribute import model_scope
 
 # A recipe's ``feature_cache`` (see `cache_decision`).
 FEATURE_CACHE_MODES = ("auto", True, False)
-# ``auto`` caches when the features take at most this share of the available memory.
-MEMORY_SHARE = 0.25
 # Layers without weights that compute the same function in training and inference: the cut is
 # moved past them, so a head-only phase caches pooled vectors instead of feature maps.
 _PASS_THROUGH = (
@@ -64,22 +62,44 @@ class FeatureSplit:
         return tuple(self.prefix.output.shape[1:])
 
 
-def cacheable_stages(model: keras.Model, frozen: Iterable[str]) -> list[str]:
+def cacheable_stages(stages: Sequence[str], frozen: Iterable[str]) -> list[str]:
     """The leading run of frozen backbone stages, whose output can be cached.
 
-    ``[]`` when ``conv1`` trains, and when nothing after the run trains either (everything
-    frozen, head included).
+    ``[]`` when the first stage trains, and when nothing after the run trains either
+    (everything frozen, head included).
+
+    Args:
+        stages: the model's stages in order (``stage_names(model)``).
+        frozen: the stages the phase freezes.
 
     Example:
-        >>> cacheable_stages(model, ["conv1", "conv2", "conv4"])
+        >>> cacheable_stages(["conv1", "conv2", "conv3", "conv4", "head"], ["conv1", "conv2", "conv4"])
         ['conv1', 'conv2']
     """
     frozen = set(frozen)
-    backbone = [s for s in stage_names(model) if s != HEAD]
+    backbone = [s for s in stages if s != HEAD]
     leading = list(itertools.takewhile(lambda stage: stage in frozen, backbone))
     if len(leading) == len(backbone) and HEAD in frozen:
         return []
     return leading
+
+
+def recipe_blockers(cached: Sequence[str], *, augmented: bool = False, multi_worker: bool = False,
+                    drop_path_rate: float = 0.0) -> list[str]:
+    """Why the output of the ``cached`` stages cannot be computed once, as far as a recipe tells.
+
+    Augmentation runs on the images before the model; ``multi_worker`` training splits image
+    batches across processes; stochastic depth is random in every residual stage (its rate is
+    0 only in the first block). `cache_blockers` checks the built model itself.
+    """
+    reasons = []
+    if augmented:
+        reasons.append("data.augment changes the images before the frozen stages")
+    if multi_worker:
+        reasons.append("multi_worker training splits batches of images across processes")
+    if drop_path_rate and any(stage != cached[0] for stage in cached):
+        reasons.append(f"model.drop_path_rate {drop_path_rate:g} drops residual branches of frozen stages at random")
+    return reasons
 
 
 def cache_blockers(model: keras.Model, stages: Sequence[str]) -> list[str]:
@@ -304,40 +324,34 @@ def cache_features(model: keras.Model, stage: str, train, val=None, *, batch_siz
 
 def cache_decision(model: keras.Model, frozen: Iterable[str], *, mode: str | bool = "auto", augmented: bool = False,
                    multi_worker: bool = False, num_images: int = 0,
-                   memory_bytes: float | None = None) -> tuple[str | None, str]:
+                   budget_bytes: float | None = None) -> tuple[str | None, str]:
     """Whether a phase trains on cached features: ``(stage to cut after, or None; why)``.
 
     ``mode``: ``"auto"`` caches when it is exact (a leading run of frozen stages, nothing random
-    in it, no augmentation, which runs on the images before the model) and the features of
-    ``num_images`` images take at most `MEMORY_SHARE` of ``memory_bytes``; ``True`` caches
-    whenever it is exact, and a phase that freezes stages but cannot be cached exactly is an
-    error; ``False`` never caches.
+    in it, no augmentation) and the features of ``num_images`` images fit in ``budget_bytes``;
+    ``True`` caches whenever it is exact, and a phase that freezes leading stages but cannot be
+    cached exactly is an error; ``False`` never caches.
 
     Raises:
-        ConfigError: ``mode=True`` and the phase freezes stages whose output cannot be cached.
+        ConfigError: ``mode=True`` and the phase's frozen stages cannot be cached exactly.
     """
     if mode not in FEATURE_CACHE_MODES:
         raise ConfigError(f"feature_cache must be auto, true or false. Received feature_cache={mode!r}.")
     if mode is False:
         return None, "off (feature_cache: false)"
-    stages = cacheable_stages(model, frozen)
+    stages = cacheable_stages(stage_names(model), frozen)
     if not stages:
-        return None, "no leading stage is frozen"
-    reasons = list(cache_blockers(model, stages))
-    if augmented:
-        reasons.insert(0, "data.augment changes the images before the frozen stages")
-    if multi_worker:
-        reasons.append("multi_worker training splits batches of images across processes")
+        return None, "off: the phase freezes no leading stage"
+    reasons = recipe_blockers(stages, augmented=augmented, multi_worker=multi_worker) + cache_blockers(model, stages)
     if reasons:
         if mode is True:
             raise ConfigError(f"feature_cache: true, but the output of the frozen stages {stages} cannot be "
                               "computed once: " + "; ".join(reasons) + ". Remove the cause or set "
                               "feature_cache: auto.")
         return None, "off: " + "; ".join(reasons)
-    if mode == "auto" and memory_bytes is not None and num_images:
-        split = split_model(model, stages[-1])
-        need = feature_bytes(split, num_images)
-        if need > MEMORY_SHARE * memory_bytes:
-            return None, (f"off: the features of {num_images} images take {need / 2**20:,.1f} MiB, more than "
-                          f"{MEMORY_SHARE:.0%} of the available memory (feature_cache: true caches anyway)")
-    return stages[-1], f"on, after {stages[-1]}"
+    if mode == "auto" and budget_bytes is not None and num_images:
+        need = feature_bytes(split_model(model, stages[-1]), num_images)
+        if need > budget_bytes:
+            return None, (f"off: the features of {num_images} images take {need / 2**20:,.1f} MiB, more than the "
+                          f"memory budget of {budget_bytes / 2**20:,.1f} MiB (feature_cache: true caches anyway)")
+    return stages[-1], f"on, the frozen {stages} run once per image"
