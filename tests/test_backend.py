@@ -32,7 +32,7 @@ def test_models_build_and_run_on_jax_without_importing_tensorflow():
     run_on_jax(code)
 
 
-def test_feature_cache_split_is_exact_on_jax_without_importing_tensorflow():
+def test_feature_cache_split_and_lr_find_run_on_jax_without_importing_tensorflow():
     code = textwrap.dedent(
         """
         import sys
@@ -51,6 +51,12 @@ def test_feature_cache_split_is_exact_on_jax_without_importing_tensorflow():
             got = np.asarray(split.suffix(split.prefix(x, training=False), training=False))
             assert np.array_equal(got, expected), (stage, np.abs(got - expected).max())
         assert cache_blockers(model, ["conv1", "conv2"]) == []
+        from restransfer.training.lr_find import lr_find
+        before = [np.array(v) for v in model.variables]
+        y = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
+        result = lr_find(split.suffix, [(np.asarray(split.prefix(x)), y)], min_lr=1e-4, max_lr=1.0, steps=6)
+        assert len(result.losses) >= 5 and result.stopped in ("max_lr", "diverged")
+        assert all(np.array_equal(a, np.array(v)) for a, v in zip(before, model.variables))
         assert keras.backend.backend() == "jax", keras.backend.backend()
         assert "tensorflow" not in sys.modules, "the feature cache's model code imported TensorFlow"
         print("ok")
