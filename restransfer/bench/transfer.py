@@ -169,7 +169,7 @@ def probe_record(source, target_recipe: Path, overrides: dict, seed: int) -> dic
     start = time.perf_counter()
     bundle = load_data(**data, seed=recipe.seed)
     last = [s for s in stage_names(source.model) if s != HEAD][-1]
-    (x_train, y_train), (x_val, y_val) = dataset_arrays(bundle.train), dataset_arrays(bundle.val)
+    (x_train, y_train), (x_val, y_val) = dataset_arrays(bundle.train_unaugmented), dataset_arrays(bundle.val)
     train = stage_features(source.model, x_train, [last])[last]
     val = stage_features(source.model, x_val, [last])[last]
     return {"kind": "probe", "seed": seed, "stage": last, "num_train": len(x_train), "num_val": len(x_val),

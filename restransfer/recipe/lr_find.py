@@ -65,8 +65,9 @@ def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: fl
             stage, _ = cache_decision(model, step.frozen, mode=step.feature_cache, num_images=bundle.num_train,
                                       budget_bytes=memory_budget())
             if stage is not None:
-                cache = cache_features(model, stage, bundle.train, batch_size=plan.data.batch_size,
-                                       seed=recipe.seed, shuffle_buffer=plan.data.shuffle_buffer)
+                cache = cache_features(model, stage, bundle.train_unaugmented, batch_size=plan.data.batch_size,
+                                       seed=recipe.seed, shuffle_buffer=plan.data.shuffle_buffer,
+                                       drop_small_last=True)
                 say(cache.describe())
                 trainer, data = cache.split.suffix, cache.train
         if phase:

@@ -226,17 +226,19 @@ def compute_features(prefix: keras.Model, dataset) -> tuple[np.ndarray, np.ndarr
 
 
 def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle: bool,
-                    seed: int = 0, shuffle_buffer: int | None = None, min_batch: int = 1):
+                    seed: int = 0, shuffle_buffer: int | None = None, drop_small_last: bool = False):
     """Batches ``(features, labels)`` from arrays, as the image pipeline batches images.
 
     With ``shuffle``, every epoch draws a new order of indices exactly as the in-memory image
     pipeline does (``restransfer.data.memory_store.stored_training_dataset``: the same ops
     and seed), so for the same seed the cached and uncached phases see the same batches.
-    ``min_batch`` leaves out an epoch's last batch when it is smaller (as the pipeline does).
+    ``drop_small_last`` leaves out an epoch's last batch by the training pipeline's rule
+    (``restransfer.data.pipeline.training_batches``).
     """
     import tensorflow as tf
 
     from restransfer.data.memory_store import do_not_convert
+    from restransfer.data.pipeline import training_batches
 
     count = len(features)
     with tf.device("/CPU:0"):  # tf.data functions run on the host
@@ -246,11 +248,8 @@ def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, *
     if shuffle:
         buffer = max(1, min(shuffle_buffer or count, count))
         order = order.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    order = order.batch(batch_size)
-    batches = -(-count // batch_size)
-    if min_batch > 1 and count % batch_size and count % batch_size < min_batch and batches > 1:
-        order = order.take(batches - 1)
-        batches -= 1
+    batches = training_batches(count, batch_size)[0] if drop_small_last else -(-count // batch_size)
+    order = order.batch(batch_size).take(batches)
     ds = order.map(do_not_convert(lambda i: (tf.gather(values, i), tf.gather(targets, i))),
                    num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
@@ -289,7 +288,7 @@ class FeatureCache:
 
 
 def cache_features(model: keras.Model, stage: str, train, val=None, *, batch_size: int, seed: int = 0,
-                   shuffle_buffer: int | None = None) -> FeatureCache:
+                   shuffle_buffer: int | None = None, drop_small_last: bool = False) -> FeatureCache:
     """Split ``model`` after ``stage`` and compute the features of ``train`` (and ``val``) once.
 
     Args:
@@ -301,6 +300,7 @@ def cache_features(model: keras.Model, stage: str, train, val=None, *, batch_siz
         batch_size: training batch size of the feature batches.
         seed: shuffle seed, the data pipeline's.
         shuffle_buffer: the data pipeline's shuffle window (None: whole set).
+        drop_small_last: leave out a small last training batch, as the image pipeline does.
 
     Raises:
         ConfigError: the prefix is not exactly cacheable (`cache_blockers`).
@@ -317,7 +317,7 @@ def cache_features(model: keras.Model, stage: str, train, val=None, *, batch_siz
         val_data = feature_dataset(val_features, val_labels, batch_size, shuffle=False)
         num_val, nbytes = len(val_features), nbytes + val_features.nbytes
     train_data = feature_dataset(features, labels, batch_size, shuffle=True, seed=seed,
-                                 shuffle_buffer=shuffle_buffer)
+                                 shuffle_buffer=shuffle_buffer, drop_small_last=drop_small_last)
     return FeatureCache(split=split, train=train_data, val=val_data, num_train=len(features), num_val=num_val,
                         seconds=time.perf_counter() - start, nbytes=nbytes)
 

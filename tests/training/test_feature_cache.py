@@ -113,19 +113,19 @@ def test_feature_batches_follow_the_image_pipelines_order():
 
     from restransfer.data import load_data
 
-    x = images(10, seed=2).round()
-    y = np.arange(10) % 3
+    x = images(9, seed=2).round()
+    y = np.arange(9) % 3
     bundle = load_data(source="arrays", x_train=x, y_train=y, x_val=x[:3], y_val=y[:3], image_size=32,
                        batch_size=4, cache="memory", seed=5)
-    cached = feature_dataset(x, np.eye(3, dtype="float32")[y], 4, shuffle=True, seed=5)
-    for _ in range(3):  # three epochs: a new order each, the same on both sides
+    cached = feature_dataset(x, np.eye(3, dtype="float32")[y], 4, shuffle=True, seed=5, drop_small_last=True)
+    for _ in range(3):  # three epochs: a new order each, the same on both sides, the ninth image left out
         pipeline = [(a.numpy(), b.numpy()) for a, b in bundle.train]
         features = [(a.numpy(), b.numpy()) for a, b in cached]
-        assert len(pipeline) == len(features) == 3
+        assert len(pipeline) == len(features) == 2
         for (xa, ya), (xb, yb) in zip(pipeline, features):
             np.testing.assert_array_equal(xa, xb)
             np.testing.assert_array_equal(ya, yb)
-    assert int(tf.data.experimental.cardinality(cached)) == 3
+    assert int(tf.data.experimental.cardinality(cached)) == 2
 
 
 def _phase(model, train, val, epochs=2):
@@ -190,13 +190,14 @@ def test_compute_features_keeps_the_order_and_labels():
 
 
 def test_a_small_last_batch_is_left_out_like_the_pipeline_does():
-    x, y = np.arange(10, dtype="float32")[:, None], np.zeros((10, 1), "float32")
-    ds = feature_dataset(x, y, 4, shuffle=True, seed=0, min_batch=3)  # 4 + 4, the 2 left over dropped
+    x, y = np.arange(9, dtype="float32")[:, None], np.zeros((9, 1), "float32")
+    ds = feature_dataset(x, y, 4, shuffle=True, seed=0, drop_small_last=True)  # 4 + 4, the 1 left over dropped
     epochs = [[b.numpy().ravel().tolist() for b, _ in ds] for _ in range(4)]
     assert all([len(batch) for batch in epoch] == [4, 4] for epoch in epochs)
     assert len({tuple(sorted(sum(epoch, []))) for epoch in epochs}) > 1  # other images left out each epoch
-    assert [len(b) for b, _ in feature_dataset(x, y, 4, shuffle=False, min_batch=2)] == [4, 4, 2]
-    assert [len(b) for b, _ in feature_dataset(x[:3], y[:3], 4, shuffle=False, min_batch=3)] == [3]
+    assert [len(b) for b, _ in feature_dataset(x, y, 4, shuffle=False)] == [4, 4, 1]
+    assert [len(b) for b, _ in feature_dataset(x[:6], y[:6], 4, shuffle=False, drop_small_last=True)] == [4, 2]
+    assert [len(b) for b, _ in feature_dataset(x[:3], y[:3], 4, shuffle=False, drop_small_last=True)] == [3]
 
 
 def test_decision_caches_only_what_is_exact_and_fits():
