@@ -13,7 +13,7 @@ def finetune(seed, init, freeze, accuracy, epoch, cached=False):
     return {"kind": "finetune", "seed": seed, "init": init, "freeze": freeze, "feature_cache": cached,
             "feature_pass_seconds": 0.5 if cached else None, "val_accuracy": accuracy,
             "val_accuracy_before_precise_bn": accuracy - 0.1, "train_seconds": 10.0 * epoch,
-            "steady_epoch_seconds": epoch}
+            "steady_epoch_seconds": epoch, "epoch_seconds": [5 * epoch, epoch, 2 * epoch, epoch / 2]}
 
 
 def test_summary_is_mean_and_sample_sd_over_seeds_with_the_cache_paired_per_seed():
@@ -35,10 +35,12 @@ def test_summary_is_mean_and_sample_sd_over_seeds_with_the_cache_paired_per_seed
     assert summary["probe"]["mean"] == pytest.approx(0.8)
     cache = summary["feature_cache"]
     assert cache["speedup"]["mean"] == pytest.approx((10 + 5) / 2)  # per seed, then averaged
+    assert cache["speedup_median"] == pytest.approx(7.5)
+    assert cache["speedup_fastest_epochs"]["mean"] == pytest.approx((0.5 / 0.05 + 0.5 / 0.1) / 2)
     assert cache["val_accuracy_uncached"]["mean"] == pytest.approx(0.65)
     table = markdown_summary(summary)
     assert "| all_but_head | transfer | 0.700 +- 0.141 (0.600 .. 0.800) |" in table
-    assert "| speed-up, paired per seed | 7.5 +- 3.5 (5.0 .. 10.0) | |" in table
+    assert "| speed-up, paired per seed (median 7.5) | 7.5 +- 3.5 (5.0 .. 10.0) | |" in table
     assert mean_sd([1.0]) == {"mean": 1.0, "sd": 0.0, "min": 1.0, "max": 1.0, "n": 1}
 
 
