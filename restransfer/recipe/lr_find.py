@@ -45,8 +45,9 @@ def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: fl
     """
     from restransfer.data import load_data
     from restransfer.data.pipeline import memory_budget
-    from restransfer.models.stages import freeze_stages
-    from restransfer.recipe.engine import build_model, phase_loss, phase_optimizer
+    from restransfer.models.stages import HEAD, freeze_stages
+    from restransfer.recipe.engine import build_model, init_head, phase_loss, phase_optimizer
+    from restransfer.training.head_init import head_lr_multiplier, resolve_head_init
     from restransfer.training.feature_cache import cache_decision, cache_features
     from restransfer.training.lr_find import lr_find
     from restransfer.training.precision import dtype_policy, resolve_jit_compile
@@ -59,6 +60,14 @@ def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: fl
         # No run folder, so no file cache: it would be written there.
         bundle = load_data(**plan.data_options(**({"cache": "none"} if plan.data.cache == "file" else {})))
         model = build_model(plan, len(bundle.class_names))
+        # The head starts and learns as in training: head.init, and its rate factor.
+        head = recipe.head
+        init, why = resolve_head_init(head.init, pretrained=plan.model.weights.kind != "none", hidden=head.hidden,
+                                      num_train=bundle.num_train)
+        say(f"Head ({why}): {init_head(model, bundle, init)}.")
+        multipliers = dict(step.lr_multipliers)
+        if HEAD not in step.frozen:
+            multipliers.setdefault(HEAD, head_lr_multiplier(init, head.lr_multiplier))
         freeze_stages(model, step.frozen)
         trainer, data = model, bundle.train
         if step.feature_cache is not False:
@@ -75,7 +84,7 @@ def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: fl
                 "phases trained; --set model.weights=RUN_FOLDER starts from a run that trained them.")
         say(f"Range test on phase {phase + 1}/{len(plan.phases)} '{step.name}': {step.config.optimizer.name}, "
             f"rate {min_lr:g} -> {max_lr:g} in {steps} steps, frozen {list(step.frozen) or 'nothing'}, "
-            f"batch {plan.data.batch_size}.")
-        return lr_find(trainer, data, optimizer=lambda rate: phase_optimizer(model, step.config, rate),
+            f"batch {plan.data.batch_size}" + (f", lr multipliers {multipliers}" if multipliers else "") + ".")
+        return lr_find(trainer, data, optimizer=lambda rate: phase_optimizer(model, step.config, rate, multipliers),
                        loss=phase_loss(step.config), min_lr=min_lr, max_lr=max_lr, steps=steps, beta=beta,
                        divergence=divergence, jit_compile=resolve_jit_compile(recipe.jit_compile)[0])
