@@ -367,101 +367,100 @@ Run with `RESTRANSFER_FULL=1` (cifar_resnet20, all digits, 8 epochs, batch 2 to 
 
 TRANSFER = [
     md("""
-# Transfer: which stages to freeze
+# Transfer: which stages to freeze, and does pretraining help?
 
-The claim: *early layers hold generic features, so freezing them transfers.* Two measurements:
+The claim: *early layers hold generic features, so freezing them transfers.* Measured with the
+transfer benchmark (`restransfer bench transfer`, `restransfer.bench.transfer`), on the
+quickstart task: pretrain on digits 0-4 (`recipes/quickstart_source.yaml`), then fine-tune on
+digits 5-9 with few labels (`quickstart_target.yaml`) for every choice of frozen stages, from the
+source's weights (**transfer**) and from random weights (**scratch**, `quickstart_scratch.yaml`,
+the same budget). Three references:
 
-1. a **linear probe** (`linear_probe`): how well each stage's frozen, pooled features separate the
-   target classes, for a pretrained network and for the same network at random initialisation;
-2. a **freeze sweep** with `restransfer.train`: fine-tune with none, `conv1`, `conv1-2`, ... all
-   backbone stages frozen and compare accuracy and time.
+1. a **probe**: a logistic regression fitted on the source's frozen, pooled features of the *same*
+   training images the fine-tunes see, scored on the same validation images (what a head-only
+   phase should reach);
+2. the probe **per stage**, pretrained against random features;
+3. the benchmark's committed 5-seed result (`benchmarks/results/transfer_quickstart.json`).
 
-Source task: digits 0-4. Target task: digits 5-9 with few labels (scikit-learn digits, 32 px, offline).
+Scikit-learn's digits, 32 px, offline. Small settings here: one seed and a few choices.
 """),
     code(SETUP),
+    md("""
+## 1. The benchmark at this notebook's settings
+"""),
+    code('''
+from IPython.display import Markdown, display
+
+from restransfer.bench.transfer import FREEZES, TransferSettings, markdown_summary, run_transfer, summarize
+
+settings = TransferSettings(
+    seeds=(0, 1, 2, 3, 4) if FULL else (0,),
+    freezes=tuple(FREEZES) if FULL else ("conv1-2", "all_but_head"),
+    source_overrides={} if FULL else {"data.per_class": 60, "phases[0].epochs": 3},
+    cache_compare=FULL,
+)
+records = run_transfer(settings, f"{OUT}/04_bench")
+summary = summarize(records)
+display(Markdown(markdown_summary(summary)))
+'''),
+    code('''
+%matplotlib inline
+# ^ sets up inline display for figures made without pyplot (plot_summary, LRFindResult.plot).
+from restransfer.bench.transfer import plot_summary
+
+plot_summary(summary, f"{OUT}/04_transfer.png")
+'''),
+    md("""
+## 2. The probe per stage: pretrained against random features
+Each stage's output, frozen and average-pooled, with a logistic regression fitted on the target's
+training images and scored on its validation images (`linear_probe(..., val=...)`).
+"""),
     code('''
 import keras
 
 import restransfer as rt
-
-source_recipe = {
-    "model": {"name": "cifar_resnet20", "weights": "none", "bn_momentum": 0.9},
-    "data": {"source": "digits", "classes": [0, 1, 2, 3, 4], "per_class": 100 if FULL else 60,
-             "val_per_class": 30, "image_size": 32, "batch_size": 32},
-    "phases": [{"name": "pretrain", "epochs": 6 if FULL else 3, "freeze": "none",
-                "optimizer": {"name": "adamw", "learning_rate": 0.003},
-                "schedule": {"name": "cosine", "warmup_epochs": 0.5}}],
-    "seed": 0,
-}
-source = rt.train(source_recipe, out=f"{OUT}/04_source", force=True, verbose=0)
-print("source task val accuracy:", round(source.metrics["final"]["val_accuracy"], 3))
-'''),
-    md("""
-## 1. Linear probe per stage
-"""),
-    code('''
 from restransfer.data import load_data
 from restransfer.diagnostics import dataset_arrays, linear_probe, plot_probe
 
-target = load_data(source="digits", classes=[5, 6, 7, 8, 9], per_class=10, val_per_class=40 if FULL else 20,
+pretrained = keras.saving.load_model(f"{OUT}/04_bench/seed0/source/model.keras")
+target = load_data(source="digits", classes=[5, 6, 7, 8, 9], per_class=10, val_per_class=40,
                    image_size=32, batch_size=64)
-x_probe, y_probe = dataset_arrays(target.val)  # images the fine-tunes below never train on
+(x_train, y_train), (x_val, y_val) = dataset_arrays(target.train_unaugmented), dataset_arrays(target.val)
 keras.utils.set_random_seed(0)
 random_init = rt.create_model("cifar_resnet20", num_classes=5, preprocessing="tf")
-probes = {"pretrained on digits 0-4": linear_probe(source.model, x_probe, y_probe, folds=5),
-          "random initialisation": linear_probe(random_init, x_probe, y_probe, folds=5)}
+probes = {"pretrained on digits 0-4": linear_probe(pretrained, x_train, y_train, val=(x_val, y_val)),
+          "random initialisation": linear_probe(random_init, x_train, y_train, val=(x_val, y_val))}
 for label, rows in probes.items():
     print(label, {r.stage: round(r.accuracy, 3) for r in rows})
-plot_probe(probes, path=f"{OUT}/04_probe.png");
+plot_probe(probes, path=f"{OUT}/04_probe.png", title="Probe per stage, fitted on the training images");
 '''),
     md("""
-**What to look for.** The gap between the two lines is what pretraining added at each stage.
-Where the lines are close (typically `conv1`), the features are generic: even random filters
-separate the classes about as well, and freezing them loses little. Where the pretrained line
-pulls ahead (later stages), the source task shaped the features; whether they help the target
-depends on how related the tasks are.
-"""),
-    md("""
-## 2. Freeze sweep
-The same fine-tune recipe for every choice; only `phases[0].freeze` changes.
+## 3. The committed results: 5 seeds
+`restransfer bench transfer --out benchmarks/results/<file>.json` wrote them; each file stores
+its settings, the environment and every run. Mean +- sd over seeds, then min .. max.
 """),
     code('''
-target_recipe = {
-    "model": {"name": "cifar_resnet20", "weights": str(source.run_dir), "bn_momentum": 0.9},
-    "data": {"source": "digits", "classes": [5, 6, 7, 8, 9], "per_class": 10, "val_per_class": 40 if FULL else 20,
-             "image_size": 32, "batch_size": 16},
-    "phases": [{"name": "finetune", "epochs": 15 if FULL else 5, "freeze": "none",
-                "optimizer": {"name": "adamw", "learning_rate": 0.001},
-                "schedule": {"name": "cosine", "warmup_epochs": 1}}],
-    "seed": 0,
-}
-choices = {"none": "none", "conv1": ["conv1"], "conv1-2": ["conv1", "conv2"],
-           "conv1-3": ["conv1", "conv2", "conv3"], "all backbone": "all_but_head"}
-if not FULL:  # three choices keep the small run short
-    for label in ("conv1", "conv1-3"):
-        choices.pop(label)
-sweep = {}
-for label, freeze in choices.items():
-    start = time.perf_counter()
-    run = rt.train(target_recipe, overrides={"phases[0].freeze": freeze},
-                   out=f"{OUT}/04_freeze_{label.replace(' ', '_')}", force=True, verbose=0)
-    sweep[label] = (run.metrics["final"]["val_accuracy"], time.perf_counter() - start, run)
-    print(f"freeze {label:13s} val accuracy {sweep[label][0]:.3f}   {sweep[label][1]:5.1f} s")
-'''),
-    code('''
-from restransfer.diagnostics import plot_curves
+import json
+from pathlib import Path
 
-plot_curves({label: run for label, (_, _, run) in sweep.items()}, metrics=("val_accuracy",),
-            path=f"{OUT}/04_freeze_curves.png");
+results = Path(rt.__file__).resolve().parents[1] / "benchmarks" / "results"
+for name in ("transfer_quickstart.json", "transfer_feature_cache.json"):
+    path = results / name
+    if not path.exists():
+        print(f"{path} is not here (an installed package has no benchmarks/ folder).")
+        continue
+    committed = json.loads(path.read_text())["settings"]["summary"]
+    display(Markdown(f"**{name}**\\n\\n" + markdown_summary(committed)))
+    if len(committed["runs"]) > 1:
+        display(plot_summary(committed, title=f"{name}: 5 seeds"))
 '''),
     md("""
-**What to look for.** With 10 labelled images per class, freezing the early stages keeps the
-generic features from being overwritten by a tiny dataset, and each frozen stage also saves
-backward-pass time. Freezing everything but the head trains only a linear classifier for a few
-epochs at a fine-tuning learning rate, which can stay well below the linear probe's accuracy for
-the same `conv4` features (the probe fits its classifier to convergence). The printed accuracies
-and times are this run's measurements; the time column includes each run's one-off graph
-compilation, so it is not a throughput measurement.
+**What to look for.** The probe is the bar a head-only phase has to reach: it sees exactly the
+training images the head sees. Transfer beats scratch where the frozen features carry what the
+target needs and the labels are too few to learn them; the spread over seeds says how much of a
+difference is noise (one seed here, five in the committed file). The seconds are whole training
+runs, the first epoch's graph tracing included; the feature-cache rows time head-only epochs
+with and without the frozen part run once per image.
 """),
 ]
 

@@ -26,6 +26,7 @@ _LAZY = {
     "load_recipe": "restransfer.recipe.load",
     "load_plan": "restransfer.recipe.plan",
     "train": "restransfer.recipe.engine",
+    "lr_find": "restransfer.training.lr_find",
     "evaluate": "restransfer.recipe.evaluate",
     "interpret": "restransfer.recipe.evaluate",
     "predict": "restransfer.recipe.predict",

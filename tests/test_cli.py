@@ -27,7 +27,8 @@ def test_unknown_model_is_one_clear_line_without_traceback():
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-COMMANDS = ["models", "bench", "data", "diagnose", "train", "validate", "evaluate", "predict", "export", "report", "quickstart"]
+COMMANDS = ["models", "bench", "data", "diagnose", "train", "validate", "evaluate", "predict", "lr-find", "export",
+            "report", "quickstart"]
 
 
 def test_building_the_parser_imports_no_framework():
@@ -46,7 +47,7 @@ def test_help_lists_every_command():
 
     result = run_cli("--help")
     assert result.returncode == 0, result.stderr
-    assert re.findall(r"^ {4}(\w+)", result.stdout, flags=re.MULTILINE) == COMMANDS
+    assert re.findall(r"^ {4}([\w-]+)", result.stdout, flags=re.MULTILINE) == COMMANDS
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert list(subparsers.choices) == COMMANDS  # a new command must be added to COMMANDS above
 

@@ -1,7 +1,11 @@
-"""`restransfer bench train|inference|pipeline|maxbatch`: throughput numbers as JSON."""
+"""`restransfer bench train|inference|pipeline|maxbatch|transfer`: measurements as JSON."""
 
 from __future__ import annotations
 
+# restransfer.bench.transfer.FREEZES and INITS (tests/test_bench.py checks they agree): the
+# package would load Keras.
+TRANSFER_FREEZES = ("none", "conv1", "conv1-2", "conv1-3", "all_but_head")
+TRANSFER_INITS = ("transfer", "scratch")
 _BOOL = {"true": True, "false": False, "auto": "auto", "on": True, "off": False}
 
 
@@ -70,6 +74,29 @@ def register(subparsers) -> None:
     pipe.add_argument("--workdir", help="folder for the generated JPEGs (default: a temporary folder)")
     pipe.add_argument("--out")
     pipe.set_defaults(handler=_pipeline)
+
+    transfer = sub.add_parser(
+        "transfer", help="transfer vs scratch per frozen stages on the quickstart task, mean +- sd over seeds",
+        description="For every seed: pretrain recipes/quickstart_source.yaml, then train quickstart_target "
+                    "(transfer) and quickstart_scratch (scratch) once per freeze choice; accuracy before and "
+                    "after precise BN, seconds, a logistic-regression probe on the same training images, and "
+                    "the head-only phase with and without the feature cache, side by side.",
+    )
+    transfer.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    transfer.add_argument("--freeze", nargs="+", choices=TRANSFER_FREEZES, default=list(TRANSFER_FREEZES))
+    transfer.add_argument("--init", nargs="+", choices=TRANSFER_INITS, default=list(TRANSFER_INITS))
+    transfer.add_argument("--set", dest="target_overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override both target recipes (the same budget for transfer and scratch)")
+    transfer.add_argument("--source-set", dest="source_overrides", action="append", default=[],
+                          metavar="KEY=VALUE", help="override the source recipe")
+    transfer.add_argument("--no-cache-compare", action="store_true",
+                          help="skip the head-only run without the feature cache")
+    transfer.add_argument("--no-probe", action="store_true", help="skip the logistic-regression probe")
+    transfer.add_argument("--smoke", action="store_true",
+                          help="tiny settings (one seed, two runs, one epoch of pretraining): checks the code path")
+    transfer.add_argument("--workdir", default="runs/bench-transfer", help="run folders (replaced)")
+    transfer.add_argument("--out", help="write the JSON results here (after every run)")
+    transfer.set_defaults(handler=_transfer)
 
 
 def _print_and_write(records, args, settings, notes="") -> int:
@@ -160,3 +187,43 @@ def _pipeline(args) -> int:
 
         print(f"wrote {write_results(args.out, records, settings=vars(args) | {'handler': None})}")
     return 0
+
+
+def _transfer(args) -> int:
+    import dataclasses
+
+    from restransfer.bench.results import write_results
+    from restransfer.bench.transfer import SMOKE, TransferSettings, markdown_summary, run_transfer, summarize
+    from restransfer.recipe.load import parse_overrides
+
+    if args.smoke:
+        settings = SMOKE
+    else:
+        settings = TransferSettings(
+            seeds=tuple(args.seeds), freezes=tuple(args.freeze), inits=tuple(args.init),
+            source_overrides=dict(parse_overrides(args.source_overrides)),
+            target_overrides=dict(parse_overrides(args.target_overrides)),
+            cache_compare=not args.no_cache_compare, probe=not args.no_probe)
+    recorded = {"settings": {**dataclasses.asdict(settings), "workdir": args.workdir}}
+
+    def write(records) -> None:
+        if args.out:
+            write_results(args.out, records, settings={**recorded["settings"], "summary": summarize(records)},
+                          notes=_TRANSFER_NOTES)
+
+    records = run_transfer(settings, args.workdir, on_record=write)
+    print(markdown_summary(summarize(records)))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+_TRANSFER_NOTES = (
+    "Each finetune record is one restransfer.train run of the shipped quickstart recipes. val_accuracy is the "
+    "final evaluation (after precise BN where BatchNorm trains), val_accuracy_before_precise_bn the last "
+    "epoch's validation pass with the statistics training left. steady_epoch_seconds is the median epoch "
+    "after the first (which traces the step functions), validation included; the uncached head-only run "
+    "follows its cached twin directly, so both see the same load. The probe is a logistic regression on "
+    "the source run's pooled last-stage features of the same training images, scored on the same "
+    "validation images."
+)

@@ -395,12 +395,13 @@ def _cache_plan(mode: str, part: Part, image_size: tuple[int, int], training: bo
     if mode == "file":
         return "file", training
     nbytes = len(part) * image_size[0] * image_size[1] * 3 * (1 if training else 4)
-    if mode == "memory" or nbytes <= _memory_budget():
+    if mode == "memory" or nbytes <= memory_budget():
         return "memory", training
     return ("file", training) if run_dir is not None else ("none", False)
 
 
-def _memory_budget() -> float:
+def memory_budget() -> float:
+    """Bytes an in-memory cache may take: a share of the memory available now (images, features)."""
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * _MEMORY_SHARE
     except (ValueError, OSError, AttributeError):

@@ -17,7 +17,13 @@ from restransfer.diagnostics.plots import (
     plot_tradeoff,
     save_figure,
 )
-from restransfer.diagnostics.probe import ProbeRow, linear_probe, probe_accuracy, stage_features
+from restransfer.diagnostics.probe import (
+    ProbeRow,
+    holdout_probe_accuracy,
+    linear_probe,
+    probe_accuracy,
+    stage_features,
+)
 
 __all__ = [
     "NormResult",
@@ -27,6 +33,7 @@ __all__ = [
     "gradient_flow",
     "gradient_norms",
     "grouped_spec",
+    "holdout_probe_accuracy",
     "linear_probe",
     "load_history",
     "plot_curves",

@@ -126,9 +126,28 @@ def fit_softmax_probe(features, labels, num_classes: int, *, c: float = 1.0) -> 
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
+def holdout_probe_accuracy(train_features, train_labels, val_features, val_labels, *, c: float = 1.0) -> float:
+    """Accuracy on ``val`` of the logistic regression `fit_softmax_probe` fits on ``train``.
+
+    The reference for a head trained on frozen features: fitted on the same training images the
+    head sees, scored on the validation images the run is scored on (no cross-validation over
+    the validation images, which would let the probe see labels the head never sees).
+    """
+    train_ids = class_ids(train_labels)
+    kernel, bias = fit_softmax_probe(train_features, train_ids, int(train_ids.max()) + 1, c=c)
+    val = np.asarray(val_features, dtype=np.float64).reshape(len(val_features), -1)
+    return float(np.mean(np.argmax(val @ kernel + bias, axis=-1) == class_ids(val_labels)))
+
+
 def linear_probe(model: keras.Model, images, labels, *, stages: Sequence[str] | None = None,
-                 folds: int = 5, seed: int = 0, batch_size: int = 64) -> list[ProbeRow]:
+                 folds: int = 5, seed: int = 0, batch_size: int = 64,
+                 val: tuple | None = None) -> list[ProbeRow]:
     """Linear-probe accuracy of every backbone stage's frozen features on ``(images, labels)``.
+
+    Args:
+        val: ``(images, labels)`` to score on: each probe is fitted on ``(images, labels)`` and
+            scored there once (`holdout_probe_accuracy`, ``std`` 0), as a head trained on the
+            same images would be. Without it, ``folds``-fold cross-validation on ``images``.
 
     Example:
         >>> rows = linear_probe(model, x_target, y_target)
@@ -136,8 +155,12 @@ def linear_probe(model: keras.Model, images, labels, *, stages: Sequence[str] | 
         [('conv1', 0.61), ('conv2', 0.83), ('conv3', 0.9), ('conv4', 0.94)]
     """
     features = stage_features(model, images, stages, batch_size=batch_size)
+    held_out = stage_features(model, val[0], stages, batch_size=batch_size) if val is not None else None
     rows = []
     for stage, values in features.items():
-        mean, std = probe_accuracy(values, labels, folds=folds, seed=seed)
+        if held_out is None:
+            mean, std = probe_accuracy(values, labels, folds=folds, seed=seed)
+        else:
+            mean, std = holdout_probe_accuracy(values, labels, held_out[stage], val[1]), 0.0
         rows.append(ProbeRow(stage=stage, features=values.shape[-1], accuracy=mean, std=std))
     return rows

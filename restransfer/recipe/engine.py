@@ -90,13 +90,30 @@ def build_model(plan: Plan, num_classes: int, *, load_weights: bool = True) -> k
     return keras.Model(backbone.inputs, outputs, name=spec.name)
 
 
+def phase_optimizer(model: keras.Model, phase: PhaseConfig, learning_rate,
+                    lr_multipliers: Mapping[str, float] | None = None) -> keras.optimizers.Optimizer:
+    """The phase's optimizer at ``learning_rate`` (a float or a schedule), with its weight decay, options
+    and per-stage rate factors for ``model``'s variables (default: the phase's own, without the head's)."""
+    return build_optimizer(
+        phase.optimizer.name, learning_rate, weight_decay=phase.weight_decay,
+        lr_multipliers=stage_multipliers(model, phase.lr_multipliers if lr_multipliers is None else lr_multipliers),
+        **phase.optimizer.keras_options(),
+    )
+
+
+def phase_loss(phase: PhaseConfig) -> keras.losses.Loss:
+    return keras.losses.CategoricalCrossentropy(label_smoothing=phase.label_smoothing)
+
+
 def compile_phase(model: keras.Model, phase: PhaseConfig, *, frozen: Sequence[str], steps_per_epoch: int,
                   num_classes: int, jit_compile: bool, lr_scale: float = 1.0,
-                  lr_multipliers: Mapping[str, float] | None = None) -> None:
+                  lr_multipliers: Mapping[str, float] | None = None, trainer: keras.Model | None = None) -> None:
     """Freeze ``frozen`` stages and compile with the phase's optimizer, schedule and loss.
 
     ``lr_scale`` multiplies the phase's learning rate (the recipe's distribution scaling rule);
     ``lr_multipliers`` are per-stage factors (default: the phase's own, without the head's).
+    ``trainer`` is compiled instead of ``model`` when the phase fits a model over some of
+    ``model``'s layers (the feature cache's suffix).
     """
     freeze_stages(model, frozen)
     total = phase.epochs * steps_per_epoch
@@ -106,19 +123,11 @@ def compile_phase(model: keras.Model, phase: PhaseConfig, *, frozen: Sequence[st
         min_lr=phase.schedule.min_lr, gamma=phase.schedule.gamma,
         milestones=[round(m * steps_per_epoch) for m in phase.schedule.milestones],
     )
-    optimizer = build_optimizer(
-        phase.optimizer.name, schedule, weight_decay=phase.weight_decay,
-        lr_multipliers=stage_multipliers(model, phase.lr_multipliers if lr_multipliers is None else lr_multipliers),
-        **phase.optimizer.keras_options(),
-    )
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=phase.label_smoothing),
-        metrics=metrics, jit_compile=jit_compile,
-    )
+    (trainer or model).compile(optimizer=phase_optimizer(model, phase, schedule, lr_multipliers),
+                               loss=phase_loss(phase), metrics=metrics, jit_compile=jit_compile)
 
 
 @dataclass
@@ -134,6 +143,7 @@ class _Session:
     verbose: int | str
     lock: Any = None  # the run folder's lock, held by the chief for the whole run
     precise_bn: dict[int, dict] = field(default_factory=dict)  # phase index -> what the pass did
+    feature_cache: dict[int, dict] = field(default_factory=dict)  # phase index -> what was cached
     head_lr: float = 1.0  # the head's learning-rate factor where a phase sets none
 
 
@@ -294,17 +304,21 @@ def _build(session: _Session, num_classes: int) -> keras.Model:
 
 def _init_head(session: _Session, model: keras.Model, bundle, init: str, why: str) -> None:
     """Start the new classifier as ``head.init`` resolved to (a new or restarted run only)."""
-    if init == "zeros":
-        zero_classifier(model)
-        how = "zero kernel and bias (uniform predictions)"
-    elif init == "probe":
-        probe = init_head_from_probe(model, bundle.train_unaugmented)
-        how = (f"a logistic-regression probe fitted on the pooled features of the {probe.images} training images "
-               f"(their accuracy {probe.train_accuracy:.3f})")
-    else:
-        how = "Glorot-uniform kernel, zero bias"
+    how = init_head(model, bundle, init)
     session.say(f"Head ({why}): {how}; learning rate x{session.head_lr:g} of each phase's unless the phase sets "
                 "lr_multipliers.head.")
+
+
+def init_head(model: keras.Model, bundle, init: str) -> str:
+    """Set the classifier's starting weights as ``init`` (``zeros``, ``probe`` or ``random``) says; how, in words."""
+    if init == "zeros":
+        zero_classifier(model)
+        return "zero kernel and bias (uniform predictions)"
+    if init == "probe":
+        probe = init_head_from_probe(model, bundle.train_unaugmented)
+        return (f"a logistic-regression probe fitted on the pooled features of the {probe.images} training images "
+                f"(their accuracy {probe.train_accuracy:.3f})")
+    return "Glorot-uniform kernel, zero bias"
 
 
 def _precise_bn(session: _Session, model: keras.Model, phase: PhasePlan, bundle, state: dict | None) -> None:
@@ -360,12 +374,15 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
     multipliers = dict(phase.lr_multipliers)
     if HEAD not in phase.frozen:
         multipliers.setdefault(HEAD, session.head_lr)
+    freeze_stages(model, phase.frozen)
+    cache = _feature_cache(session, model, phase, bundle)
+    trainer = cache.split.suffix if cache else model
     with session.dist.scope():
         compile_phase(model, config, frozen=phase.frozen, steps_per_epoch=steps_per_epoch,
                       num_classes=num_classes, jit_compile=jit_compile, lr_scale=lr_scale,
-                      lr_multipliers=multipliers)
+                      lr_multipliers=multipliers, trainer=trainer)
         if start.state and phase.start_epoch < start.epochs_done:
-            checkpoint.restore_optimizer(model, session.run.checkpoints, start.state)
+            checkpoint.restore_optimizer(trainer, session.run.checkpoints, start.state)
     _print_stage_table(model, say, title=f"{phase.name}: frozen {list(phase.frozen) or 'nothing'}")
     first = max(phase.start_epoch, start.epochs_done)
     say(f"Phase {phase.index + 1}/{len(plan.phases)} '{phase.name}': epochs {first + 1}-{phase.end_epoch}, "
@@ -377,7 +394,7 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
     folder = session.folder
     recorder = EpochRecorder(
         folder.checkpoints, history, {"phase": phase.index, "phase_name": phase.name}, bundle.num_train,
-        on_epoch=folder.write_history, monitor=MONITOR, best=best,
+        on_epoch=folder.write_history, monitor=MONITOR, best=best, saved=model if cache else None,
     )
     callbacks = [recorder, keras.callbacks.TensorBoard(log_dir=str(folder.logs), write_graph=False)]
     verbose = session.verbose
@@ -390,8 +407,9 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
             # File datasets have no known length (a file broken after the check is dropped, and
             # counted), so Keras learns an epoch's end from the data running out and warns each time.
             warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
-            model.fit(bundle.train, validation_data=bundle.val, epochs=phase.end_epoch, initial_epoch=first,
-                      callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles itself
+            train_data, val_data = (cache.train, cache.val) if cache else (bundle.train, bundle.val)
+            trainer.fit(train_data, validation_data=val_data, epochs=phase.end_epoch, initial_epoch=first,
+                        callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles itself
     except Exception as error:
         if session.dist.strategy != "multi_worker":
             raise
@@ -411,6 +429,36 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
     return recorder.best
 
 
+def _feature_cache(session: _Session, model: keras.Model, phase: PhasePlan, bundle):
+    """The frozen leading stages run once per image, when exact and (``auto``) the features fit in memory.
+
+    Returns the ``FeatureCache`` the phase trains on, or None to train on the images.
+    """
+    from restransfer.data.pipeline import memory_budget
+    from restransfer.training.feature_cache import cache_decision, cache_features
+
+    say = session.say
+    if phase.feature_cache_note:
+        say(f"Feature cache: {phase.feature_cache_note}.")
+    if phase.feature_cache is False:
+        return None
+    stage, why = cache_decision(model, phase.frozen, mode=phase.feature_cache,
+                                num_images=bundle.num_train + bundle.num_val, budget_bytes=memory_budget())
+    if stage is None:
+        say(f"Feature cache: {why}.")
+        return None
+    data = session.plan.data
+    with session.dist.scope():
+        cache = cache_features(model, stage, bundle.train_unaugmented, bundle.val, batch_size=data.batch_size,
+                               seed=session.plan.recipe.seed, shuffle_buffer=data.shuffle_buffer,
+                               drop_small_last=True)
+    say(cache.describe())
+    session.feature_cache[phase.index] = {
+        "after": cache.split.boundary, "shape": list(cache.split.feature_shape), "images": cache.num_train,
+        "seconds": round(cache.seconds, 2), "mib": round(cache.nbytes / 2**20, 2)}
+    return cache
+
+
 def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, class_names: list[str],
             history: list[dict], best: dict) -> Run:
     """Evaluate on the whole validation set, write metrics, plots and ``model.keras``, then export."""
@@ -421,7 +469,7 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     probabilities, labels = predict_dataset(model, evaluation_data)
     report = evaluation_report(probabilities, labels, class_names)
     _record_drops(session, bundle)
-    metrics = _metrics(plan, report, history, best, bundle, session.precise_bn)
+    metrics = _metrics(plan, report, history, best, bundle, session.precise_bn, session.feature_cache)
     metrics["final"]["num_val"] = len(labels)  # what was evaluated, not what was listed
     checkpoint.write_json(folder.path / "metrics.json", metrics)
     plots.plot_history(history, folder.plots / "training_curves.png", title=f"{plan.model.name}: {folder.path.name}")
@@ -466,8 +514,12 @@ def _record_drops(session: _Session, bundle) -> None:
                                     "(epochs, validation); the files passed the data check before training"})
 
 
-def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle, precise: dict[int, dict]) -> dict:
-    """``metrics.json``: one row per phase, the final evaluation, the best epoch, per-class scores."""
+def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle, precise: dict[int, dict],
+             cached: Mapping[int, dict]) -> dict:
+    """``metrics.json``: one row per phase, the final evaluation, the best epoch, per-class scores.
+
+    ``precise`` and ``cached`` say per phase what precise BN did and what the feature cache held.
+    """
     phases = []
     for phase in plan.phases:
         rows = [r for r in history if r["phase"] == phase.index]
@@ -476,7 +528,7 @@ def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle, 
             "val_accuracy": rows[-1].get("val_accuracy") if rows else None,
             "val_loss": rows[-1].get("val_loss") if rows else None,
             "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in rows), default=None),
-            "precise_bn": precise.get(phase.index),
+            "precise_bn": precise.get(phase.index), "feature_cache": cached.get(phase.index),
             **_timing(rows, bundle.num_train),
         })
     final = {"val_accuracy": report["accuracy"], "val_loss": report["loss"], "epochs": len(history),
@@ -489,7 +541,10 @@ def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle, 
 
 def save_inference_model(model: keras.Model, path: Path) -> None:
     """Save an uncompiled copy with every layer trainable (no optimizer, no frozen flags) atomically."""
-    copy = keras.models.clone_model(model)
+    # From the config, not clone_model: a clone of a compiled model is compiled, and its saved
+    # compile_config would name this phase's optimizer (and differ when a phase trained a
+    # feature-cache suffix instead of the model).
+    copy = keras.Model.from_config(model.get_config())
     for source, target in zip(model.layers, copy.layers):
         target.set_weights(source.get_weights())
     for layer in copy.layers:

@@ -63,6 +63,11 @@ class PhasePlan:
     config: PhaseConfig = field(repr=False)
     lr_multipliers: Mapping[str, float] = field(default_factory=dict)
     trains_batch_norm: bool = False
+    # "auto" or True: the engine may train on cached features of the frozen leading stages
+    # (`feature_cache.cache_decision` decides on the built model); False with the reason in
+    # ``feature_cache_note`` when the recipe rules it out.
+    feature_cache: str | bool = False
+    feature_cache_note: str = ""
 
     @property
     def epochs(self) -> int:
@@ -206,9 +211,10 @@ def _phase_plans(recipe: Recipe, stages: Sequence[str], faults: list[str]):
             multipliers.setdefault(HEAD, float(recipe.head.lr_multiplier))
         # Every backbone stage of a batch-normalised model has BatchNorm layers; the head has none.
         trains_bn = recipe.model.norm in BATCH_NORMS and any(s not in (frozen or ()) for s in stages if s != HEAD)
+        cache, note = _feature_cache(recipe, stages, frozen or (), where, faults)
         yield PhasePlan(index=index, name=phase.name or f"phase{index + 1}", start_epoch=start,
                         frozen=tuple(frozen or ()), config=phase, lr_multipliers=multipliers,
-                        trains_batch_norm=trains_bn)
+                        trains_batch_norm=trains_bn, feature_cache=cache, feature_cache_note=note)
         start += phase.epochs
 
 
@@ -219,6 +225,24 @@ def _check_data(recipe: Recipe) -> None:
         from restransfer.data.sources import digits_split
 
         digits_split(data.classes, data.per_class, data.val_per_class)
+
+
+def _feature_cache(recipe: Recipe, stages: Sequence[str], frozen: Sequence[str], where: str,
+                   faults: list[str]) -> tuple[str | bool, str]:
+    """A phase's feature-cache mode; ``feature_cache: true`` with a cause in the recipe is a fault."""
+    from restransfer.training.feature_cache import cacheable_stages, recipe_blockers
+
+    mode = recipe.feature_cache
+    cached = cacheable_stages(stages, frozen)
+    if mode is False or not cached:
+        return False, ""
+    reasons = recipe_blockers(cached, augmented=recipe.data.root.augment.enabled,
+                              multi_worker=recipe.distribution.strategy == "multi_worker",
+                              drop_path_rate=recipe.model.drop_path_rate)
+    if reasons and mode is True:
+        faults.append(f"feature_cache: true, but the output of {where}freeze ({', '.join(cached)}) cannot be "
+                      f"computed once: {'; '.join(reasons)}. Remove the cause or set feature_cache: auto.")
+    return (False, "off: " + "; ".join(reasons)) if reasons else (mode, "")
 
 
 def _check_distribution(recipe: Recipe) -> None:

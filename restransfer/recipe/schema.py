@@ -170,13 +170,15 @@ class Recipe(_Strict):
     jit_compile: Literal["auto"] | StrictBool = "auto"
     precise_bn: Literal["auto"] | StrictBool = Field(
         "auto", description="recompute trainable BatchNorm statistics after each phase (auto: small training sets)")
+    # auto: a phase that trains only layers after frozen stages runs those once per image.
+    feature_cache: Literal["auto"] | StrictBool = "auto"
     seed: StrictInt = Field(0, ge=0, lt=2**31)
     export: list[Literal[FORMATS]] = Field(default_factory=list, max_length=len(FORMATS))
     distribution: DistributionConfig = Field(default_factory=DistributionConfig)
 
-    @field_validator("jit_compile", "precise_bn", mode="before")
+    @field_validator("jit_compile", "precise_bn", "feature_cache", mode="before")
     @classmethod
-    def _jit(cls, value: Any) -> Any:
+    def _auto_or_bool(cls, value: Any) -> Any:
         if value == "auto" or isinstance(value, bool):
             return value
         raise ValueError(f"must be auto, true or false; received {value!r}")

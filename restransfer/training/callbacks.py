@@ -26,12 +26,15 @@ class EpochRecorder(keras.callbacks.Callback):
         num_train: training images per epoch, for images/s.
         on_epoch: called with the history after each saved epoch (writes history.csv).
         monitor: the ``val_`` metric that picks the best checkpoint (higher is better).
+        saved: the model whose weights the checkpoints hold, when ``fit`` trains another model
+            over its layers (a feature-cache suffix); the optimizer is the trained model's.
     """
 
     def __init__(self, folder: Path, history: list[dict], state: dict, num_train: int,
                  on_epoch: Callable[[list[dict]], None] | None = None, monitor: str = "val_accuracy",
-                 best: dict | None = None):
+                 best: dict | None = None, saved: keras.Model | None = None):
         super().__init__()
+        self.saved = saved
         self.folder = Path(folder)
         self.history = history
         self.state = state
@@ -79,10 +82,10 @@ class EpochRecorder(keras.callbacks.Callback):
         value = logs.get(self.monitor)
         if value is not None and value > self.best.get(self.monitor, -math.inf):
             self.best = {"epoch": epoch + 1, self.monitor: value}
-            checkpoint.atomic_write(self.folder / checkpoint.BEST, self.model.save_weights)
-        checkpoint.save_checkpoint(self.model, self.folder, {
+            checkpoint.atomic_write(self.folder / checkpoint.BEST, (self.saved or self.model).save_weights)
+        checkpoint.save_checkpoint(self.saved or self.model, self.folder, {
             **self.state, "epoch": epoch + 1, "history": self.history, "best": self.best,
-        })
+        }, optimizer=self.model.optimizer)
         if self.on_epoch is not None:
             self.on_epoch(self.history)
 

@@ -33,23 +33,27 @@ KEEP = 2
 _GENERATION = re.compile(r"^(last-epoch(\d+))\.")
 
 
-def save_checkpoint(model: keras.Model, folder: Path, state: dict) -> None:
+def save_checkpoint(model: keras.Model, folder: Path, state: dict,
+                    optimizer: keras.optimizers.Optimizer | None = None) -> None:
     """Save weights and optimizer state under a name for this epoch, then point ``state`` at it.
 
     The state (with the files' sizes and hashes) is written twice: beside the epoch's files
     (``last-epochNNNN.state.json``, what a fallback reads) and as ``state.json`` (the newest).
-    Checkpoints older than the ``KEEP`` newest epochs are deleted.
+    Checkpoints older than the ``KEEP`` newest epochs are deleted. ``optimizer`` defaults to
+    ``model.optimizer``; a phase that trains a model over some of ``model``'s layers (the
+    feature cache's suffix) passes that model's: it holds the same variables' slots in the
+    same order.
     """
     folder = Path(folder)
     name = f"last-epoch{state['epoch']:04d}"
     weights = folder / f"{name}.weights.h5"
     atomic_write(weights, model.save_weights)
     store: dict = {}
-    model.optimizer.save_own_variables(store)
-    optimizer = folder / f"{name}.optimizer.npz"
-    atomic_write(optimizer, lambda tmp: _save_npz(tmp, store))
+    (optimizer or model.optimizer).save_own_variables(store)
+    slots = folder / f"{name}.optimizer.npz"
+    atomic_write(slots, lambda tmp: _save_npz(tmp, store))
     record = {**state, "checkpoint": name,
-              "files": {path.name: _fingerprint(path) for path in (weights, optimizer)}}
+              "files": {path.name: _fingerprint(path) for path in (weights, slots)}}
     write_json(folder / f"{name}.state.json", record)
     write_json(folder / STATE, record)
     generations: dict[int, list[Path]] = {}

@@ -219,3 +219,14 @@ def _is_chief(config: dict) -> bool:
     if "chief" in config["cluster"]:
         return task["type"] == "chief"
     return task["type"] == "worker" and int(task["index"]) == 0
+
+
+def model_scope(model: keras.Model):
+    """The scope in which to create models (and optimizers) over ``model``'s layers.
+
+    The TensorFlow backend captures the ``tf.distribute`` strategy a model is created under;
+    models made from its layers must be created under the same one. JAX's distribution is
+    global, so elsewhere this is a no-op.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import restransfer as rt
-from restransfer.diagnostics.probe import linear_probe, probe_accuracy, stage_features
+from restransfer.diagnostics.probe import holdout_probe_accuracy, linear_probe, probe_accuracy, stage_features
 from restransfer.errors import ConfigError
 
 
@@ -21,6 +21,17 @@ def test_separable_features_score_perfectly_and_noise_scores_chance():
     assert probe_accuracy(separable, one_hot) == (1.0, 0.0)
 
 
+def test_holdout_probe_is_fitted_on_train_and_scored_on_val():
+    rng = np.random.default_rng(3)
+    centres = 6 * np.eye(3, 4)
+    y_train, y_val = np.repeat([0, 1, 2], 10), np.repeat([0, 1, 2], 40)
+    x_train = rng.normal(size=(30, 4)) + centres[y_train]
+    x_val = rng.normal(size=(120, 4)) + centres[y_val]
+    assert holdout_probe_accuracy(x_train, y_train, x_val, np.eye(3)[y_val]) > 0.95
+    # Labels it was not fitted on cannot be guessed: a probe that saw the validation labels could.
+    assert holdout_probe_accuracy(x_train, y_train, x_val, rng.permutation(y_val)) < 0.5
+
+
 @pytest.mark.tensorflow
 def test_every_stage_separates_bright_from_dark_images():
     rng = np.random.default_rng(1)
@@ -32,6 +43,8 @@ def test_every_stage_separates_bright_from_dark_images():
     assert [r.stage for r in rows] == ["conv1", "conv2", "conv3", "conv4"]
     assert [r.features for r in rows] == [16, 16, 32, 64]
     assert all(r.accuracy == 1.0 for r in rows), rows
+    held_out = linear_probe(model, images[::2], labels[::2], val=(images[1::2], np.eye(2)[labels[1::2]]))
+    assert [(r.stage, r.accuracy, r.std) for r in held_out] == [(r.stage, 1.0, 0.0) for r in rows]
 
 
 @pytest.mark.tensorflow

@@ -104,6 +104,11 @@ def test_run_folder_follows_the_contract(finished):
     for key in ("val_accuracy", "val_loss", "epochs", "seconds", "images_per_s"):
         assert key in metrics["final"] and all(key in p for p in metrics["phases"])
     assert metrics["final"]["epochs"] == 2
+    # Both phases train after frozen leading stages without augmentation: on cached features.
+    assert [p["feature_cache"]["after"] for p in metrics["phases"]] == ["avg_pool", "conv2_block3_out"]
+    assert [p["feature_cache"]["shape"] for p in metrics["phases"]] == [[64], [32, 32, 16]]
+    assert "Feature cache: frozen ['conv1', 'conv2'] run once per image up to 'conv2_block3_out'" in (
+        run_dir / "train.log").read_text()
     # The resolved recipe reloads to the same recipe.
     assert load_recipe(run_dir / "recipe.yaml") == finished.recipe
     assert "XLA jit_compile: off (set in the recipe)" in (run_dir / "train.log").read_text()

@@ -132,3 +132,21 @@ def test_relative_paths_resolve_against_the_current_directory_for_every_command(
     listing = listing_for(Path("recipes/r.yaml"))
     assert sorted(Path(p).parent.parent for p in listing.parts["train"].paths) == [plan.data.path] * 2
     assert sorted(Path(p).parent.parent for p in listing.parts["val"].paths) == [plan.data.val_path] * 2
+
+
+def test_feature_cache_is_resolved_per_phase_and_true_refuses_what_cannot_be_cached():
+    plan = load_plan(BASE)
+    assert plan.phases[0].feature_cache == "auto" and plan.phases[0].feature_cache_note == ""
+    two = {**BASE, "phases": [{"epochs": 1, "freeze": "all_but_head"}, {"epochs": 1, "freeze": ["conv2"]}]}
+    assert [p.feature_cache for p in load_plan(two, ["feature_cache=true"]).phases] == [True, False]
+    off = load_plan(BASE, ["data.augment.flip=horizontal"]).phases[0]
+    assert off.feature_cache is False and off.feature_cache_note == (
+        "off: data.augment changes the images before the frozen stages")
+    assert load_plan(BASE, ["feature_cache=false"]).phases[0].feature_cache is False
+    message = _fault(["feature_cache=true", "data.augment.flip=horizontal"])
+    assert "feature_cache: true, but the output of phases[0].freeze (conv1) cannot be computed once: " \
+           "data.augment changes the images" in message
+    message = _fault(["feature_cache=true", "model.drop_path_rate=0.1", "phases[0].freeze=[conv1, conv2]"])
+    assert "model.drop_path_rate 0.1 drops residual branches" in message
+    assert load_plan(BASE, ["feature_cache=true", "model.drop_path_rate=0.1"]).phases[0].feature_cache is True
+    assert "feature_cache: must be auto, true or false; received 1" in _fault(["feature_cache=1"])

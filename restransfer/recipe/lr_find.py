@@ -1,0 +1,90 @@
+"""The learning-rate range test on a recipe's phase: its real model, freezing, optimizer and data.
+
+``restransfer lr-find RECIPE --phase N`` and :func:`lr_find_plan` build what ``train`` builds for
+that phase (the model with its weights, the phase's frozen stages, optimizer, weight decay,
+per-stage rates and label smoothing, and the training batches with their augmentation) and run
+``restransfer.training.lr_find.lr_find`` on it. A phase that trains on cached features
+(``feature_cache``) is tested on them, as it trains. Nothing is written: no run folder and no
+checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+
+from restransfer.errors import ConfigError
+from restransfer.recipe.plan import Plan
+from restransfer.training.lr_find import DEFAULT_BETA, LRFindResult
+
+
+def phase_index(plan: Plan, phase: str | int) -> int:
+    """The 0-based index of a phase given by its number (1 = first, as the training log counts) or name."""
+    names = [p.name for p in plan.phases]
+    text = str(phase)
+    if text.isdigit() and 1 <= int(text) <= len(names):
+        return int(text) - 1
+    if text in names:
+        return names.index(text)
+    listed = ", ".join(f"{i + 1} ({name})" for i, name in enumerate(names))
+    raise ConfigError(f"--phase {text}: the recipe has no such phase; its phases are {listed}.")
+
+
+def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 100,
+                 beta: float = DEFAULT_BETA, divergence: float = 4.0,
+                 say: Callable[[str], None] = print) -> LRFindResult:
+    """Run the range test on phase ``phase`` (0-based) of a plan, on one device with the global batch.
+
+    The model starts from the recipe's ``model.weights``: for a later phase, which in training
+    starts from the earlier phases' weights, point ``model.weights`` at a run folder that trained
+    them.
+
+    Raises:
+        ConfigError: no such phase, or bad bounds.
+    """
+    from restransfer.data import load_data
+    from restransfer.data.pipeline import memory_budget
+    from restransfer.models.stages import HEAD, freeze_stages
+    from restransfer.recipe.engine import build_model, init_head, phase_loss, phase_optimizer
+    from restransfer.training.head_init import head_lr_multiplier, resolve_head_init
+    from restransfer.training.feature_cache import cache_decision, cache_features
+    from restransfer.training.lr_find import lr_find
+    from restransfer.training.precision import dtype_policy, resolve_jit_compile
+
+    if not 0 <= phase < len(plan.phases):
+        raise ConfigError(f"lr-find: phase {phase + 1} does not exist; the recipe has {len(plan.phases)}.")
+    step, recipe = plan.phases[phase], plan.recipe
+    keras.utils.set_random_seed(recipe.seed)
+    with dtype_policy(recipe.precision):
+        # No run folder, so no file cache: it would be written there.
+        bundle = load_data(**plan.data_options(**({"cache": "none"} if plan.data.cache == "file" else {})))
+        model = build_model(plan, len(bundle.class_names))
+        # The head starts and learns as in training: head.init, and its rate factor.
+        head = recipe.head
+        init, why = resolve_head_init(head.init, pretrained=plan.model.weights.kind != "none", hidden=head.hidden,
+                                      num_train=bundle.num_train)
+        say(f"Head ({why}): {init_head(model, bundle, init)}.")
+        multipliers = dict(step.lr_multipliers)
+        if HEAD not in step.frozen:
+            multipliers.setdefault(HEAD, head_lr_multiplier(init, head.lr_multiplier))
+        freeze_stages(model, step.frozen)
+        trainer, data = model, bundle.train
+        if step.feature_cache is not False:
+            stage, _ = cache_decision(model, step.frozen, mode=step.feature_cache, num_images=bundle.num_train,
+                                      budget_bytes=memory_budget())
+            if stage is not None:
+                cache = cache_features(model, stage, bundle.train_unaugmented, batch_size=plan.data.batch_size,
+                                       seed=recipe.seed, shuffle_buffer=plan.data.shuffle_buffer,
+                                       drop_small_last=True)
+                say(cache.describe())
+                trainer, data = cache.split.suffix, cache.train
+        if phase:
+            say(f"Phase {phase + 1} starts from model.weights ({plan.model.weights}), not from what the earlier "
+                "phases trained; --set model.weights=RUN_FOLDER starts from a run that trained them.")
+        say(f"Range test on phase {phase + 1}/{len(plan.phases)} '{step.name}': {step.config.optimizer.name}, "
+            f"rate {min_lr:g} -> {max_lr:g} in {steps} steps, frozen {list(step.frozen) or 'nothing'}, "
+            f"batch {plan.data.batch_size}" + (f", lr multipliers {multipliers}" if multipliers else "") + ".")
+        return lr_find(trainer, data, optimizer=lambda rate: phase_optimizer(model, step.config, rate, multipliers),
+                       loss=phase_loss(step.config), min_lr=min_lr, max_lr=max_lr, steps=steps, beta=beta,
+                       divergence=divergence, jit_compile=resolve_jit_compile(recipe.jit_compile)[0])

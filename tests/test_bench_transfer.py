@@ -1,0 +1,72 @@
+"""restransfer bench transfer: its summaries' arithmetic, and one tiny run of every code path."""
+
+import json
+import zipfile
+
+import pytest
+
+from restransfer.bench.transfer import FREEZES, INITS, SMOKE, markdown_summary, mean_sd, summarize
+from restransfer.cli import main
+
+
+def finetune(seed, init, freeze, accuracy, epoch, cached=False):
+    return {"kind": "finetune", "seed": seed, "init": init, "freeze": freeze, "feature_cache": cached,
+            "feature_pass_seconds": 0.5 if cached else None, "val_accuracy": accuracy,
+            "val_accuracy_before_precise_bn": accuracy - 0.1, "train_seconds": 10.0 * epoch,
+            "steady_epoch_seconds": epoch, "epoch_seconds": [5 * epoch, epoch, 2 * epoch, epoch / 2]}
+
+
+def test_summary_is_mean_and_sample_sd_over_seeds_with_the_cache_paired_per_seed():
+    records = [
+        finetune(0, "transfer", "all_but_head", 0.8, 0.1, cached=True),
+        finetune(0, "transfer", "all_but_head", 0.7, 1.0),  # its uncached twin: timing only
+        finetune(1, "transfer", "all_but_head", 0.6, 0.2, cached=True),
+        finetune(1, "transfer", "all_but_head", 0.6, 1.0),
+        finetune(0, "scratch", "none", 0.5, 2.0),
+        finetune(1, "scratch", "none", 0.7, 2.0),
+        {"kind": "probe", "seed": 0, "val_accuracy": 0.75}, {"kind": "probe", "seed": 1, "val_accuracy": 0.85},
+    ]
+    summary = summarize(records)
+    rows = {(row["init"], row["freeze"]): row for row in summary["runs"]}
+    assert set(rows) == {("transfer", "all_but_head"), ("scratch", "none")}
+    assert rows["transfer", "all_but_head"]["val_accuracy"] == pytest.approx(
+        {"mean": 0.7, "sd": 0.1414213, "min": 0.6, "max": 0.8, "n": 2}, rel=1e-5)
+    assert rows["scratch", "none"]["before_precise_bn"]["mean"] == pytest.approx(0.5)
+    assert summary["probe"]["mean"] == pytest.approx(0.8)
+    cache = summary["feature_cache"]
+    assert cache["speedup"]["mean"] == pytest.approx((10 + 5) / 2)  # per seed, then averaged
+    assert cache["speedup_median"] == pytest.approx(7.5)
+    assert cache["speedup_fastest_epochs"]["mean"] == pytest.approx((0.5 / 0.05 + 0.5 / 0.1) / 2)
+    assert cache["val_accuracy_uncached"]["mean"] == pytest.approx(0.65)
+    table = markdown_summary(summary)
+    assert "| all_but_head | transfer | 0.700 +- 0.141 (0.600 .. 0.800) |" in table
+    assert "| speed-up, paired per seed (median 7.5) | 7.5 +- 3.5 (5.0 .. 10.0) | |" in table
+    assert mean_sd([1.0]) == {"mean": 1.0, "sd": 0.0, "min": 1.0, "max": 1.0, "n": 1}
+
+
+def test_command_offers_the_library_choices():
+    from restransfer.commands import bench as command
+
+    assert command.TRANSFER_FREEZES == tuple(FREEZES) and command.TRANSFER_INITS == INITS
+
+
+@pytest.mark.tensorflow
+def test_smoke_run_writes_every_record_and_the_cache_changes_no_file(tmp_path, capsys):
+    out = tmp_path / "transfer.json"
+    assert main(["bench", "transfer", "--smoke", "--workdir", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    records = payload["results"]
+    assert [r["kind"] for r in records] == ["source", "probe", "finetune", "finetune"]
+    cached, uncached = records[2:]
+    assert (cached["freeze"], uncached["freeze"]) == ("all_but_head", "all_but_head")
+    assert (cached["feature_cache"], uncached["feature_cache"]) == (True, False)
+    assert cached["feature_pass_seconds"] > 0 and uncached["feature_pass_seconds"] is None
+    assert 0.0 <= records[1]["val_accuracy"] <= 1.0 and records[1]["num_train"] == 50
+    assert payload["settings"]["seeds"] == list(SMOKE.seeds) and "summary" in payload["settings"]
+    assert "speed-up, paired per seed" in capsys.readouterr().out
+    # The same run folder with and without the cache: the same files, the same model.
+    folders = [tmp_path / "runs" / "seed0" / name for name in ("transfer-all_but_head", "transfer-all_but_head-uncached")]
+    listings = [sorted(str(p.relative_to(f)) for p in f.rglob("*") if "logs" not in p.parts) for f in folders]
+    assert listings[0] == listings[1]
+    configs = [json.loads(zipfile.ZipFile(f / "model.keras").read("config.json")) for f in folders]
+    assert configs[0] == configs[1]
