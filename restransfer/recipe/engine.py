@@ -144,6 +144,7 @@ class _Session:
     lock: Any = None  # the run folder's lock, held by the chief for the whole run
     precise_bn: dict[int, dict] = field(default_factory=dict)  # phase index -> what the pass did
     feature_cache: dict[int, dict] = field(default_factory=dict)  # phase index -> what was cached
+    optimizer: Any = None  # the last fitted phase's (a feature-cache suffix's when it trained one)
     head_lr: float = 1.0  # the head's learning-rate factor where a phase sets none
 
 
@@ -345,7 +346,7 @@ def _precise_bn(session: _Session, model: keras.Model, phase: PhasePlan, bundle,
         "layers": len(done.layers), "images": done.images,
         "val_accuracy_before": before.get("accuracy"), "val_accuracy_after": after.get("accuracy")}
     if state is not None:
-        checkpoint.save_checkpoint(model, session.folder.checkpoints, state)
+        checkpoint.save_checkpoint(model, session.folder.checkpoints, state, optimizer=session.optimizer)
 
 
 def _fixed_size_batches(bundle, batch: int, say) -> None:
@@ -383,6 +384,7 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
                       lr_multipliers=multipliers, trainer=trainer)
         if start.state and phase.start_epoch < start.epochs_done:
             checkpoint.restore_optimizer(trainer, session.run.checkpoints, start.state)
+    session.optimizer = trainer.optimizer
     _print_stage_table(model, say, title=f"{phase.name}: frozen {list(phase.frozen) or 'nothing'}")
     first = max(phase.start_epoch, start.epochs_done)
     say(f"Phase {phase.index + 1}/{len(plan.phases)} '{phase.name}': epochs {first + 1}-{phase.end_epoch}, "
