@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from restransfer.errors import ConfigError
+from restransfer.training.distribute import model_scope
 
 # The recipe's top-level ``precise_bn``: "auto", true or false.
 PRECISE_BN_CHOICES = ("auto", True, False)
@@ -106,7 +107,7 @@ def precise_bn(model: keras.Model, data, *, batch_size: int | None = None, steps
         return PreciseBNResult(layers=[], images=0, batches=0)
     _check_targets(model, targets)
     axes = [_reduction_axes(layer) for layer in targets]
-    with _strategy_scope(model):
+    with model_scope(model):
         probe = keras.Model(model.inputs, [layer.input for layer in targets], name=f"{model.name}_bn_inputs")
         moments = _BatchMoments(probe, axes, name="precise_bn_moments")
     with _without_noise(model):
@@ -186,13 +187,6 @@ def _check_targets(model: keras.Model, targets: list) -> None:
     except (AttributeError, ValueError) as error:
         raise ConfigError(f"precise_bn needs a functional Keras model (keras.Model(inputs, outputs)); "
                           f"'{model.name}' is not one ({error}). Build it with restransfer.create_model.") from None
-
-
-def _strategy_scope(model: keras.Model):
-    # A tf.distribute strategy is captured when a Keras model is created (TensorFlow backend
-    # only); JAX's distribution is global. The probe must run under the model's strategy.
-    strategy = getattr(model, "distribute_strategy", None)
-    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
