@@ -237,7 +237,8 @@ def _train(session: _Session) -> Run:
     steps_per_epoch = _steps_per_epoch(bundle, plan.data.batch_size)
     lr_scale = _lr_scale(plan, say)
     head = plan.recipe.head
-    init, why = resolve_head_init(head.init, pretrained=plan.model.weights.kind != "none", hidden=head.hidden,
+    init, why = resolve_head_init(head.init, pretrained=plan.model.weights.kind != "none",
+                                  head_only=plan.phases[0].head_only, hidden=head.hidden,
                                   num_train=bundle.num_train)
     session.head_lr = head_lr_multiplier(init, head.lr_multiplier)
     if session.start.state is None:

@@ -62,7 +62,8 @@ def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: fl
         model = build_model(plan, len(bundle.class_names))
         # The head starts and learns as in training: head.init, and its rate factor.
         head = recipe.head
-        init, why = resolve_head_init(head.init, pretrained=plan.model.weights.kind != "none", hidden=head.hidden,
+        init, why = resolve_head_init(head.init, pretrained=plan.model.weights.kind != "none",
+                                      head_only=plan.phases[0].head_only, hidden=head.hidden,
                                       num_train=bundle.num_train)
         say(f"Head ({why}): {init_head(model, bundle, init)}.")
         multipliers = dict(step.lr_multipliers)

@@ -68,6 +68,8 @@ class PhasePlan:
     # ``feature_cache_note`` when the recipe rules it out.
     feature_cache: str | bool = False
     feature_cache_note: str = ""
+    # Every stage but the head is frozen: the phase trains nothing but the new classifier.
+    head_only: bool = False
 
     @property
     def epochs(self) -> int:
@@ -214,7 +216,8 @@ def _phase_plans(recipe: Recipe, stages: Sequence[str], faults: list[str]):
         cache, note = _feature_cache(recipe, stages, frozen or (), where, faults)
         yield PhasePlan(index=index, name=phase.name or f"phase{index + 1}", start_epoch=start,
                         frozen=tuple(frozen or ()), config=phase, lr_multipliers=multipliers,
-                        trains_batch_norm=trains_bn, feature_cache=cache, feature_cache_note=note)
+                        trains_batch_norm=trains_bn, feature_cache=cache, feature_cache_note=note,
+                        head_only=set(frozen or ()) == {s for s in stages if s != HEAD})
         start += phase.epochs
 
 

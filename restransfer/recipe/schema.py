@@ -81,7 +81,7 @@ class HeadConfig(_Strict):
     ``init``: how the classifier starts (``auto``, ``zeros``, ``random`` or ``probe``: see
     `restransfer.training.head_init`). ``lr_multiplier``: the head's learning rate over each
     phase's (a phase's ``lr_multipliers.head`` overrides it); unset, 10 for a head that starts at
-    zero or at random and 1 for one that starts from the probe (`head_lr_multiplier`).
+    zero and 1 for one that starts at random or from the probe (`head_lr_multiplier`).
     """
 
     dropout: Number = Field(0.0, ge=0, lt=1)

@@ -150,3 +150,9 @@ def test_feature_cache_is_resolved_per_phase_and_true_refuses_what_cannot_be_cac
     assert "model.drop_path_rate 0.1 drops residual branches" in message
     assert load_plan(BASE, ["feature_cache=true", "model.drop_path_rate=0.1"]).phases[0].feature_cache is True
     assert "feature_cache: must be auto, true or false; received 1" in _fault(["feature_cache=1"])
+
+
+@pytest.mark.parametrize(("freeze", "head_only"), [
+    ("all_but_head", True), (["conv1", "conv2", "conv3", "conv4"], True), (["conv1"], False), ("none", False)])
+def test_a_phase_knows_whether_it_trains_only_the_head(freeze, head_only):
+    assert load_plan(BASE, {"phases[0].freeze": freeze}).phases[0].head_only is head_only

@@ -50,12 +50,20 @@ def test_precise_bn_after_the_phase_that_trains_batch_norm(tmp_path, precise):
         assert np.max(np.abs(variance - exact_variance) / exact_variance) > 0.05
 
 
-def test_the_new_head_starts_at_zero_and_learns_ten_times_faster(tmp_path):
-    rt.train({**RECIPE, "phases": RECIPE["phases"][:1]}, out=tmp_path / "zero", verbose=0)
-    log = (tmp_path / "zero" / "train.log").read_text()
-    assert "Head (auto: random backbone): zero kernel and bias (uniform predictions); learning rate x10" in log
-    assert "lr multipliers {'head': 10.0}" in log
+def test_a_random_backbone_gets_a_random_head_at_the_phase_rate(tmp_path):
+    # A zero head would pass the backbone no gradient; from scratch the head is no newer than the rest.
+    rt.train({**RECIPE, "phases": RECIPE["phases"][:1]}, out=tmp_path / "scratch", verbose=0)
+    log = (tmp_path / "scratch" / "train.log").read_text()
+    assert "Head (auto: random backbone): Glorot-uniform kernel, zero bias; learning rate x1 " in log
+    assert "lr multipliers {'head': 1.0}" in log
     assert "Precise BN" not in log  # nothing but the head trained
+
+
+def test_a_zero_head_learns_ten_times_faster(tmp_path):
+    rt.train({**RECIPE, "head": {"init": "zeros"}, "phases": RECIPE["phases"][:1]}, out=tmp_path / "zero", verbose=0)
+    log = (tmp_path / "zero" / "train.log").read_text()
+    assert "Head (zeros): zero kernel and bias (uniform predictions); learning rate x10" in log
+    assert "lr multipliers {'head': 10.0}" in log
 
 
 def test_a_head_only_phase_reaches_a_logistic_regression_on_the_same_features(tmp_path):

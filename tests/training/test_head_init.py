@@ -7,7 +7,7 @@ import pytest
 from restransfer.errors import ConfigError
 from restransfer.models.heads import replace_head
 from restransfer.models.registry import create_model
-from restransfer.training.head_init import init_head_from_probe, zero_classifier
+from restransfer.training.head_init import head_lr_multiplier, init_head_from_probe, resolve_head_init, zero_classifier
 
 
 def small_classifier(hidden=None):
@@ -46,3 +46,24 @@ def test_zero_classifier_predicts_uniformly():
 def test_probe_init_refuses_a_hidden_head():
     with pytest.raises(ConfigError, match="remove head.hidden"):
         init_head_from_probe(small_classifier(hidden=8), (np.zeros((3, 32, 32, 3), "float32"), np.arange(3)))
+
+
+@pytest.mark.parametrize(("pretrained", "head_only", "hidden", "num_train", "expected"), [
+    (True, True, None, 50, "probe"),        # LP: the fitted probe is where a head-only phase goes
+    (True, True, None, 100_000, "zeros"),   # too many images for the probe's forward pass
+    (True, True, 64, 50, "random"),         # the probe is linear
+    (True, False, None, 50, "random"),      # the backbone fine-tunes from the first phase
+    (False, False, None, 50, "random"),     # a zero head passes a random backbone no gradient
+    (False, True, None, 50, "random"),
+])
+def test_auto_head_init(pretrained, head_only, hidden, num_train, expected):
+    init, why = resolve_head_init("auto", pretrained=pretrained, head_only=head_only, hidden=hidden,
+                                  num_train=num_train)
+    assert init == expected and why.startswith("auto: ")
+    assert resolve_head_init("zeros", pretrained=True, head_only=True, hidden=None, num_train=50) == ("zeros", "zeros")
+
+
+def test_only_a_zero_head_gets_the_tenfold_rate():
+    assert head_lr_multiplier("zeros", None) == 10.0
+    assert head_lr_multiplier("random", None) == head_lr_multiplier("probe", None) == 1.0
+    assert head_lr_multiplier("zeros", 2) == 2.0
