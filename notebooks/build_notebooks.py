@@ -422,9 +422,12 @@ import restransfer as rt
 from restransfer.data import load_data
 from restransfer.diagnostics import dataset_arrays, linear_probe, plot_probe
 
+from restransfer.recipe.plan import load_plan
+from restransfer.recipe.shipped import shipped_recipe
+
 pretrained = keras.saving.load_model(f"{OUT}/04_bench/seed0/source/model.keras")
-target = load_data(source="digits", classes=[5, 6, 7, 8, 9], per_class=10, val_per_class=40,
-                   image_size=32, batch_size=64)
+with shipped_recipe("quickstart_target.yaml") as path:  # the fine-tunes' training and validation images
+    target = load_data(**load_plan(path, {"model.weights": "none", "seed": 0}).data_options(batch_size=64))
 (x_train, y_train), (x_val, y_val) = dataset_arrays(target.train_unaugmented), dataset_arrays(target.val)
 keras.utils.set_random_seed(0)
 random_init = rt.create_model("cifar_resnet20", num_classes=5, preprocessing="tf")
@@ -444,7 +447,7 @@ import json
 from pathlib import Path
 
 results = Path(rt.__file__).resolve().parents[1] / "benchmarks" / "results"
-for name in ("transfer_quickstart.json", "transfer_feature_cache.json"):
+for name in ("transfer_quickstart.json",):
     path = results / name
     if not path.exists():
         print(f"{path} is not here (an installed package has no benchmarks/ folder).")
@@ -458,7 +461,10 @@ for name in ("transfer_quickstart.json", "transfer_feature_cache.json"):
 **What to look for.** The probe is the bar a head-only phase has to reach: it sees exactly the
 training images the head sees. Transfer beats scratch where the frozen features carry what the
 target needs and the labels are too few to learn them; the spread over seeds says how much of a
-difference is noise (one seed here, five in the committed file). The seconds are whole training
+difference is noise (one seed here, five in the committed file). In the committed file, with 3
+training images per class, the fine-tuned transfer runs are about 0.05 ahead of scratch on
+average, less than one standard deviation over seeds, and the head-only phase matches the probe
+(0.678 against 0.675): on this small source, transfer is a modest gain. The seconds are whole training
 runs, the first epoch's graph tracing included; the feature-cache rows time head-only epochs
 with and without the frozen part run once per image.
 """),

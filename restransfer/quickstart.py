@@ -1,7 +1,7 @@
 """`restransfer quickstart`: transfer learning on real data, offline, in a few minutes on a CPU.
 
 1. pretrain ``cifar_resnet20`` on scikit-learn's digits 0-4 (``recipes/quickstart_source.yaml``);
-2. fine-tune it on digits 5-9 with 10 training images per class, conv1/conv2 frozen and a new
+2. fine-tune it on digits 5-9 with 3 training images per class, conv1/conv2 frozen and a new
    head (``recipes/quickstart_target.yaml``, weights: the source run's folder);
 3. train the same target from random weights as the baseline (``recipes/quickstart_scratch.yaml``);
 4. print the comparison. All three run folders are kept under ``out``.
@@ -33,9 +33,9 @@ def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verb
                   for name in ("source", "target", "scratch")}
         console.rule("1/3 pretrain on digits 0-4")
         runs["source"] = train(load_plan(recipe["source"]), out=out / "source", force=force, verbose=verbose)
-        console.rule("2/3 fine-tune on digits 5-9, 10 images per class")
         # The target's Plan is resolved once the source run exists: its weights are that run.
         target = load_plan(recipe["target"], {"model.weights": str(out / "source")})
+        console.rule(f"2/3 fine-tune on digits 5-9, {target.data.per_class} images per class")
         runs["target"] = train(target, out=out / "target", force=force, verbose=verbose)
         console.rule("3/3 baseline: the same target from scratch")
         runs["scratch"] = train(load_plan(recipe["scratch"]), out=out / "scratch", force=force, verbose=verbose)

@@ -61,7 +61,7 @@ def test_smoke_run_writes_every_record_and_the_cache_changes_no_file(tmp_path, c
     assert (cached["freeze"], uncached["freeze"]) == ("all_but_head", "all_but_head")
     assert (cached["feature_cache"], uncached["feature_cache"]) == (True, False)
     assert cached["feature_pass_seconds"] > 0 and uncached["feature_pass_seconds"] is None
-    assert 0.0 <= records[1]["val_accuracy"] <= 1.0 and records[1]["num_train"] == 50
+    assert 0.0 <= records[1]["val_accuracy"] <= 1.0 and records[1]["num_train"] == 15  # 3 per class
     assert payload["settings"]["seeds"] == list(SMOKE.seeds) and "summary" in payload["settings"]
     assert "speed-up, paired per seed" in capsys.readouterr().out
     # The same run folder with and without the cache: the same files, the same model.
