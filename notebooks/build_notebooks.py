@@ -421,7 +421,6 @@ import keras
 import restransfer as rt
 from restransfer.data import load_data
 from restransfer.diagnostics import dataset_arrays, linear_probe, plot_probe
-
 from restransfer.recipe.plan import load_plan
 from restransfer.recipe.shipped import shipped_recipe
 

@@ -236,11 +236,8 @@ def _train(session: _Session) -> Run:
         _fixed_size_batches(bundle, plan.data.batch_size, say)
     steps_per_epoch = _steps_per_epoch(bundle, plan.data.batch_size)
     lr_scale = _lr_scale(plan, say)
-    head = plan.recipe.head
-    init, why = resolve_head_init(head.init, pretrained=plan.model.weights.kind != "none",
-                                  head_only=plan.phases[0].head_only, hidden=head.hidden,
-                                  num_train=bundle.num_train)
-    session.head_lr = head_lr_multiplier(init, head.lr_multiplier)
+    init, why = head_start(plan, bundle.num_train)
+    session.head_lr = head_lr_multiplier(init, plan.recipe.head.lr_multiplier)
     if session.start.state is None:
         _init_head(session, model, bundle, init, why)
     history, best = session.start.history, session.start.best
@@ -302,6 +299,13 @@ def _build(session: _Session, num_classes: int) -> keras.Model:
     weights = plan.model.weights if start.state is None else f"from checkpoint {start.state['checkpoint']}"
     session.say(f"Model: {plan.model.name}, weights {weights}; new head with {num_classes} classes.")
     return model
+
+
+def head_start(plan: Plan, num_train: int) -> tuple[str, str]:
+    """How the run's new head starts (``head.init`` with ``auto`` resolved for this plan), and why."""
+    head = plan.recipe.head
+    return resolve_head_init(head.init, pretrained=plan.model.weights.kind != "none",
+                             head_only=plan.phases[0].head_only, hidden=head.hidden, num_train=num_train)
 
 
 def _init_head(session: _Session, model: keras.Model, bundle, init: str, why: str) -> None:

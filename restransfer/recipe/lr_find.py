@@ -46,8 +46,8 @@ def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: fl
     from restransfer.data import load_data
     from restransfer.data.pipeline import memory_budget
     from restransfer.models.stages import HEAD, freeze_stages
-    from restransfer.recipe.engine import build_model, init_head, phase_loss, phase_optimizer
-    from restransfer.training.head_init import head_lr_multiplier, resolve_head_init
+    from restransfer.recipe.engine import build_model, head_start, init_head, phase_loss, phase_optimizer
+    from restransfer.training.head_init import head_lr_multiplier
     from restransfer.training.feature_cache import cache_decision, cache_features
     from restransfer.training.lr_find import lr_find
     from restransfer.training.precision import dtype_policy, resolve_jit_compile
@@ -61,14 +61,11 @@ def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: fl
         bundle = load_data(**plan.data_options(**({"cache": "none"} if plan.data.cache == "file" else {})))
         model = build_model(plan, len(bundle.class_names))
         # The head starts and learns as in training: head.init, and its rate factor.
-        head = recipe.head
-        init, why = resolve_head_init(head.init, pretrained=plan.model.weights.kind != "none",
-                                      head_only=plan.phases[0].head_only, hidden=head.hidden,
-                                      num_train=bundle.num_train)
+        init, why = head_start(plan, bundle.num_train)
         say(f"Head ({why}): {init_head(model, bundle, init)}.")
         multipliers = dict(step.lr_multipliers)
         if HEAD not in step.frozen:
-            multipliers.setdefault(HEAD, head_lr_multiplier(init, head.lr_multiplier))
+            multipliers.setdefault(HEAD, head_lr_multiplier(init, recipe.head.lr_multiplier))
         freeze_stages(model, step.frozen)
         trainer, data = model, bundle.train
         if step.feature_cache is not False:

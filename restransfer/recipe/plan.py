@@ -211,13 +211,14 @@ def _phase_plans(recipe: Recipe, stages: Sequence[str], faults: list[str]):
         multipliers = dict(phase.lr_multipliers)
         if recipe.head.lr_multiplier is not None and not (frozen and HEAD in frozen):
             multipliers.setdefault(HEAD, float(recipe.head.lr_multiplier))
+        backbone, frozen_set = {s for s in stages if s != HEAD}, set(frozen or ())
         # Every backbone stage of a batch-normalised model has BatchNorm layers; the head has none.
-        trains_bn = recipe.model.norm in BATCH_NORMS and any(s not in (frozen or ()) for s in stages if s != HEAD)
+        trains_bn = recipe.model.norm in BATCH_NORMS and not backbone <= frozen_set
         cache, note = _feature_cache(recipe, stages, frozen or (), where, faults)
         yield PhasePlan(index=index, name=phase.name or f"phase{index + 1}", start_epoch=start,
                         frozen=tuple(frozen or ()), config=phase, lr_multipliers=multipliers,
                         trains_batch_norm=trains_bn, feature_cache=cache, feature_cache_note=note,
-                        head_only=set(frozen or ()) == {s for s in stages if s != HEAD})
+                        head_only=frozen_set == backbone)
         start += phase.epochs
 
 
