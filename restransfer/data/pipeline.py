@@ -228,6 +228,10 @@ def make_listing(config: Any, seed: int) -> Listing:
                            config.validation_split, seed)
     if config.source == "digits":
         return digits_listing(config.classes, config.per_class, config.val_per_class, seed)
+    if config.source == "glyphs":
+        from restransfer.data.glyphs import glyphs_listing
+
+        return glyphs_listing(config.classes, config.per_class, config.val_per_class, seed)
     if config.source == "arrays":
         return arrays_listing(config.x_train, config.y_train, config.x_val, config.y_val,
                               config.class_names, config.x_test, config.y_test)

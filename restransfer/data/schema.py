@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-SOURCES = ("folder", "csv", "tfds", "digits", "arrays")
+SOURCES = ("folder", "csv", "tfds", "digits", "glyphs", "arrays")
 CACHE_MODES = ("auto", "memory", "file", "none")
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 # keras-cv layers that Keras core has no counterpart for (benchmarks/keras_cv_augment.py
@@ -263,6 +263,32 @@ class DigitsData(_Common):
         return value
 
 
+class GlyphsData(_Common):
+    """Letters rendered from matplotlib's fonts as 8x8 images like the digits (a many-class
+    source task, offline; `restransfer.data.glyphs`), upscaled to ``image_size``."""
+
+    source: Literal["glyphs"] = "glyphs"
+    classes: str | None = Field(None, description="the characters to keep, labelled 0..k-1 in this order; "
+                                                  "default: all 42 (glyphs.CHARACTERS)")
+    per_class: int = Field(60, ge=1, description="training images per class")
+    val_per_class: int = Field(20, ge=1, description="validation images per class")
+    image_size: list[int] = Field(default_factory=lambda: [32, 32])
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: str | None) -> str | None:
+        from restransfer.data.glyphs import CHARACTERS
+
+        if value is None:
+            return None
+        unknown = sorted(set(value) - set(CHARACTERS))
+        if unknown or len(set(value)) != len(value) or len(value) < 2:
+            raise ValueError(f"classes must be at least two distinct characters of {CHARACTERS!r}; "
+                             f"received {value!r}" + (f" ({', '.join(map(repr, unknown))} not among them)"
+                                                      if unknown else ""))
+        return value
+
+
 class ArraysData(_Common):
     """In-memory NumPy images (NHWC or NHW, uint8 or float 0..255) and integer labels."""
 
@@ -298,6 +324,7 @@ _Sources = Annotated[
         Annotated[CsvData, Tag("csv")],
         Annotated[TfdsData, Tag("tfds")],
         Annotated[DigitsData, Tag("digits")],
+        Annotated[GlyphsData, Tag("glyphs")],
         Annotated[ArraysData, Tag("arrays")],
     ],
     Discriminator(_source_of),
@@ -326,4 +353,4 @@ class DataConfig(RootModel[_Sources]):
 
 # The model of each source: the error formatter follows a source's tag through it.
 DataConfig.members = {"folder": FolderData, "csv": CsvData, "tfds": TfdsData, "digits": DigitsData,
-                      "arrays": ArraysData}
+                      "glyphs": GlyphsData, "arrays": ArraysData}
