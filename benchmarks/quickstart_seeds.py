@@ -1,9 +1,10 @@
 """The quickstart over several seeds: restransfer's recipes against a plain hand-written Keras script.
 
-For each seed (the digits split, the initialisation and the shuffle all follow it):
+For each seed (the source's letters, the digits split, the initialisation and the shuffle all
+follow it):
 
-* restransfer: ``recipes/quickstart_source.yaml`` pretrains on digits 0-4; the target recipe
-  fine-tunes it on digits 5-9 (``transfer``), the same recipe with ``freeze=all_but_head``
+* restransfer: ``recipes/quickstart_source.yaml`` pretrains on 42 rendered letters (the
+  ``glyphs`` source); the target recipe fine-tunes it on handwritten digits 5-9 (``transfer``), the same recipe with ``freeze=all_but_head``
   trains only the new head (``head_only``), and the scratch recipe trains the target from random
   weights (``scratch``). Each is also evaluated after recomputing its trainable BatchNorm layers'
   statistics from the training images (``*_bn_recomputed``: `restransfer.training.precise_bn`,
@@ -143,7 +144,7 @@ def probe_accuracy(source_model_path: Path, data) -> float:
 
 
 # ------------------------------------------------------------------------- plain Keras
-def keras_resnet20(num_classes: int, momentum: float):
+def keras_resnet20(num_classes: int, momentum: float, size: tuple[int, int]):
     """CIFAR ResNet-20 (He et al. 2015, 4.2; option A shortcuts), written directly in Keras.
 
     Layers are named by stage (``conv1`` stem, ``conv2``-``conv4``) only so that the transfer
@@ -162,7 +163,7 @@ def keras_resnet20(num_classes: int, momentum: float):
             return ops.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
         return pad
 
-    inputs = keras.Input((32, 32, 3))
+    inputs = keras.Input((*size, 3))
     x = layers.Normalization(mean=[123.675, 116.28, 103.53], variance=[58.395 ** 2, 57.12 ** 2, 57.375 ** 2],
                              name="input_norm")(inputs)
     x = layers.Conv2D(16, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name="conv1_conv")(x)
@@ -219,14 +220,15 @@ def keras_runs(recipes: dict, seed: int, sets: list[str], source_data, target_da
     out = {}
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
-    source = keras_resnet20(len(set(ys.tolist())), raw["source"]["model"]["bn_momentum"])
+    size = target.image_size  # the source recipe's too: the weights are shared
+    source = keras_resnet20(len(set(ys.tolist())), raw["source"]["model"]["bn_momentum"], size)
     keras_fit(source, raw["source"]["phases"][0], raw["source"]["data"]["batch_size"], xs, ys, seed)
     out["source_seconds"] = round(time.perf_counter() - start, 1)
     frozen_stages = tuple(f"{s}_" for s in target.phases[0].frozen)
     for name, frozen in (("transfer", frozen_stages), ("head_only", ("conv", "input"))):
         start = time.perf_counter()
         keras.utils.set_random_seed(seed)
-        backbone = keras_resnet20(len(set(ys.tolist())), raw["target"]["model"]["bn_momentum"])
+        backbone = keras_resnet20(len(set(ys.tolist())), raw["target"]["model"]["bn_momentum"], size)
         backbone.set_weights(source.get_weights())  # its own variables: source stays as pretrained
         head = keras.layers.Dense(len(set(yt.tolist())), activation="softmax", name="predictions")
         model = keras.Model(backbone.inputs, head(backbone.get_layer("avg_pool").output))
@@ -234,7 +236,7 @@ def keras_runs(recipes: dict, seed: int, sets: list[str], source_data, target_da
         out[name] = {"val_accuracy": accuracy(model, xv, yv), "seconds": round(time.perf_counter() - start, 1)}
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
-    model = keras_resnet20(len(set(yt.tolist())), raw["scratch"]["model"]["bn_momentum"])
+    model = keras_resnet20(len(set(yt.tolist())), raw["scratch"]["model"]["bn_momentum"], size)
     keras_fit(model, scratch.phases[0].config.model_dump(), scratch.data.batch_size, xt, yt, seed)
     out["scratch"] = {"val_accuracy": accuracy(model, xv, yv), "seconds": round(time.perf_counter() - start, 1)}
     return out

@@ -371,8 +371,9 @@ TRANSFER = [
 
 The claim: *early layers hold generic features, so freezing them transfers.* Measured with the
 transfer benchmark (`restransfer bench transfer`, `restransfer.bench.transfer`), on the
-quickstart task: pretrain on digits 0-4 (`recipes/quickstart_source.yaml`), then fine-tune on
-digits 5-9 with few labels (`quickstart_target.yaml`) for every choice of frozen stages, from the
+quickstart task: pretrain on 42 letters drawn from matplotlib's fonts like 8x8 digits (the
+`glyphs` source, `recipes/quickstart_source.yaml`), then fine-tune on scikit-learn's handwritten
+digits 5-9 with 3 labels per class (`quickstart_target.yaml`) for every choice of frozen stages, from the
 source's weights (**transfer**) and from random weights (**scratch**, `quickstart_scratch.yaml`,
 the same budget). Three references:
 
@@ -382,7 +383,7 @@ the same budget). Three references:
 2. the probe **per stage**, pretrained against random features;
 3. the benchmark's committed 5-seed result (`benchmarks/results/transfer_quickstart.json`).
 
-Scikit-learn's digits, 32 px, offline. Small settings here: one seed and a few choices.
+Everything at 16 px, offline. Small settings here: one seed and a few choices.
 """),
     code(SETUP),
     md("""
@@ -396,7 +397,7 @@ from restransfer.bench.transfer import FREEZES, TransferSettings, markdown_summa
 settings = TransferSettings(
     seeds=(0, 1, 2, 3, 4) if FULL else (0,),
     freezes=tuple(FREEZES) if FULL else ("conv1-2", "all_but_head"),
-    source_overrides={} if FULL else {"data.per_class": 60, "phases[0].epochs": 3},
+    source_overrides={} if FULL else {"data.per_class": 20, "phases[0].epochs": 3},
     cache_compare=FULL,
 )
 records = run_transfer(settings, f"{OUT}/04_bench")
@@ -430,7 +431,7 @@ with shipped_recipe("quickstart_target.yaml") as path:  # the fine-tunes' traini
 (x_train, y_train), (x_val, y_val) = dataset_arrays(target.train_unaugmented), dataset_arrays(target.val)
 keras.utils.set_random_seed(0)
 random_init = rt.create_model("cifar_resnet20", num_classes=5, preprocessing="tf")
-probes = {"pretrained on digits 0-4": linear_probe(pretrained, x_train, y_train, val=(x_val, y_val)),
+probes = {"pretrained on 42 letters": linear_probe(pretrained, x_train, y_train, val=(x_val, y_val)),
           "random initialisation": linear_probe(random_init, x_train, y_train, val=(x_val, y_val))}
 for label, rows in probes.items():
     print(label, {r.stage: round(r.accuracy, 3) for r in rows})
@@ -461,9 +462,9 @@ for name in ("transfer_quickstart.json",):
 training images the head sees. Transfer beats scratch where the frozen features carry what the
 target needs and the labels are too few to learn them; the spread over seeds says how much of a
 difference is noise (one seed here, five in the committed file). In the committed file, with 3
-training images per class, the fine-tuned transfer runs are about 0.05 ahead of scratch on
-average, less than one standard deviation over seeds, and the head-only phase matches the probe
-(0.678 against 0.675): on this small source, transfer is a modest gain. The seconds are whole training
+training images per class, transfer with conv1-2 frozen reaches 0.878 +- 0.032 against scratch's
+0.683 +- 0.057, ahead on every seed, and the head-only phase matches the probe (0.807 against
+0.801): 42 letters teach the strokes that 15 labelled digits cannot. The seconds are whole training
 runs, the first epoch's graph tracing included; the feature-cache rows time head-only epochs
 with and without the frozen part run once per image.
 """),

@@ -1,8 +1,10 @@
 """`restransfer quickstart`: transfer learning on real data, offline, in a few minutes on a CPU.
 
-1. pretrain ``cifar_resnet20`` on scikit-learn's digits 0-4 (``recipes/quickstart_source.yaml``);
-2. fine-tune it on digits 5-9 with 3 training images per class, conv1/conv2 frozen and a new
-   head (``recipes/quickstart_target.yaml``, weights: the source run's folder);
+1. pretrain ``cifar_resnet20`` on 42 letters drawn from matplotlib's fonts like the 8x8 digits
+   (``recipes/quickstart_source.yaml``, the ``glyphs`` source);
+2. fine-tune it on scikit-learn's handwritten digits 5-9 with 3 training images per class,
+   conv1/conv2 frozen and a new head (``recipes/quickstart_target.yaml``, weights: the source
+   run's folder);
 3. train the same target from random weights as the baseline (``recipes/quickstart_scratch.yaml``);
 4. print the comparison. All three run folders are kept under ``out``.
 """
@@ -31,11 +33,11 @@ def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verb
     with ExitStack() as stack:
         recipe = {name: stack.enter_context(shipped_recipe(f"quickstart_{name}.yaml"))
                   for name in ("source", "target", "scratch")}
-        console.rule("1/3 pretrain on digits 0-4")
+        console.rule(f"1/3 pretrain on {task(load_plan(recipe['source']))}")
         runs["source"] = train(load_plan(recipe["source"]), out=out / "source", force=force, verbose=verbose)
         # The target's Plan is resolved once the source run exists: its weights are that run.
         target = load_plan(recipe["target"], {"model.weights": str(out / "source")})
-        console.rule(f"2/3 fine-tune on digits 5-9, {target.data.per_class} images per class")
+        console.rule(f"2/3 fine-tune on {task(target)}, {target.data.per_class} images per class")
         runs["target"] = train(target, out=out / "target", force=force, verbose=verbose)
         console.rule("3/3 baseline: the same target from scratch")
         runs["scratch"] = train(load_plan(recipe["scratch"]), out=out / "scratch", force=force, verbose=verbose)
@@ -47,20 +49,30 @@ def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verb
     return runs
 
 
+def task(plan) -> str:
+    """What a quickstart run learns, in a few words: ``digits 5-9`` or ``42 letters``."""
+    data = plan.data
+    if data.source == "glyphs":
+        from restransfer.data.glyphs import CHARACTERS
+
+        return f"{len(data.classes or CHARACTERS)} letters"
+    return f"digits {data.classes[0]}-{data.classes[-1]}"
+
+
 def comparison_table(runs: dict):
     """A rich table: each run's task, weights, frozen stages, data and final validation scores."""
     from rich.table import Table
 
     table = Table(title="restransfer quickstart: transfer vs. from scratch (validation set)")
-    for column in ("run", "digits", "train", "weights", "frozen", "epochs", "val acc", "val loss", "s"):
-        table.add_column(column, justify="left" if column in ("run", "digits", "weights", "frozen") else "right",
+    for column in ("run", "task", "train", "weights", "frozen", "epochs", "val acc", "val loss", "s"):
+        table.add_column(column, justify="left" if column in ("run", "task", "weights", "frozen") else "right",
                          no_wrap=True)
     for name, run in runs.items():
         plan, final = run.plan, run.metrics["final"]
         frozen = [s for s in plan.model.stages if any(s in p.frozen for p in plan.phases)]
         weights = plan.model.weights
         table.add_row(
-            name, f"{plan.data.classes[0]}-{plan.data.classes[-1]}", str(final["num_train"]),
+            name, task(plan), str(final["num_train"]),
             {"run_folder": "source", "none": "random"}.get(weights.kind, weights.kind),
             ",".join(frozen) or "-", str(final["epochs"]), f"{final['val_accuracy']:.3f}",
             f"{final['val_loss']:.3f}", f"{final['seconds']:.0f}",

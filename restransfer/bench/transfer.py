@@ -1,7 +1,7 @@
 """The transfer benchmark: does pretraining help, and which stages should stay frozen?
 
-On the quickstart task (scikit-learn digits 0-4 as the source, 5-9 as the target,
-``recipes/quickstart_*.yaml``), for every seed: pretrain the source, then fine-tune the target
+On the quickstart task (42 letters drawn from matplotlib's fonts as the source, scikit-learn's
+handwritten digits 5-9 as the target, ``recipes/quickstart_*.yaml``), for every seed: pretrain the source, then fine-tune the target
 for every freeze choice from the source's weights (``transfer``) and from random weights
 (``scratch``), each through ``restransfer.train`` exactly as a user runs the recipes. Each run
 gives two accuracies: the last epoch's validation accuracy, measured before precise BatchNorm
@@ -74,7 +74,8 @@ class TransferSettings:
 # The suite's smoke settings: every code path (source, probe, cached and uncached head-only), little training.
 SMOKE = TransferSettings(
     seeds=(0,), freezes=(HEAD_ONLY,), inits=("transfer",),
-    source_overrides={"data.per_class": 8, "data.val_per_class": 4, "phases[0].epochs": 1},
+    source_overrides={"data.classes": "ABCDEFGH", "data.per_class": 8, "data.val_per_class": 4,
+                      "phases[0].epochs": 1},
     target_overrides={"data.val_per_class": 6, "phases[0].epochs": 2},
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("quickstart", help="offline demo: pretrain on digits 0-4, transfer to 5-9")
+    parser = subparsers.add_parser("quickstart", help="offline demo: pretrain on 42 rendered letters, transfer to handwritten digits 5-9")
     parser.add_argument("--out", default="runs/quickstart", help="folder for the three runs")
     parser.add_argument("--force", action="store_true", help="replace earlier quickstart runs in --out")
     parser.set_defaults(handler=_quickstart)

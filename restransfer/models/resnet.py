@@ -14,7 +14,6 @@ from restransfer.models.blocks import norm as normalize  # build_resnet has an a
 from restransfer.models.layers import PREPROCESSING_MODES, Preprocess
 from restransfer.models.specs import ResNetSpec
 
-MIN_SIZE = 32
 POOLINGS = (None, "avg", "max")
 SHORTCUTS = (None, "A", "B")
 OUTPUT_STRIDES = (8, 16, 32)
@@ -35,11 +34,14 @@ def _check_input_shape(input_shape, spec: ResNetSpec) -> tuple:
         raise OptionError(
             "input_shape", f"input_shape must be (height, width, 3) with RGB channels last. Received input_shape={input_shape}."
         )
+    # The last stage must see at least one pixel: 32 for ImageNet stems, 4 for CIFAR ResNets.
+    least = (1 if spec.stem == "cifar" else 4) * 2 ** (len(spec.repeats) - 1)
     for dim in input_shape[:2]:
-        if dim is not None and dim < MIN_SIZE:
+        if dim is not None and dim < least:
             raise OptionError(
-                "input_shape", f"input_shape must be at least {MIN_SIZE}x{MIN_SIZE} pixels (or None for any size). "
-                f"Received input_shape={input_shape}; upscale the images instead."
+                "input_shape", f"input_shape must be at least {least}x{least} pixels for this model, which "
+                f"downsamples by {least} (or None for any size). Received input_shape={input_shape}; upscale "
+                "the images instead."
             )
     return input_shape
 
@@ -200,7 +202,7 @@ def build_resnet(
         name: the model's name.
         num_classes: classes of the head; the spec's default (1000 or 10) when None.
         include_top: add global pooling and the classifier; else end at the last stage.
-        input_shape: ``(height, width, 3)``, at least 32 px, or ``None`` dims for any size.
+        input_shape: ``(height, width, 3)``, at least the downsampling (32 px; 4 px for CIFAR ResNets), or ``None`` dims for any size.
         pooling: without the top, ``None`` (feature map), ``"avg"`` or ``"max"``.
         style: ``"torchvision"`` (v1.5) or ``"keras"`` (v1 as keras.applications); a spec
             whose weights exist in one style only (D, SE, V2) accepts that one.

@@ -169,7 +169,8 @@ def test_preprocessing_modes():
     [
         ({"name": "resnet05"}, "Did you mean 'resnet50'"),
         ({"name": "resnet18", "norm": "batchnorm"}, "norm must be one of"),
-        ({"name": "resnet18", "input_shape": (16, 16, 3)}, "at least 32x32"),
+        ({"name": "resnet18", "input_shape": (16, 16, 3)}, "at least 32x32 pixels for this model"),
+        ({"name": "cifar_resnet20", "input_shape": (3, 8, 3)}, "at least 4x4 pixels for this model"),
         ({"name": "resnet18", "input_shape": (64, 64)}, "(height, width, 3)"),
         ({"name": "resnet18", "output_stride": 4}, "output_stride must be one of"),
         ({"name": "resnet18", "dropuot": 0.1}, "Did you mean 'dropout'"),
