@@ -430,7 +430,8 @@ with shipped_recipe("quickstart_target.yaml") as path:  # the fine-tunes' traini
     target = load_data(**load_plan(path, {"model.weights": "none", "seed": 0}).data_options(batch_size=64))
 (x_train, y_train), (x_val, y_val) = dataset_arrays(target.train_unaugmented), dataset_arrays(target.val)
 keras.utils.set_random_seed(0)
-random_init = rt.create_model("cifar_resnet20", num_classes=5, preprocessing="tf")
+random_init = rt.create_model("cifar_resnet20", num_classes=5, preprocessing="tf",
+                              input_shape=pretrained.input_shape[1:])  # the recipes' 16 px
 probes = {"pretrained on 42 letters": linear_probe(pretrained, x_train, y_train, val=(x_val, y_val)),
           "random initialisation": linear_probe(random_init, x_train, y_train, val=(x_val, y_val))}
 for label, rows in probes.items():

@@ -214,7 +214,7 @@ def test_hostile_recipe_bytes_get_one_paragraph_and_no_hang(tmp_path, capsys, te
 
 
 @pytest.mark.parametrize("change, needle", [
-    ({"data": {**TINY["data"], "image_size": 8}}, "data.image_size"),
+    ({"model": {"name": "resnet18"}, "data": {**TINY["data"], "image_size": 16}}, "data.image_size"),
     ({"model": {"name": "cifar_resnet20", "weights": "/etc/passwd"}}, "model.weights"),
     ({"data": {**TINY["data"], "per_class": 500}}, "per_class"),
     ({"phases": [{"epochs": True}]}, "phases[0].epochs"),
