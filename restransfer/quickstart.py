@@ -43,9 +43,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verb
         runs["scratch"] = train(load_plan(recipe["scratch"]), out=out / "scratch", force=force, verbose=verbose)
     console.print(comparison_table(runs))
     # One seed of a 15-image task is one draw: say so next to the numbers.
-    console.print(f"One seed on {runs['target'].metrics['final']['num_train']} training images: the gap between "
-                  "transfer and scratch moves by about 0.1 from seed to seed. `restransfer bench transfer` runs "
-                  "5 seeds (README, Quickstart).", markup=False, highlight=False)
+    console.print(f"One seed on {runs['target'].metrics['final']['num_train']} training images is one draw: "
+                  "`restransfer bench transfer` runs 5 seeds (README, Quickstart).", markup=False, highlight=False)
     return runs
 
 
