@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restransfer.data.sources import Listing, Part
+from restransfer.data.sources import Listing, Part, optical_counts_to_rgb
 
 # Capitals and the lower-case letters whose shape differs from their capital once scaled to
 # fill the box (c, o, s, u, v, w, x, z would duplicate a class; l duplicates I, p nearly P).
@@ -81,18 +81,18 @@ def _rendered(characters: str, count: int, seed: int) -> np.ndarray:
                                for i in range(count)]) for ch in characters])
 
 
-def glyphs_listing(classes: list[str] | None, per_class: int, val_per_class: int, seed: int) -> Listing:
+def glyphs_listing(classes: str | None, per_class: int, val_per_class: int, seed: int) -> Listing:
     """Rendered letters as float32 RGB 0..255 (like `digits_listing`): per class, the first
     ``per_class`` images train and the next ``val_per_class`` validate.
 
     Example:
-        >>> listing = glyphs_listing(["A", "b"], per_class=3, val_per_class=2, seed=0)
+        >>> listing = glyphs_listing("Ab", per_class=3, val_per_class=2, seed=0)
         >>> listing.class_names, listing.counts()
         (['A', 'b'], {'train': [3, 3], 'val': [2, 2]})
     """
     characters = "".join(CHARACTERS if classes is None else classes)
     counts = _rendered(characters, per_class + val_per_class, seed)
-    images = (counts.astype(np.float32) * (255.0 / 16.0))[..., None].repeat(3, axis=-1)
+    images = optical_counts_to_rgb(counts)
     labels = np.arange(len(characters), dtype=np.int64)
     parts = {
         "train": Part(labels=labels.repeat(per_class), images=images[:, :per_class].reshape(-1, 8, 8, 3)),

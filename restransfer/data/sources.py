@@ -272,6 +272,11 @@ def digits_split(classes: list[int] | None, per_class: int | None,
     return split
 
 
+def optical_counts_to_rgb(counts: np.ndarray) -> np.ndarray:
+    """8x8 optical-digit counts (0..16, shape ``[..., 8, 8]``) as float32 RGB 0..255."""
+    return (np.asarray(counts).astype(np.float32) * (255.0 / 16.0))[..., None].repeat(3, axis=-1)
+
+
 def digits_listing(classes: list[int] | None, per_class: int | None,
                    val_per_class: int | None, seed: int) -> Listing:
     """scikit-learn's 1,797 8x8 digits as float32 RGB 0..255, split per class with ``seed``.
@@ -295,7 +300,7 @@ def digits_listing(classes: list[int] | None, per_class: int | None,
         val_idx.extend(members[n_train:n_train + n_val])
         train_lab.extend([label] * n_train)
         val_lab.extend([label] * n_val)
-    images = (digits.images.astype(np.float32) * (255.0 / 16.0))[..., None].repeat(3, axis=-1)
+    images = optical_counts_to_rgb(digits.images)
     parts = {
         "train": Part(labels=np.array(train_lab, np.int64), images=images[train_idx]),
         "val": Part(labels=np.array(val_lab, np.int64), images=images[val_idx]),
