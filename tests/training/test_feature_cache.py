@@ -129,21 +129,24 @@ def test_feature_batches_follow_the_image_pipelines_order():
 
 
 def _phase(model, train, val, epochs=2):
-    """A phase as the engine compiles it: AdamW with decay and a per-stage multiplier."""
+    """A phase as the engine compiles it, with decoupled decay and a per-stage multiplier.
+
+    SGD with momentum rather than the default AdamW: the two runs compute the same steps in
+    different graphs, so they agree to rounding, and Adam divides each gradient by its own running
+    size, which turns a rounding-level gradient of either sign into a step of +-lr (a 1e-7 relative
+    change of the cached features moves conv3 kernels by 0.02 after 6 AdamW steps, by 1e-4 with
+    SGD). With SGD a real difference (another batch order) moves them by 0.06.
+    """
     from restransfer.training.optimizers import build_optimizer, stage_multipliers
 
-    optimizer = build_optimizer("adamw", 0.01, weight_decay=1e-3,
+    optimizer = build_optimizer("sgd", 0.05, momentum=0.9, weight_decay=1e-3,
                                 lr_multipliers=stage_multipliers(model, {"conv4": 0.5}))
     model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
     return model.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False).history
 
 
-@pytest.mark.parametrize("frozen,stage", [
-    # Failed on 2026-12-02 in fresh venvs at this commit and at f70db5f (where it had passed the
-    # same day): the trained conv3 weights differ by up to 0.07. Environmental, not understood
-    # yet; see the closing note of stop 20. The conv4 case and the exact suffix(prefix) test pass.
-    pytest.param(["conv1", "conv2"], "conv2", marks=pytest.mark.xfail(strict=False, reason="see comment")),
-    (["conv1", "conv2", "conv3", "conv4"], "conv4")])
+@pytest.mark.parametrize("frozen,stage", [(["conv1", "conv2"], "conv2"),
+                                          (["conv1", "conv2", "conv3", "conv4"], "conv4")])
 def test_cached_phase_trains_the_same_weights_and_saves_the_same_model(tmp_path, frozen, stage):
     from restransfer.recipe.engine import save_inference_model
 
@@ -170,18 +173,21 @@ def test_cached_phase_trains_the_same_weights_and_saves_the_same_model(tmp_path,
         if layer_stage(path.split("/")[0]) in frozen:
             np.testing.assert_array_equal(fast[path], value, err_msg=path)
         else:
-            np.testing.assert_allclose(fast[path], value, rtol=1e-5, atol=1e-6, err_msg=path)
+            # Rounding differences of the two graphs grow to ~1e-4 over the steps (see `_phase`).
+            np.testing.assert_allclose(fast[path], value, rtol=0, atol=2e-3, err_msg=path)
     moved = [path for path, value in plain.items() if not np.array_equal(value, initial[path])]
     assert moved and all(layer_stage(path.split("/")[0]) not in frozen for path in moved)
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        np.testing.assert_allclose(fast_history[key], plain_history[key], rtol=1e-5, err_msg=key)
+        np.testing.assert_allclose(fast_history[key], plain_history[key], rtol=1e-3, err_msg=key)
     # The saved model is the whole network, the same file either way.
     files = [zipfile.ZipFile(tmp_path / f"{cached}.keras") for cached in (False, True)]
     assert sorted(files[0].namelist()) == sorted(files[1].namelist())
     configs = [json.loads(f.read("config.json")) for f in files]
     assert configs[0] == configs[1] and not configs[0]["compile_config"]  # no optimizer saved
-    reloaded = [keras.saving.load_model(tmp_path / f"{cached}.keras") for cached in (False, True)]
-    np.testing.assert_allclose(reloaded[1].predict(x, verbose=0), reloaded[0].predict(x, verbose=0), atol=1e-5)
+    for cached in (False, True):  # and it holds the weights the phase trained, every one
+        reloaded = keras.saving.load_model(tmp_path / f"{cached}.keras")
+        for variable in reloaded.weights:
+            np.testing.assert_array_equal(np.array(variable), trained[cached][0][variable.path], err_msg=variable.path)
 
 
 def test_compute_features_keeps_the_order_and_labels():
