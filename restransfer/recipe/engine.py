@@ -45,6 +45,7 @@ from restransfer.training.optimizers import build_optimizer, stage_multipliers
 from restransfer.training.precise_bn import precise_bn, precise_bn_enabled, precise_bn_steps, trainable_batch_norms
 from restransfer.training.precision import describe_precision, dtype_policy, resolve_jit_compile
 from restransfer.training.schedules import WarmupSchedule
+from restransfer.training.tracing import build_before_fit
 
 MONITOR = "val_accuracy"
 
@@ -126,8 +127,10 @@ def compile_phase(model: keras.Model, phase: PhaseConfig, *, frozen: Sequence[st
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
-    (trainer or model).compile(optimizer=phase_optimizer(model, phase, schedule, lr_multipliers),
-                               loss=phase_loss(phase), metrics=metrics, jit_compile=jit_compile)
+    trainer = trainer or model
+    trainer.compile(optimizer=phase_optimizer(model, phase, schedule, lr_multipliers),
+                    loss=phase_loss(phase), metrics=metrics, jit_compile=jit_compile)
+    build_before_fit(trainer)
 
 
 @dataclass

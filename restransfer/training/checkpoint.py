@@ -21,13 +21,19 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from restransfer.errors import TrainingError
 from restransfer.files import atomic_write, read_json, remove_temporaries, write_json, write_text
 
-__all__ = ["BEST", "STATE", "KEEP", "atomic_write", "write_text", "write_json", "read_json",
-           "save_checkpoint", "find_resumable", "load_state", "restore_weights", "restore_optimizer"]
+__all__ = ["BEST", "STATE", "KEEP", "WEIGHTS", "atomic_write", "write_text", "write_json", "read_json",
+           "save_checkpoint", "save_weights", "load_weights", "find_resumable", "load_state", "restore_weights",
+           "restore_optimizer"]
 
 STATE = "state.json"
-BEST = "best.weights.h5"
+BEST = "best.weights.h5"  # Keras' own format: ``model.load_weights`` reads it without restransfer
+# An epoch's weights, for resuming: every variable by position with its path. ~25x faster to
+# write than Keras' .weights.h5 for a small model (it walks the object graph on every save),
+# which matters when epochs take a second.
+WEIGHTS = ".weights.npz"
 # Epochs whose checkpoints are kept: the newest, and one to fall back to when it is damaged.
 KEEP = 2
 _GENERATION = re.compile(r"^(last-epoch(\d+))\.")
@@ -46,8 +52,8 @@ def save_checkpoint(model: keras.Model, folder: Path, state: dict,
     """
     folder = Path(folder)
     name = f"last-epoch{state['epoch']:04d}"
-    weights = folder / f"{name}.weights.h5"
-    atomic_write(weights, model.save_weights)
+    weights = folder / f"{name}{WEIGHTS}"
+    atomic_write(weights, lambda tmp: save_weights(model, tmp))
     store: dict = {}
     (optimizer or model.optimizer).save_own_variables(store)
     slots = folder / f"{name}.optimizer.npz"
@@ -65,6 +71,47 @@ def save_checkpoint(model: keras.Model, folder: Path, state: dict,
         if epoch != state["epoch"]:
             for path in generations[epoch]:
                 path.unlink(missing_ok=True)
+
+
+def save_weights(model: keras.Model, path: Path) -> None:
+    """Write every variable of ``model`` (trainable or not) by position, with its path, to an .npz."""
+    variables = model.weights
+    arrays = {f"{i:04d}": np.asarray(keras.ops.convert_to_numpy(v)) for i, v in enumerate(variables)}
+    _save_npz(path, {"paths": np.array([v.path for v in variables]), **arrays})
+
+
+def load_weights(model: keras.Model, path: Path) -> None:
+    """Assign the variables `save_weights` wrote to the same model's variables.
+
+    Raises:
+        TrainingError: the file holds another model's variables (other paths or shapes).
+    """
+    path = Path(path)
+    variables = model.weights
+    with np.load(path, allow_pickle=False) as data:
+        paths = [str(p) for p in data["paths"]]
+        expected = [v.path for v in variables]
+        if paths != expected:
+            extra = sorted(set(paths) - set(expected))[:3]
+            missing = sorted(set(expected) - set(paths))[:3]
+            raise TrainingError(f"{path} holds the weights of another model ({len(paths)} variables, the model has "
+                                f"{len(expected)}; not in the model: {extra}, not in the file: {missing}). Resume "
+                                "with the recipe that started the run, or train again with --force.")
+        values = [data[f"{i:04d}"] for i in range(len(variables))]
+    for variable, value in zip(variables, values):
+        if tuple(value.shape) != tuple(variable.shape):
+            raise TrainingError(f"{path}: variable {variable.path} has shape {tuple(value.shape)} in the file and "
+                                f"{tuple(variable.shape)} in the model. Resume with the recipe that started the run, "
+                                "or train again with --force.")
+        variable.assign(value)
+
+
+def _weights_name(state: dict) -> str:
+    """The weights file of ``state``'s checkpoint (.weights.h5 where an earlier version recorded one)."""
+    name, recorded = state["checkpoint"], state.get("files")
+    if isinstance(recorded, dict) and f"{name}.weights.h5" in recorded:
+        return f"{name}.weights.h5"
+    return f"{name}{WEIGHTS}"
 
 
 def _save_npz(path: Path, store: dict) -> None:
@@ -132,7 +179,7 @@ def _damage(folder: Path, state: dict) -> str | None:
     name = state["checkpoint"]
     if not re.fullmatch(r"last-epoch\d+", name):
         return f"it names an unexpected checkpoint {name[:60]!r}"
-    files = [folder / f"{name}.weights.h5", folder / f"{name}.optimizer.npz"]
+    files = [folder / _weights_name(state), folder / f"{name}.optimizer.npz"]
     recorded = state.get("files")
     for path in files:
         if not path.is_file():
@@ -169,7 +216,12 @@ def _unreadable(path: Path) -> str | None:
 
 
 def restore_weights(model: keras.Model, folder: Path, state: dict) -> None:
-    model.load_weights(Path(folder) / f"{state['checkpoint']}.weights.h5")
+    """Load the weights of ``state``'s checkpoint into ``model``."""
+    path = Path(folder) / _weights_name(state)
+    if path.suffix == ".h5":
+        model.load_weights(path)
+    else:
+        load_weights(model, path)
 
 
 def restore_optimizer(model: keras.Model, folder: Path, state: dict) -> None:

@@ -106,14 +106,14 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_epoch_and_says_so(tmp
     with pytest.raises(KeyboardInterrupt):
         rt.train(TINY, out=out, verbose=0)
     monkeypatch.setattr(callbacks.EpochRecorder, "on_epoch_end", original)
-    weights = out / "checkpoints" / "last-epoch0002.weights.h5"
+    weights = out / "checkpoints" / "last-epoch0002.weights.npz"
     weights.write_bytes(weights.read_bytes()[:1000])             # truncated by a full disk, a bad copy
     (out / ".tmp-x1.keras").write_bytes(b"half a model")        # what kills leave behind
-    (out / "checkpoints" / ".tmp-x2.weights.h5").write_bytes(b"half")
+    (out / "checkpoints" / ".tmp-x2.weights.npz").write_bytes(b"half")
     run = rt.train(TINY, out=out, verbose=0)
     assert [row["epoch"] for row in run.history] == [1, 2, 3]
     log = (out / "train.log").read_text()
-    assert "last-epoch0002.weights.h5 has 1,000 bytes" in log
+    assert "last-epoch0002.weights.npz has 1,000 bytes" in log
     assert "Resuming" in log and "after epoch 1" in log
     assert not list(out.glob(".tmp-*")) and not list((out / "checkpoints").glob(".tmp-*"))
 

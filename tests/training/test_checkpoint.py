@@ -56,10 +56,46 @@ def test_the_two_newest_checkpoints_are_kept_and_state_points_to_the_newest(tmp_
         checkpoint.save_checkpoint(model, tmp_path, {"epoch": epoch})
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [f"last-epoch000{e}.{kind}" for e in (2, 3)
-                     for kind in ("optimizer.npz", "state.json", "weights.h5")] + ["state.json"]
+                     for kind in ("optimizer.npz", "state.json", "weights.npz")] + ["state.json"]
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["checkpoint"] == "last-epoch0003"
-    assert set(state["files"]) == {"last-epoch0003.weights.h5", "last-epoch0003.optimizer.npz"}
+    assert set(state["files"]) == {"last-epoch0003.weights.npz", "last-epoch0003.optimizer.npz"}
+
+
+def test_epoch_weights_hold_every_variable_and_refuse_another_model(tmp_path):
+    from restransfer.errors import TrainingError
+
+    model = compiled_model()
+    x, y = data()
+    model.fit(x, y, epochs=1, verbose=0)  # moves the BatchNorm statistics too
+    checkpoint.save_weights(model, tmp_path / "a.weights.npz")
+    other = compiled_model(seed=4)
+    checkpoint.load_weights(other, tmp_path / "a.weights.npz")
+    for a, b in zip(model.weights, other.weights):
+        np.testing.assert_array_equal(np.array(a), np.array(b), err_msg=a.path)
+    inputs = keras.Input((6,), name="image")
+    wider = keras.Model(inputs, keras.layers.Dense(3, name="predictions")(keras.layers.Dense(9, name="conv2_dense")(inputs)))
+    with pytest.raises(TrainingError, match=r"a.weights.npz holds the weights of another model .*conv2_bn/gamma"):
+        checkpoint.load_weights(wider, tmp_path / "a.weights.npz")
+
+
+def test_a_checkpoint_an_earlier_version_wrote_as_weights_h5_still_resumes(tmp_path):
+    model = compiled_model()
+    x, y = data()
+    model.fit(x, y, epochs=1, verbose=0)
+    checkpoint.save_checkpoint(model, tmp_path, {"epoch": 1})
+    state = json.loads((tmp_path / "state.json").read_text())
+    (tmp_path / "last-epoch0001.weights.npz").unlink()
+    model.save_weights(tmp_path / "last-epoch0001.weights.h5")
+    state["files"] = {"last-epoch0001.weights.h5": checkpoint._fingerprint(tmp_path / "last-epoch0001.weights.h5"),
+                      "last-epoch0001.optimizer.npz": state["files"]["last-epoch0001.optimizer.npz"]}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    found, notes = checkpoint.find_resumable(tmp_path)
+    assert found["epoch"] == 1 and notes == []
+    resumed = compiled_model(seed=5)
+    checkpoint.restore_weights(resumed, tmp_path, found)
+    for a, b in zip(model.weights, resumed.weights):
+        np.testing.assert_array_equal(np.array(a), np.array(b), err_msg=a.path)
 
 
 def saved_epochs(tmp_path, epochs=(1, 2)):
@@ -76,7 +112,7 @@ def truncate(path, keep=0.5):
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-@pytest.mark.parametrize("damaged", ["weights.h5", "optimizer.npz"])
+@pytest.mark.parametrize("damaged", ["weights.npz", "optimizer.npz"])
 def test_a_truncated_last_checkpoint_falls_back_to_the_previous_epoch(tmp_path, damaged):
     saved_epochs(tmp_path)
     truncate(tmp_path / f"last-epoch0002.{damaged}")
@@ -100,7 +136,7 @@ def test_a_truncated_state_json_falls_back_to_the_epochs_own_state(tmp_path):
 
 def test_a_changed_byte_is_found_by_the_hash(tmp_path):
     saved_epochs(tmp_path)
-    path = tmp_path / "last-epoch0002.weights.h5"
+    path = tmp_path / "last-epoch0002.weights.npz"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -114,14 +150,14 @@ def test_checkpoints_without_fingerprints_are_checked_by_opening_them(tmp_path):
         state = json.loads(path.read_text())
         del state["files"]
         path.write_text(json.dumps(state))
-    truncate(tmp_path / "last-epoch0002.weights.h5")
+    truncate(tmp_path / "last-epoch0002.weights.npz")
     state, notes = checkpoint.find_resumable(tmp_path)
     assert state["epoch"] == 1 and "cannot be read" in notes[0]
 
 
 def test_nothing_intact_starts_again_and_says_so(tmp_path):
     saved_epochs(tmp_path)
-    for path in tmp_path.glob("*.weights.h5"):
+    for path in tmp_path.glob("*.weights.npz"):
         truncate(path)
     state, notes = checkpoint.find_resumable(tmp_path)
     assert state is None
@@ -146,13 +182,13 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 
 def test_leftover_temporary_files_are_removed_on_resume(tmp_path):
     saved_epochs(tmp_path, epochs=(3,))
-    (tmp_path / ".tmp-abc.weights.h5").write_bytes(b"partial")
+    (tmp_path / ".tmp-abc.weights.npz").write_bytes(b"partial")
     assert checkpoint.load_state(tmp_path)["epoch"] == 3
     assert not list(tmp_path.glob(".tmp-*"))
 
 
 def test_temporary_files_are_removed_when_no_epoch_finished(tmp_path):
-    (tmp_path / ".tmp-abc.weights.h5").write_bytes(b"partial")   # killed while saving epoch 1
+    (tmp_path / ".tmp-abc.weights.npz").write_bytes(b"partial")   # killed while saving epoch 1
     assert checkpoint.load_state(tmp_path) is None
     assert not list(tmp_path.iterdir())
 
