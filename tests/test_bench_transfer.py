@@ -9,8 +9,9 @@ from restransfer.bench.transfer import FREEZES, INITS, SMOKE, markdown_summary, 
 from restransfer.cli import main
 
 
-def finetune(seed, init, freeze, accuracy, epoch, cached=False):
+def finetune(seed, init, freeze, accuracy, epoch, cached=False, timing=False, size=16):
     return {"kind": "finetune", "seed": seed, "init": init, "freeze": freeze, "feature_cache": cached,
+            "timing": timing, "image_size": [size, size],
             "feature_pass_seconds": 0.5 if cached else None, "val_accuracy": accuracy,
             "val_accuracy_before_precise_bn": accuracy - 0.1, "train_seconds": 10.0 * epoch,
             "steady_epoch_seconds": epoch, "epoch_seconds": [5 * epoch, epoch, 2 * epoch, epoch / 2]}
@@ -19,9 +20,12 @@ def finetune(seed, init, freeze, accuracy, epoch, cached=False):
 def test_summary_is_mean_and_sample_sd_over_seeds_with_the_cache_paired_per_seed():
     records = [
         finetune(0, "transfer", "all_but_head", 0.8, 0.1, cached=True),
-        finetune(0, "transfer", "all_but_head", 0.7, 1.0),  # its uncached twin: timing only
+        finetune(0, "transfer", "all_but_head", 0.7, 1.0, timing=True),  # its uncached twin
         finetune(1, "transfer", "all_but_head", 0.6, 0.2, cached=True),
-        finetune(1, "transfer", "all_but_head", 0.6, 1.0),
+        finetune(1, "transfer", "all_but_head", 0.6, 1.0, timing=True),
+        # A timing pair at 32 px: its own speed-up, not a row of the accuracy table.
+        finetune(0, "transfer", "all_but_head", 0.1, 0.1, cached=True, timing=True, size=32),
+        finetune(0, "transfer", "all_but_head", 0.1, 2.0, timing=True, size=32),
         finetune(0, "scratch", "none", 0.5, 2.0),
         finetune(1, "scratch", "none", 0.7, 2.0),
         {"kind": "probe", "seed": 0, "val_accuracy": 0.75}, {"kind": "probe", "seed": 1, "val_accuracy": 0.85},
@@ -33,14 +37,17 @@ def test_summary_is_mean_and_sample_sd_over_seeds_with_the_cache_paired_per_seed
         {"mean": 0.7, "sd": 0.1414213, "min": 0.6, "max": 0.8, "n": 2}, rel=1e-5)
     assert rows["scratch", "none"]["before_precise_bn"]["mean"] == pytest.approx(0.5)
     assert summary["probe"]["mean"] == pytest.approx(0.8)
-    cache = summary["feature_cache"]
+    cache, large = summary["feature_cache"]
+    assert (cache["image_size"], large["image_size"]) == ([16, 16], [32, 32])
+    assert large["speedup"] == {"mean": 20.0, "sd": 0.0, "min": 20.0, "max": 20.0, "n": 1}
     assert cache["speedup"]["mean"] == pytest.approx((10 + 5) / 2)  # per seed, then averaged
     assert cache["speedup_median"] == pytest.approx(7.5)
     assert cache["speedup_fastest_epochs"]["mean"] == pytest.approx((0.5 / 0.05 + 0.5 / 0.1) / 2)
     assert cache["val_accuracy_uncached"]["mean"] == pytest.approx(0.65)
     table = markdown_summary(summary)
     assert "| all_but_head | transfer | 0.700 +- 0.141 (0.600 .. 0.800) |" in table
-    assert "| speed-up, paired per seed (median 7.5) | 7.5 +- 3.5 (5.0 .. 10.0) | |" in table
+    assert "| 16x16 px, speed-up, paired per seed (median 7.5) | 7.5 +- 3.5 (5.0 .. 10.0) | |" in table
+    assert "| 32x32 px, speed-up, paired per seed (median 20.0) | 20.0 +- 0.0 (20.0 .. 20.0) | |" in table
     assert mean_sd([1.0]) == {"mean": 1.0, "sd": 0.0, "min": 1.0, "max": 1.0, "n": 1}
 
 

@@ -69,7 +69,9 @@ def add_ratios(records: list[dict]) -> list[dict]:
 
 
 def environment() -> dict:
-    """Versions and the date, stored with every results file."""
+    """Versions, the date and the CPU, stored with every results file (CPU timings and, through
+    its kernels, CPU results depend on the machine)."""
+    import os
     import platform
 
     import keras
@@ -79,6 +81,8 @@ def environment() -> dict:
         "python": platform.python_version(),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
     }
     if env["backend"] == "jax":
         import jax
@@ -89,6 +93,19 @@ def environment() -> dict:
 
         env["tensorflow"] = tf.__version__
     return env
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux' /proc/cpuinfo), else what ``platform`` knows."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def write_results(path: str | Path, records: Iterable[dict], *, settings: dict | None = None,

@@ -9,7 +9,8 @@ gives two accuracies: the last epoch's validation accuracy, measured before prec
 training images; equal when no BatchNorm layer trains). A logistic regression fitted on the
 source's pooled features of the same training images is the reference for head-only transfer,
 and the head-only phase is run once more without the feature cache, right after the cached run,
-to time the two side by side.
+to time the two side by side; the pair is repeated at larger images (``cache_image_sizes``), where
+the frozen convolutions, not Keras' fixed cost per step and epoch, make up an uncached epoch.
 
 Seeds are independent runs, so results are quoted as mean +- sd over seeds, never the best.
 """
@@ -49,6 +50,9 @@ class TransferSettings:
         source_overrides: ``--set``-style overrides of the source recipe.
         target_overrides: overrides of both target recipes (the same budget for both).
         cache_compare: also run the head-only transfer phase with ``feature_cache: false``.
+        cache_image_sizes: with ``cache_compare``, time the cached and uncached head-only phase
+            again at these image sizes (timing pairs only: they are not rows of the accuracy
+            table; the source's convolutions apply at any size).
         probe: fit the logistic-regression probe on the source's features.
     """
 
@@ -58,6 +62,7 @@ class TransferSettings:
     source_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     target_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     cache_compare: bool = True
+    cache_image_sizes: tuple[int, ...] = (32,)
     probe: bool = True
 
     def __post_init__(self):
@@ -76,7 +81,7 @@ SMOKE = TransferSettings(
     seeds=(0,), freezes=(HEAD_ONLY,), inits=("transfer",),
     source_overrides={"data.classes": "ABCDEFGH", "data.per_class": 8, "data.val_per_class": 4,
                       "phases[0].epochs": 1},
-    target_overrides={"data.val_per_class": 6, "phases[0].epochs": 2},
+    target_overrides={"data.val_per_class": 6, "phases[0].epochs": 2}, cache_image_sizes=(),
 )
 
 
@@ -123,10 +128,16 @@ def run_transfer(settings: TransferSettings, workdir: str | Path, *,
                     add(finetune_record(*_train(recipes[init], overrides, run_dir), seed=seed, init=init,
                                         freeze=name))
                     if settings.cache_compare and init == "transfer" and name == HEAD_ONLY:
-                        # Right after the cached run, so both see the same load on the machine.
-                        overrides["feature_cache"] = False
-                        add(finetune_record(*_train(recipes[init], overrides, folder / f"{init}-{name}-uncached"),
-                                            seed=seed, init=init, freeze=name))
+                        for size in (None, *settings.cache_image_sizes):
+                            sized = overrides if size is None else {**overrides, "data.image_size": size}
+                            suffix = "" if size is None else f"-{size}px"
+                            if size is not None:
+                                add(finetune_record(*_train(recipes[init], sized, run_dir.with_name(
+                                    run_dir.name + suffix)), seed=seed, init=init, freeze=name, timing=True))
+                            # Right after the cached run, so both see the same load on the machine.
+                            add(finetune_record(*_train(recipes[init], {**sized, "feature_cache": False},
+                                                        folder / f"{init}-{name}{suffix}-uncached"),
+                                                seed=seed, init=init, freeze=name, timing=True))
     return records
 
 
@@ -138,14 +149,18 @@ def _train(recipe: Path, overrides: dict, out: Path):
     return run, time.perf_counter() - start
 
 
-def finetune_record(run, wall_seconds: float, *, seed: int, init: str, freeze: str) -> dict:
-    """One target run: accuracies before and after precise BN, seconds, and the feature cache."""
+def finetune_record(run, wall_seconds: float, *, seed: int, init: str, freeze: str, timing: bool = False) -> dict:
+    """One target run: accuracies before and after precise BN, seconds, and the feature cache.
+
+    ``timing``: a run that only times the feature cache (an uncached twin, another image size).
+    """
     phase = run.metrics["phases"][0]
     final = run.metrics["final"]
     epochs = [row["seconds"] for row in run.history]
     cache = phase.get("feature_cache") or {}
     return {
-        "kind": "finetune", "seed": seed, "init": init, "freeze": freeze,
+        "kind": "finetune", "seed": seed, "init": init, "freeze": freeze, "timing": timing,
+        "image_size": list(run.plan.data.image_size),
         "feature_cache": bool(cache), "feature_pass_seconds": cache.get("seconds"),
         "precise_bn": bool(phase.get("precise_bn")),
         "val_accuracy": final["val_accuracy"],
@@ -184,6 +199,8 @@ def _line(record: dict) -> str:
     if record["kind"] == "probe":
         return f"seed {record['seed']}: probe on {record['stage']} features {record['val_accuracy']:.3f}"
     cache = ", feature cache" if record["feature_cache"] else ""
+    if record.get("timing"):
+        cache += f", timing at {'x'.join(map(str, record['image_size']))} px"
     return (f"seed {record['seed']}: {record['init']:8s} freeze {record['freeze']:12s} val accuracy "
             f"{record['val_accuracy']:.3f} (before precise BN {record['val_accuracy_before_precise_bn']:.3f}), "
             f"epoch {record['steady_epoch_seconds']:.2f} s{cache}")
@@ -197,13 +214,13 @@ def mean_sd(values: Sequence[float]) -> dict:
 
 
 def summarize(records: Sequence[dict]) -> dict:
-    """Mean +- sd over seeds per (init, freeze), the probe, and the cached vs uncached head-only epoch."""
+    """Mean +- sd over seeds per (init, freeze), the probe, and the cached vs uncached head-only
+    epoch per image size (``feature_cache``: one entry per size, the recipe's first)."""
     rows = []
     runs = [r for r in records if r["kind"] == "finetune"]
     for init in INITS:
         for name in FREEZES:
-            group = [r for r in runs if r["init"] == init and r["freeze"] == name
-                     and not _is_uncached_twin(r, runs)]
+            group = [r for r in runs if r["init"] == init and r["freeze"] == name and not r.get("timing")]
             if group:
                 rows.append({"init": init, "freeze": name,
                              "val_accuracy": mean_sd([r["val_accuracy"] for r in group]),
@@ -213,33 +230,36 @@ def summarize(records: Sequence[dict]) -> dict:
     probes = [r["val_accuracy"] for r in records if r["kind"] == "probe"]
     if probes:
         summary["probe"] = mean_sd(probes)
-    pairs = _cache_pairs(runs)
-    if pairs:
-        ratios = [u["steady_epoch_seconds"] / c["steady_epoch_seconds"] for c, u in pairs]
-        summary["feature_cache"] = {
-            "steady_epoch_seconds_cached": mean_sd([c["steady_epoch_seconds"] for c, _ in pairs]),
-            "steady_epoch_seconds_uncached": mean_sd([u["steady_epoch_seconds"] for _, u in pairs]),
-            "speedup": mean_sd(ratios),
-            "speedup_median": statistics.median(ratios),
-            # The fastest epoch after the first: the least disturbed by other processes.
-            "speedup_fastest_epochs": mean_sd([min(u["epoch_seconds"][1:] or u["epoch_seconds"])
-                                               / min(c["epoch_seconds"][1:] or c["epoch_seconds"])
-                                               for c, u in pairs]),
-            "val_accuracy_cached": mean_sd([c["val_accuracy"] for c, _ in pairs]),
-            "val_accuracy_uncached": mean_sd([u["val_accuracy"] for _, u in pairs]),
-            "feature_pass_seconds": mean_sd([c["feature_pass_seconds"] or 0.0 for c, _ in pairs]),
-        }
+    by_size: dict[tuple, list] = {}
+    for cached, uncached in _cache_pairs(runs):
+        by_size.setdefault(tuple(cached.get("image_size") or ()), []).append((cached, uncached))
+    if by_size:
+        summary["feature_cache"] = [{"image_size": list(size), **_cache_summary(pairs)}
+                                    for size, pairs in by_size.items()]
     return summary
+
+
+def _cache_summary(pairs: Sequence[tuple[dict, dict]]) -> dict:
+    ratios = [u["steady_epoch_seconds"] / c["steady_epoch_seconds"] for c, u in pairs]
+    return {
+        "steady_epoch_seconds_cached": mean_sd([c["steady_epoch_seconds"] for c, _ in pairs]),
+        "steady_epoch_seconds_uncached": mean_sd([u["steady_epoch_seconds"] for _, u in pairs]),
+        "speedup": mean_sd(ratios),
+        "speedup_median": statistics.median(ratios),
+        # The fastest epoch after the first: the least disturbed by other processes.
+        "speedup_fastest_epochs": mean_sd([min(u["epoch_seconds"][1:] or u["epoch_seconds"])
+                                           / min(c["epoch_seconds"][1:] or c["epoch_seconds"])
+                                           for c, u in pairs]),
+        "val_accuracy_cached": mean_sd([c["val_accuracy"] for c, _ in pairs]),
+        "val_accuracy_uncached": mean_sd([u["val_accuracy"] for _, u in pairs]),
+        "feature_pass_seconds": mean_sd([c["feature_pass_seconds"] or 0.0 for c, _ in pairs]),
+    }
 
 
 def _twin(record: dict, runs: Sequence[dict]):
     return [r for r in runs if r["seed"] == record["seed"] and r["init"] == record["init"]
-            and r["freeze"] == record["freeze"] and r is not record]
-
-
-def _is_uncached_twin(record: dict, runs: Sequence[dict]) -> bool:
-    # The extra run without the cache times the cache; the sweep's row is the cached run.
-    return not record["feature_cache"] and any(r["feature_cache"] for r in _twin(record, runs))
+            and r["freeze"] == record["freeze"] and r.get("image_size") == record.get("image_size")
+            and r is not record]
 
 
 def _cache_pairs(runs: Sequence[dict]) -> list[tuple[dict, dict]]:
@@ -267,15 +287,19 @@ def markdown_summary(summary: dict) -> str:
     if "probe" in summary:
         lines.append(f"| all_but_head | logistic-regression probe, same training images | "
                      f"{_cell(summary['probe'])} | | |")
-    cache = summary.get("feature_cache")
-    if cache:
-        lines += ["", "| head-only phase | epoch s (median of epochs 2..) | val accuracy |", "|---|---|---|",
-                  f"| feature cache (features computed once in {cache['feature_pass_seconds']['mean']:.2f} s) | "
+    caches = summary.get("feature_cache") or []
+    if caches:
+        lines += ["", "| head-only phase | epoch s (median of epochs 2..) | val accuracy |", "|---|---|---|"]
+    for cache in caches:
+        size = "x".join(str(n) for n in cache["image_size"]) + " px" if cache["image_size"] else "recipe size"
+        lines += [f"| {size}, feature cache (features computed once in {cache['feature_pass_seconds']['mean']:.2f} s) | "
                   f"{_cell(cache['steady_epoch_seconds_cached'], 3)} | {_cell(cache['val_accuracy_cached'])} |",
-                  f"| no cache | {_cell(cache['steady_epoch_seconds_uncached'], 3)} | "
+                  f"| {size}, no cache | {_cell(cache['steady_epoch_seconds_uncached'], 3)} | "
                   f"{_cell(cache['val_accuracy_uncached'])} |",
-                  f"| speed-up, paired per seed (median {cache['speedup_median']:.1f}) | {_cell(cache['speedup'], 1)} | |",
-                  f"| speed-up of the fastest epochs, paired per seed | {_cell(cache['speedup_fastest_epochs'], 1)} | |"]
+                  f"| {size}, speed-up, paired per seed (median {cache['speedup_median']:.1f}) | "
+                  f"{_cell(cache['speedup'], 1)} | |",
+                  f"| {size}, speed-up of the fastest epochs, paired per seed | "
+                  f"{_cell(cache['speedup_fastest_epochs'], 1)} | |"]
     return "\n".join(lines)
 
 

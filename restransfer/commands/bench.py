@@ -91,6 +91,9 @@ def register(subparsers) -> None:
                           metavar="KEY=VALUE", help="override the source recipe")
     transfer.add_argument("--no-cache-compare", action="store_true",
                           help="skip the head-only run without the feature cache")
+    transfer.add_argument("--cache-image-sizes", type=int, nargs="*", default=[32], metavar="PX",
+                          help="also time the cached vs uncached head-only phase at these image sizes "
+                               "(default 32; none: only the recipe's)")
     transfer.add_argument("--no-probe", action="store_true", help="skip the logistic-regression probe")
     transfer.add_argument("--smoke", action="store_true",
                           help="tiny settings (one seed, two runs, one epoch of pretraining): checks the code path")
@@ -203,7 +206,8 @@ def _transfer(args) -> int:
             seeds=tuple(args.seeds), freezes=tuple(args.freeze), inits=tuple(args.init),
             source_overrides=dict(parse_overrides(args.source_overrides)),
             target_overrides=dict(parse_overrides(args.target_overrides)),
-            cache_compare=not args.no_cache_compare, probe=not args.no_probe)
+            cache_compare=not args.no_cache_compare, cache_image_sizes=tuple(args.cache_image_sizes),
+            probe=not args.no_probe)
     recorded = {"settings": {**dataclasses.asdict(settings), "workdir": args.workdir}}
 
     def write(records) -> None:
@@ -223,7 +227,8 @@ _TRANSFER_NOTES = (
     "final evaluation (after precise BN where BatchNorm trains), val_accuracy_before_precise_bn the last "
     "epoch's validation pass with the statistics training left. steady_epoch_seconds is the median epoch "
     "after the first (which traces the step functions), validation included; the uncached head-only run "
-    "follows its cached twin directly, so both see the same load. The probe is a logistic regression on "
-    "the source run's pooled last-stage features of the same training images, scored on the same "
-    "validation images."
+    "follows its cached twin directly, so both see the same load; timing records (timing: true) are those "
+    "twins and the head-only pairs at other image sizes, not rows of the accuracy table. The probe is a "
+    "logistic regression on the source run's pooled last-stage features of the same training images, "
+    "scored on the same validation images."
 )

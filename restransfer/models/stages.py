@@ -112,15 +112,23 @@ def _check_stage(stage: str, names: list[str], key: str, *, keywords: bool = Fal
                                + did_you_mean(stage, allowed))
 
 
-def freeze_stages(model: keras.Model, frozen: Iterable[str]) -> None:
+def freeze_stages(model: keras.Model, frozen: str | Iterable[str]) -> None:
     """Set ``trainable`` per stage. Frozen BatchNorm layers then run in inference mode.
 
     A change of ``trainable`` after ``compile()`` takes effect only after compiling again.
+
+    Args:
+        model: a model with layers named by stage (``restransfer.create_model``).
+        frozen: as a recipe's ``freeze`` (`resolve_frozen`): ``"all_but_head"``, ``"conv1"``,
+            ``["conv1", "conv2"]``, ...
+
+    Raises:
+        OptionError: an unknown keyword or stage.
+
+    Example:
+        >>> freeze_stages(model, "all_but_head")   # only the head trains
     """
-    frozen = set(frozen)
-    unknown = frozen - set(stage_names(model))
-    if unknown:
-        raise ConfigError(f"Cannot freeze unknown stages {sorted(unknown)}; stages: {stage_names(model)}.")
+    frozen = set(resolve_frozen(stage_names(model), frozen))
     for layer in model.layers:
         stage = layer_stage(layer.name)
         if stage != INPUT:

@@ -38,6 +38,10 @@ _PASS_THROUGH = (
     keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, keras.layers.Flatten,
     keras.layers.Activation, keras.layers.ReLU,
 )
+# Validation features are batched by bytes, not by the training batch: a cached validation pass
+# computes no gradient and holds no image, so a head-only one is a single matrix product
+# instead of one Keras step per training-sized batch (the result does not depend on the batch).
+VAL_FEATURE_BATCH_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -205,6 +209,17 @@ def feature_bytes(split: FeatureSplit, count: int) -> int:
     return int(count * np.prod(split.feature_shape, dtype=np.int64) * dtype.itemsize)
 
 
+def val_feature_batch(split: FeatureSplit, batch_size: int, count: int) -> int:
+    """Validation features per batch: as many as `VAL_FEATURE_BATCH_BYTES` hold, at least ``batch_size``.
+
+    Example:
+        >>> val_feature_batch(split, 5, 200)   # pooled 64-float features: all 200 in one batch
+        200
+    """
+    per_image = max(1, feature_bytes(split, 1))
+    return max(1, min(count, max(batch_size, VAL_FEATURE_BATCH_BYTES // per_image)))
+
+
 def compute_features(prefix: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
     """Run ``prefix`` once over a dataset of ``(images, labels)`` batches, in inference mode.
 
@@ -263,7 +278,7 @@ class FeatureCache:
     Attributes:
         split: the :class:`FeatureSplit`; train ``split.suffix`` on ``train``.
         train: shuffled feature batches, a new order every epoch (`feature_dataset`).
-        val: validation feature batches in order, or None.
+        val: validation feature batches in order (`val_feature_batch` per batch), or None.
         num_train: cached training images.
         num_val: cached validation images.
         seconds: time spent computing the features.
@@ -314,7 +329,8 @@ def cache_features(model: keras.Model, stage: str, train, val=None, *, batch_siz
     val_data, num_val, nbytes = None, 0, features.nbytes
     if val is not None:
         val_features, val_labels = compute_features(split.prefix, val)
-        val_data = feature_dataset(val_features, val_labels, batch_size, shuffle=False)
+        val_data = feature_dataset(val_features, val_labels,
+                                   val_feature_batch(split, batch_size, len(val_features)), shuffle=False)
         num_val, nbytes = len(val_features), nbytes + val_features.nbytes
     train_data = feature_dataset(features, labels, batch_size, shuffle=True, seed=seed,
                                  shuffle_buffer=shuffle_buffer, drop_small_last=drop_small_last)

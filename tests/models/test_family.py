@@ -91,6 +91,13 @@ def test_v2_stages_freeze_like_v1():
     assert layer_stage("post_bn") == layer_stage("post_relu") == "conv5"
     rt.freeze_stages(model, ["conv5"])
     assert not model.get_layer("post_bn").trainable and model.get_layer("predictions").trainable
+    # A recipe's freeze values work here too; a lone name is a stage, not its letters.
+    rt.freeze_stages(model, "all_but_head")
+    assert not model.get_layer("conv1_conv").trainable and model.get_layer("predictions").trainable
+    rt.freeze_stages(model, "conv1")
+    assert not model.get_layer("conv1_conv").trainable and model.get_layer("post_bn").trainable
+    with pytest.raises(ConfigError, match=r"'conv7' is not a stage of this model; allowed: none, all_but_head"):
+        rt.freeze_stages(model, "conv7")
     new = rt.replace_head(model, 4)
     assert new.get_layer("post_relu") is model.get_layer("post_relu")  # the head attaches after post_relu
     # keras.applications: the stride sits in each stage's last block, conv5 has none.

@@ -20,6 +20,7 @@ from restransfer.training.feature_cache import (
     feature_dataset,
     recipe_blockers,
     split_model,
+    val_feature_batch,
 )
 
 pytestmark = pytest.mark.tensorflow
@@ -70,6 +71,20 @@ def test_head_only_cut_moves_past_the_pooling_to_cache_vectors():
     assert [layer.name for layer in split.suffix.layers[1:]] == ["predictions", "head_probabilities"]
     # A trainable layer is never moved into the prefix.
     assert split_model(model, "conv3").boundary == "conv3_block3_out"
+
+
+def test_validation_features_are_batched_by_bytes_not_by_the_training_batch():
+    model = target_model()
+    pooled, maps = split_model(model, "conv4"), split_model(model, "conv1")  # 64 floats; 32x32x16 floats
+    assert val_feature_batch(pooled, 5, 200) == 200  # one validation step
+    assert val_feature_batch(maps, 5, 10_000) == 32 * 2**20 // (32 * 32 * 16 * 4) == 512
+    assert val_feature_batch(maps, 1024, 10_000) == 1024  # never below the training batch
+    x, y = images(7), np.eye(3, dtype="float32")[np.arange(7) % 3]
+    batches = feature_dataset(x, y, 2, shuffle=False)
+    rt.freeze_stages(model, "all_but_head")
+    cache = cache_features(model, "conv4", batches, batches, batch_size=2)
+    assert [len(labels) for _, labels in cache.val.as_numpy_iterator()] == [7]
+    assert [len(labels) for _, labels in cache.train.as_numpy_iterator()] == [2, 2, 2, 1]
 
 
 def test_a_skip_connection_across_the_cut_is_refused():
