@@ -48,6 +48,11 @@ def test_summary_is_mean_and_sample_sd_over_seeds_with_the_cache_paired_per_seed
     assert "| all_but_head | transfer | 0.700 +- 0.141 (0.600 .. 0.800) |" in table
     assert "| 16x16 px, speed-up, paired per seed (median 7.5) | 7.5 +- 3.5 (5.0 .. 10.0) | |" in table
     assert "| 32x32 px, speed-up, paired per seed (median 20.0) | 20.0 +- 0.0 (20.0 .. 20.0) | |" in table
+    assert "quickstart_runs_seconds" not in summary  # no seed has all three quickstart runs
+    records += [{"kind": "source", "seed": 2, "val_accuracy": 0.9, "wall_seconds": 50.0},
+                {**finetune(2, "transfer", "conv1-2", 0.9, 1.0), "wall_seconds": 20.0},
+                {**finetune(2, "scratch", "none", 0.6, 1.0), "wall_seconds": 25.0}]
+    assert summarize(records)["quickstart_runs_seconds"]["mean"] == 95.0
     assert mean_sd([1.0]) == {"mean": 1.0, "sd": 0.0, "min": 1.0, "max": 1.0, "n": 1}
 
 

@@ -230,6 +230,9 @@ def summarize(records: Sequence[dict]) -> dict:
     probes = [r["val_accuracy"] for r in records if r["kind"] == "probe"]
     if probes:
         summary["probe"] = mean_sd(probes)
+    quickstart = _quickstart_seconds(records)
+    if quickstart:
+        summary["quickstart_runs_seconds"] = mean_sd(quickstart)
     by_size: dict[tuple, list] = {}
     for cached, uncached in _cache_pairs(runs):
         by_size.setdefault(tuple(cached.get("image_size") or ()), []).append((cached, uncached))
@@ -237,6 +240,19 @@ def summarize(records: Sequence[dict]) -> dict:
         summary["feature_cache"] = [{"image_size": list(size), **_cache_summary(pairs)}
                                     for size, pairs in by_size.items()]
     return summary
+
+
+def _quickstart_seconds(records: Sequence[dict]) -> list[float]:
+    """Per seed, the wall seconds of the three runs `restransfer quickstart` makes: the source,
+    the target recipe as shipped (conv1-2 frozen) and the scratch recipe (nothing frozen)."""
+    totals = []
+    for seed in sorted({r["seed"] for r in records}):
+        runs = [r for r in records if r["seed"] == seed and not r.get("timing") and (
+            r["kind"] == "source" or (r["kind"] == "finetune" and (r["init"], r["freeze"]) in
+                                      (("transfer", "conv1-2"), ("scratch", "none"))))]
+        if len(runs) == 3:
+            totals.append(sum(r["wall_seconds"] for r in runs))
+    return totals
 
 
 def _cache_summary(pairs: Sequence[tuple[dict, dict]]) -> dict:
@@ -287,11 +303,16 @@ def markdown_summary(summary: dict) -> str:
     if "probe" in summary:
         lines.append(f"| all_but_head | logistic-regression probe, same training images | "
                      f"{_cell(summary['probe'])} | | |")
+    if "quickstart_runs_seconds" in summary:
+        lines += ["", f"The quickstart's three runs (source, transfer conv1-2, scratch): "
+                      f"{_cell(summary['quickstart_runs_seconds'], 1)} s per seed."]
     caches = summary.get("feature_cache") or []
+    if isinstance(caches, dict):  # results written before the timing pairs per image size
+        caches = [caches]
     if caches:
         lines += ["", "| head-only phase | epoch s (median of epochs 2..) | val accuracy |", "|---|---|---|"]
     for cache in caches:
-        size = "x".join(str(n) for n in cache["image_size"]) + " px" if cache["image_size"] else "recipe size"
+        size = "x".join(map(str, cache["image_size"])) + " px" if cache.get("image_size") else "recipe size"
         lines += [f"| {size}, feature cache (features computed once in {cache['feature_pass_seconds']['mean']:.2f} s) | "
                   f"{_cell(cache['steady_epoch_seconds_cached'], 3)} | {_cell(cache['val_accuracy_cached'])} |",
                   f"| {size}, no cache | {_cell(cache['steady_epoch_seconds_uncached'], 3)} | "
