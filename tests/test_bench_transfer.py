@@ -2,6 +2,7 @@
 
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,10 @@ def test_smoke_run_writes_every_record_and_the_cache_changes_no_file(tmp_path, c
     assert cached["feature_pass_seconds"] > 0 and uncached["feature_pass_seconds"] is None
     assert 0.0 <= records[1]["val_accuracy"] <= 1.0 and records[1]["num_train"] == 15  # 3 per class
     assert payload["settings"]["seeds"] == list(SMOKE.seeds) and "summary" in payload["settings"]
+    # The recipes the runs used, as text: a results file says what it measured.
+    assert set(payload["settings"]["recipes"]) == {"source", "transfer", "scratch"}
+    shipped = Path(__file__).resolve().parents[1] / "recipes" / "quickstart_source.yaml"
+    assert payload["settings"]["recipes"]["source"] == shipped.read_text()
     assert "speed-up, paired per seed" in capsys.readouterr().out
     # The same run folder with and without the cache: the same files, the same model.
     folders = [tmp_path / "runs" / "seed0" / name for name in ("transfer-all_but_head", "transfer-all_but_head-uncached")]

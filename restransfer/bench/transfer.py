@@ -141,6 +141,18 @@ def run_transfer(settings: TransferSettings, workdir: str | Path, *,
     return records
 
 
+def recipe_texts() -> dict[str, str]:
+    """The shipped quickstart recipes as the benchmark runs them (``source``, ``transfer``,
+    ``scratch``: their YAML text), stored with the results so that a file says what it measured."""
+    from restransfer.recipe.shipped import shipped_recipe
+
+    texts = {}
+    for role, name in RECIPES.items():
+        with shipped_recipe(name) as path:
+            texts[role] = path.read_text()
+    return texts
+
+
 def _train(recipe: Path, overrides: dict, out: Path):
     from restransfer.recipe.engine import train
 

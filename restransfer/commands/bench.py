@@ -196,7 +196,8 @@ def _transfer(args) -> int:
     import dataclasses
 
     from restransfer.bench.results import write_results
-    from restransfer.bench.transfer import SMOKE, TransferSettings, markdown_summary, run_transfer, summarize
+    from restransfer.bench.transfer import (SMOKE, TransferSettings, markdown_summary, recipe_texts, run_transfer,
+                                            summarize)
     from restransfer.recipe.load import parse_overrides
 
     if args.smoke:
@@ -208,7 +209,7 @@ def _transfer(args) -> int:
             target_overrides=dict(parse_overrides(args.target_overrides)),
             cache_compare=not args.no_cache_compare, cache_image_sizes=tuple(args.cache_image_sizes),
             probe=not args.no_probe)
-    recorded = {"settings": {**dataclasses.asdict(settings), "workdir": args.workdir}}
+    recorded = {"settings": {**dataclasses.asdict(settings), "workdir": args.workdir, "recipes": recipe_texts()}}
 
     def write(records) -> None:
         if args.out:

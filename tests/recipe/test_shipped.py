@@ -28,7 +28,7 @@ def test_every_file_in_recipes_is_reachable_through_the_package():
 def test_quickstart_recipe_loads_from_the_package():
     with shipped_recipe("quickstart_source.yaml") as path:
         recipe = load_recipe(path)
-    assert recipe.model.name == "cifar_resnet20" and recipe.data.source == "glyphs" and recipe.data.per_class == 40
+    assert recipe.model.name == "cifar_resnet20" and recipe.data.source == "glyphs" and recipe.data.per_class == 80
 
 
 def test_unknown_name_suggests_the_nearest():
