@@ -124,6 +124,16 @@ def _metrics_section(metrics: Mapping[str, Any]) -> str:
     out = _table(["phase", *[label for _, label in _PHASE_COLUMNS]], rows)
     if final and "val_top5_accuracy" in final:
         out += f"<p>Top-5 validation accuracy: {_number(final['val_top5_accuracy'])}.</p>"
+    calibration = metrics.get("calibration")
+    if calibration:
+        out += (f"<p>Calibration: temperature {_number(calibration.get('temperature'))} fitted on "
+                f"{_number(calibration.get('images'))} {_e(calibration.get('fitted_on', 'validation'))} images; "
+                f"expected calibration error ({_number(calibration.get('bins'))} bins) "
+                f"{_number(calibration.get('ece_before'))} &rarr; {_number(calibration.get('ece_after'))}, "
+                f"NLL {_number(calibration.get('nll_before'))} &rarr; {_number(calibration.get('nll_after'))} "
+                "(on the images it was fitted on).</p>")
+    elif final and final.get("val_ece") is not None:
+        out += f"<p>Expected calibration error (15 bins, uncalibrated): {_number(final['val_ece'])}.</p>"
     per_class = metrics.get("per_class")
     if per_class:
         out += "<h3>Per class (validation)</h3>" + _table(
@@ -260,5 +270,7 @@ def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         recipe_text=folder.recipe_text() or "", stages=stages, phase_names=phases, metrics=json.loads(metrics_file.read_text()),
         figures={"training curves": folder.plots / "training_curves.png",
                  "confusion matrix (validation)": folder.plots / "confusion_matrix.png",
-                 "top losses (validation)": folder.plots / "top_losses.png"},
+                 "top losses (validation)": folder.plots / "top_losses.png",
+                 **({"reliability diagram (validation, before and after temperature scaling)":
+                     folder.plots / "reliability.png"} if (folder.plots / "reliability.png").is_file() else {})},
         top_losses=top, most_confused=confused, skipped=skipped, notes=list(dict.fromkeys(notes)), facts=facts)

@@ -476,10 +476,13 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     from restransfer.recipe.evaluate import evaluation_report, predict_dataset
 
     plan, folder, say = session.plan, session.folder, session.say
+    calibration = calibrate(model, evaluation_data, plan.recipe.calibration, folder.plots, say)
     probabilities, labels = predict_dataset(model, evaluation_data)
     report = evaluation_report(probabilities, labels, class_names)
     _record_drops(session, bundle)
     metrics = _metrics(plan, report, history, best, bundle, session.precise_bn, session.feature_cache)
+    if calibration is not None:
+        metrics["calibration"] = calibration.as_dict()
     metrics["final"]["num_val"] = len(labels)  # what was evaluated, not what was listed
     checkpoint.write_json(folder.path / "metrics.json", metrics)
     plots.plot_history(history, folder.plots / "training_curves.png", title=f"{plan.model.name}: {folder.path.name}")
@@ -508,6 +511,32 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     folder.write_info(status=FINISHED, error=None)
     return Run(model=model, history=history, metrics=metrics, run_dir=session.run.path, class_names=class_names,
                plan=plan)
+
+
+def calibrate(model: keras.Model, data, method: str, plots_dir: Path, say=print):
+    """Fit ``method``'s temperature on ``data`` (held-out images), fold it into ``model``, plot the reliability.
+
+    Returns the ``Calibration`` (None for ``none``); ``plots_dir/reliability.png`` shows before and after.
+    """
+    if method == "none":
+        return None
+    from restransfer.recipe.evaluate import predict_dataset
+    from restransfer.training.calibration import (
+        fit_temperature,
+        fold_temperature,
+        logits_model,
+        plot_reliability,
+        softmax,
+    )
+
+    logits, labels = predict_dataset(logits_model(model), data)
+    result = fit_temperature(logits, labels)
+    fold_temperature(model, result.temperature)
+    plot_reliability([softmax(logits), softmax(logits / result.temperature)], labels, plots_dir / "reliability.png",
+                     names=("uncalibrated", f"temperature {result.temperature:.3f}"),
+                     title=f"reliability on the {result.images} validation images the temperature was fitted on")
+    say(f"Calibration: {result.describe()}.")
+    return result
 
 
 def _record_drops(session: _Session, bundle) -> None:
@@ -541,7 +570,8 @@ def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle, 
             "precise_bn": precise.get(phase.index), "feature_cache": cached.get(phase.index),
             **_timing(rows, bundle.num_train),
         })
-    final = {"val_accuracy": report["accuracy"], "val_loss": report["loss"], "epochs": len(history),
+    final = {"val_accuracy": report["accuracy"], "val_loss": report["loss"], "val_ece": report["ece"],
+             "epochs": len(history),
              **_timing(history, bundle.num_train), "num_train": bundle.num_train, "num_val": bundle.num_val}
     if "top5_accuracy" in report:
         final["val_top5_accuracy"] = report["top5_accuracy"]

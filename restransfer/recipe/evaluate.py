@@ -1,4 +1,5 @@
-"""Evaluate a model on a dataset: accuracy, top-5, per-class precision/recall/F1, confusion matrix."""
+"""Evaluate a model on a dataset: accuracy, top-5, calibration error, per-class precision/recall/F1, confusion
+matrix."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def evaluation_report(probabilities: np.ndarray, labels: np.ndarray, class_names
     """
     from sklearn.metrics import classification_report, confusion_matrix
 
+    from restransfer.training.calibration import expected_calibration_error
+
     num_classes = len(class_names)
     predicted = probabilities.argmax(axis=-1)
     picked = probabilities[np.arange(len(labels)), labels]
@@ -39,6 +42,7 @@ def evaluation_report(probabilities: np.ndarray, labels: np.ndarray, class_names
         "num_images": int(len(labels)),
         "accuracy": float(np.mean(predicted == labels)),
         "loss": float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0)))),
+        "ece": expected_calibration_error(probabilities, labels),
     }
     if num_classes > 5:
         top5 = np.argsort(-probabilities, axis=-1)[:, :5]

@@ -27,6 +27,7 @@ from restransfer.export.formats import FORMATS
 from restransfer.models.blocks import NORMS, STYLES
 from restransfer.models.resnet import OUTPUT_STRIDES, SHORTCUTS
 from restransfer.training.distribute import LR_SCALING, STRATEGIES
+from restransfer.training.calibration import CALIBRATIONS
 from restransfer.training.head_init import HEAD_INITS
 from restransfer.training.optimizers import OPTIMIZERS
 from restransfer.training.precision import PRECISIONS
@@ -173,6 +174,9 @@ class Recipe(_Strict):
     # auto: a phase that trains only layers after frozen stages runs those once per image.
     feature_cache: Literal["auto"] | StrictBool = "auto"
     seed: StrictInt = Field(0, ge=0, lt=2**31)
+    calibration: Literal[CALIBRATIONS] = Field(
+        "none", description="temperature: fit one temperature on the validation predictions (minimum NLL) and "
+        "fold it into the classifier, so every output and export is calibrated; the argmax never changes")
     export: list[Literal[FORMATS]] = Field(default_factory=list, max_length=len(FORMATS))
     distribution: DistributionConfig = Field(default_factory=DistributionConfig)
 

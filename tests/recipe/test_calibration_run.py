@@ -1,0 +1,54 @@
+"""`calibration: temperature` in a run: the temperature is the NLL minimum on the validation logits of the
+trained model, it is folded into model.keras (so predict and exports are calibrated), no prediction
+changes, and metrics.json and the report say what it did."""
+
+import json
+
+import numpy as np
+import pytest
+
+import restransfer as rt
+from restransfer.recipe.engine import build_model
+from restransfer.recipe.evaluate import predict_dataset
+from restransfer.runs import RunFolder
+from restransfer.training import checkpoint
+from restransfer.training.calibration import fit_temperature, logits_model, softmax
+
+pytestmark = pytest.mark.tensorflow
+
+TINY = {
+    "model": {"name": "cifar_resnet20", "bn_momentum": 0.9},
+    "data": {"source": "digits", "classes": [0, 1, 2], "per_class": 6, "val_per_class": 10, "image_size": 16,
+             "batch_size": 6},
+    "phases": [{"epochs": 2, "optimizer": {"name": "adamw", "learning_rate": 0.01}}],
+    "jit_compile": False,
+    "calibration": "temperature",
+}
+
+
+def test_temperature_is_fitted_on_validation_and_folded_into_model_keras(tmp_path):
+    run = rt.train(TINY, out=tmp_path / "run", verbose=0)
+    folder = RunFolder(run.run_dir)
+    calibration = run.metrics["calibration"]
+    assert json.loads((folder.path / "metrics.json").read_text())["calibration"] == calibration
+    assert calibration["images"] == 30 and calibration["fitted_on"] == "validation" and calibration["bins"] == 15
+    # The last checkpoint holds the trained, uncalibrated weights.
+    uncalibrated = build_model(run.plan, 3, load_weights=False)
+    checkpoint.restore_weights(uncalibrated, folder.checkpoints, checkpoint.load_state(folder.checkpoints))
+    from restransfer.data import load_data
+
+    val = load_data(**run.plan.data_options(augment={})).val
+    logits, labels = predict_dataset(logits_model(uncalibrated), val)
+    refit = fit_temperature(logits, labels)
+    assert calibration["temperature"] == pytest.approx(refit.temperature, rel=1e-4)
+    assert calibration["nll_after"] <= calibration["nll_before"]
+    saved = folder.load_model()
+    probabilities, _ = predict_dataset(saved, val)
+    np.testing.assert_allclose(probabilities, softmax(logits / refit.temperature), rtol=2e-4, atol=2e-5)
+    np.testing.assert_array_equal(probabilities.argmax(-1), logits.argmax(-1))
+    # What training reports is the calibrated model's validation loss.
+    assert run.metrics["final"]["val_loss"] == pytest.approx(calibration["nll_after"], rel=1e-3, abs=1e-4)
+    assert run.metrics["final"]["val_ece"] == pytest.approx(calibration["ece_after"], abs=1e-4)
+    assert (folder.plots / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (folder.path / "report.html").read_text()
+    assert "reliability diagram" in report and "Calibration: temperature" in report
