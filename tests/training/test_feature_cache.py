@@ -1,5 +1,5 @@
-"""The feature cache computes the same network: the split is exact, and a phase trained on cached
-features moves the weights exactly as the same phase trained on the images."""
+"""The feature cache computes the same network: the split is exact, the cached features are the
+frozen prefix's output, and a training step on them computes the step the images give."""
 
 import json
 import zipfile
@@ -143,66 +143,110 @@ def test_feature_batches_follow_the_image_pipelines_order():
     assert int(tf.data.experimental.cardinality(cached)) == 2
 
 
-def _phase(model, train, val, epochs=2):
-    """A phase as the engine compiles it, with decoupled decay and a per-stage multiplier.
+CACHEABLE = [(["conv1", "conv2"], "conv2"), (["conv1", "conv2", "conv3", "conv4"], "conv4")]
 
-    SGD with momentum rather than the default AdamW: the two runs compute the same steps in
-    different graphs, so they agree to rounding, and Adam divides each gradient by its own running
-    size, which turns a rounding-level gradient of either sign into a step of +-lr (a 1e-7 relative
-    change of the cached features moves conv3 kernels by 0.02 after 6 AdamW steps, by 1e-4 with
-    SGD). With SGD a real difference (another batch order) moves them by 0.06.
-    """
+
+def frozen_model(frozen):
+    keras.utils.set_random_seed(0)
+    model = target_model()
+    rt.freeze_stages(model, frozen)
+    return model
+
+
+@pytest.mark.parametrize("frozen,stage", CACHEABLE)
+def test_cached_features_are_what_the_frozen_prefix_computes_in_training(frozen, stage):
+    # Each image's index is its label, so every cached row can be traced back to its image.
+    x, index = images(10, seed=3), np.arange(10, dtype="float32")[:, None]
+    model = frozen_model(frozen)
+    cache = cache_features(model, stage, feature_dataset(x, index, 4, shuffle=False),
+                           feature_dataset(x[:5], index[:5], 4, shuffle=False), batch_size=4, seed=1)
+    assert cache.split.stages == frozen and (cache.num_train, cache.num_val) == (10, 5)
+    # In a training step the uncached model runs the prefix with training=True; frozen layers
+    # (BatchNorm included) then compute what they compute in inference.
+    expected = keras.ops.convert_to_numpy(cache.split.prefix(x, training=True))
+    for _ in range(2):  # two epochs, each a new order of all ten images
+        seen = []
+        for features, labels in cache.train.as_numpy_iterator():
+            rows = labels[:, 0].astype(int)
+            np.testing.assert_allclose(features, expected[rows], rtol=0, atol=1e-5)
+            seen += rows.tolist()
+        assert sorted(seen) == list(range(10))
+    (val_features, val_labels), = cache.val.as_numpy_iterator()
+    np.testing.assert_array_equal(val_labels[:, 0], np.arange(5))
+    np.testing.assert_allclose(val_features, expected[:5], rtol=0, atol=1e-5)
+
+
+def _first_step(net, batch, model):
+    """Gradients of the loss on ``batch`` and the weights after one SGD step, both as fit computes them."""
+    import tensorflow as tf
+
     from restransfer.training.optimizers import build_optimizer, stage_multipliers
 
-    optimizer = build_optimizer("sgd", 0.05, momentum=0.9, weight_decay=1e-3,
+    images_or_features, labels = batch
+
+    @tf.function  # Keras trains in a graph; an eager tape of the whole model rounds differently
+    def gradients():
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(keras.losses.categorical_crossentropy(labels, net(images_or_features, training=True)))
+        return tape.gradient(loss, net.trainable_variables)
+
+    grads = {v.path: keras.ops.convert_to_numpy(g) for v, g in zip(net.trainable_variables, gradients())}
+    optimizer = build_optimizer("sgd", 0.05, weight_decay=1e-3,
                                 lr_multipliers=stage_multipliers(model, {"conv4": 0.5}))
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
-    return model.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False).history
+    net.compile(optimizer=optimizer, loss="categorical_crossentropy", jit_compile=False)
+    loss = net.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0, shuffle=False).history["loss"]
+    return grads, {v.path: np.array(v) for v in model.weights}, loss
 
 
-@pytest.mark.parametrize("frozen,stage", [(["conv1", "conv2"], "conv2"),
-                                          (["conv1", "conv2", "conv3", "conv4"], "conv4")])
-def test_cached_phase_trains_the_same_weights_and_saves_the_same_model(tmp_path, frozen, stage):
+@pytest.mark.parametrize("frozen,stage", CACHEABLE)
+def test_one_cached_training_step_equals_the_uncached_step_and_saves_the_same_model(tmp_path, frozen, stage):
+    """One step is where the two paths must agree on any CPU: the same gradients, the same update.
+
+    Many steps are not compared here: the two graphs round differently, and over steps those
+    differences grow by amounts that depend on the CPU (`restransfer bench transfer` compares
+    whole cached and uncached runs).
+    """
     from restransfer.recipe.engine import save_inference_model
 
-    x, y = images(20, seed=3), np.eye(3, dtype="float32")[np.arange(20) % 3]
-    trained = {}
+    x, y = images(12, seed=3), np.eye(3, dtype="float32")[np.arange(12) % 3]
+    results = {}
     for cached in (False, True):
-        keras.utils.set_random_seed(0)
-        model = target_model()
-        rt.freeze_stages(model, frozen)
+        model = frozen_model(frozen)
         initial = {v.path: np.array(v) for v in model.weights}
-        train = feature_dataset(x, y, 8, shuffle=True, seed=1)
-        val = feature_dataset(x[:9], y[:9], 8, shuffle=False)
         if cached:
-            cache = cache_features(model, stage, feature_dataset(x, y, 8, shuffle=False), val, batch_size=8, seed=1)
-            assert cache.num_train == 20 and cache.num_val == 9 and cache.split.stages == frozen
-            history = _phase(cache.split.suffix, cache.train, cache.val)
+            cache = cache_features(model, stage, feature_dataset(x, y, 8, shuffle=False), batch_size=8, seed=1)
+            net, train = cache.split.suffix, cache.train
         else:
-            history = _phase(model, train, val)
+            net, train = model, feature_dataset(x, y, 8, shuffle=True, seed=1)
+        batch = next(iter(train))
+        grads, weights, loss = _first_step(net, batch, model)
         save_inference_model(model, tmp_path / f"{cached}.keras")
-        trained[cached] = ({v.path: np.array(v) for v in model.weights}, history)
-    (plain, plain_history), (fast, fast_history) = trained[False], trained[True]
-    assert plain.keys() == fast.keys()
+        results[cached] = grads, weights, loss, batch[1].numpy()
+    (plain_grads, plain, plain_loss, plain_labels), (grads, fast, loss, labels) = results[False], results[True]
+    np.testing.assert_array_equal(labels, plain_labels)  # the same first batch
+    assert sorted(grads) == sorted(plain_grads) and grads
+    assert all(layer_stage(path.split("/")[0]) not in frozen for path in grads)
+    for path, value in plain_grads.items():
+        # Rounding differences of the two graphs are ~1e-7 of a gradient; another batch, or
+        # a prefix that ran BatchNorm on batch statistics, differs by percents.
+        np.testing.assert_allclose(grads[path], value, rtol=1e-4, atol=1e-6 * np.abs(value).max(), err_msg=path)
+    np.testing.assert_allclose(loss, plain_loss, rtol=1e-6)
+    assert plain.keys() == fast.keys() == initial.keys()
     for path, value in plain.items():
         if layer_stage(path.split("/")[0]) in frozen:
-            np.testing.assert_array_equal(fast[path], value, err_msg=path)
-        else:
-            # Rounding differences of the two graphs grow to ~1e-4 over the steps (see `_phase`).
-            np.testing.assert_allclose(fast[path], value, rtol=0, atol=2e-3, err_msg=path)
-    moved = [path for path, value in plain.items() if not np.array_equal(value, initial[path])]
-    assert moved and all(layer_stage(path.split("/")[0]) not in frozen for path in moved)
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        np.testing.assert_allclose(fast_history[key], plain_history[key], rtol=1e-3, err_msg=key)
-    # The saved model is the whole network, the same file either way.
+            np.testing.assert_array_equal(fast[path], initial[path], err_msg=path)
+        np.testing.assert_allclose(fast[path], value, rtol=1e-5, atol=1e-6, err_msg=path)
+    assert all(not np.array_equal(plain[path], initial[path]) for path in plain_grads)  # every trainable moved
+    # The saved model is the whole network, the same file either way ...
     files = [zipfile.ZipFile(tmp_path / f"{cached}.keras") for cached in (False, True)]
     assert sorted(files[0].namelist()) == sorted(files[1].namelist())
     configs = [json.loads(f.read("config.json")) for f in files]
     assert configs[0] == configs[1] and not configs[0]["compile_config"]  # no optimizer saved
-    for cached in (False, True):  # and it holds the weights the phase trained, every one
+    for cached in (False, True):  # ... and it holds exactly the weights the step trained, every one
         reloaded = keras.saving.load_model(tmp_path / f"{cached}.keras")
+        assert len(reloaded.weights) == len(results[cached][1])
         for variable in reloaded.weights:
-            np.testing.assert_array_equal(np.array(variable), trained[cached][0][variable.path], err_msg=variable.path)
+            np.testing.assert_array_equal(np.array(variable), results[cached][1][variable.path], err_msg=variable.path)
 
 
 def test_compute_features_keeps_the_order_and_labels():
