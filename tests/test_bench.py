@@ -116,6 +116,7 @@ def test_cli_writes_results_json(tmp_path, capsys):
     payload = json.loads(out.read_text())
     assert payload["environment"]["backend"] == keras.backend.backend()
     assert payload["settings"]["cases"] == ["cifar_resnet20-keras-32px-b2-float32-xla_False"]
+    assert payload["settings"]["complete"] is True
     assert FIELDS <= set(payload["results"][0])
     assert "| cifar_resnet20 |" in markdown_table(payload["results"])
 
@@ -132,6 +133,23 @@ def test_gpu_preset_is_bf16_xla_batch_256_at_224():
     assert {c.model for c in cases} >= {"resnet50", "resnext50_32x4d", "resnet101", "resnet152"}
     main_cases = [c for c in cases if c.precision == "mixed_bfloat16"]
     assert all(c.jit_compile is True and c.batch_size == 256 and c.image_size == 224 for c in main_cases)
+
+
+def test_gpu_lease_preset_puts_the_headline_cases_first():
+    cases = PRESETS["gpu-lease"].cases
+    first = cases[0]
+    assert (first.model, first.style, first.reference_name) == ("resnet50", "keras", "ResNet50")
+    assert all(c.precision == "mixed_bfloat16" and c.jit_compile is True and c.image_size == 224 for c in cases)
+    assert [c.steps_per_execution for c in cases if c.model == "resnet50" and c.batch_size == 256
+            and c.style == "torchvision"] == [1, 4]
+
+
+def test_steps_per_execution_times_every_step_it_ran():
+    case = TrainCase("cifar_resnet20", image_size=32, batch_size=2, num_classes=10, jit_compile=False,
+                     steps_per_execution=2)
+    record = run_training([case], steps=4, rounds=1, warmup=1, log=None)[0]
+    assert record["timed_steps"] == 4 and record["steps_per_execution"] == 2
+    assert record["case"].endswith("-spe2")
 
 
 def test_training_bench_runs_on_jax_without_tensorflow():

@@ -32,6 +32,20 @@ def _gpu_cases(image_size: int, batch_size: int) -> tuple[TrainCase, ...]:
     )
 
 
+def _lease_cases(image_size: int, batch_size: int, large_batch: int) -> tuple[TrainCase, ...]:
+    """The cases that fit one short device lease, most important first (a timeout cuts the tail)."""
+    gpu = dict(image_size=image_size, batch_size=batch_size, precision="mixed_bfloat16", jit_compile=True)
+    return (
+        TrainCase("resnet50", style="keras", **gpu),
+        TrainCase("resnext50_32x4d", style="torchvision", reference=False, **gpu),
+        # The layout the PyTorch peer trains: the like-for-like ratio to torch.compile.
+        TrainCase("resnet50", style="torchvision", reference=False, **gpu),
+        # Host overhead: the same case with the host queueing four steps between callbacks.
+        TrainCase("resnet50", style="torchvision", reference=False, steps_per_execution=4, **gpu),
+        TrainCase("resnet50", style="torchvision", reference=False, **{**gpu, "batch_size": large_batch}),
+    )
+
+
 PRESETS = {
     "cpu": Preset(
         cases=tuple(
@@ -45,6 +59,16 @@ PRESETS = {
     "gpu": Preset(
         cases=_gpu_cases(224, 256), steps=50, rounds=3, warmup=10,
         description="bf16 mixed precision, XLA, batch 256 at 224 px (run under KERAS_BACKEND=jax)",
+    ),
+    # One 15-minute device lease: the first numbers, each case written as soon as it is measured.
+    "gpu-lease": Preset(
+        cases=_lease_cases(224, 256, 1024), steps=30, rounds=2, warmup=5,
+        description="the gpu preset's headline cases for one short lease: ResNet-50 (+ keras.applications), "
+                    "ResNeXt-50, the torchvision layout with and without steps_per_execution=4, batch 1024",
+    ),
+    "gpu-lease-smoke": Preset(
+        cases=_lease_cases(32, 2, 4)[:2], steps=2, rounds=1, warmup=1,
+        description="the gpu-lease preset at 32 px, batch 2: checks the command, measures nothing",
     ),
     # The gpu preset's code path at sizes a CPU runs in a minute: tests and dry runs.
     "gpu-smoke": Preset(

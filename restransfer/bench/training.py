@@ -27,6 +27,9 @@ class TrainCase:
         style: ``"keras"`` (the same architecture as keras.applications) or ``"torchvision"``.
         reference: also measure the keras.applications model of the same depth.
         num_classes: classes of the head.
+        steps_per_execution: training steps per host dispatch (Keras' ``steps_per_execution``):
+            above 1 the host queues several steps between callbacks, which shows how much of a
+            step is host overhead.
     """
 
     model: str
@@ -37,22 +40,26 @@ class TrainCase:
     style: str = "keras"
     reference: bool = True
     num_classes: int = 1000
+    steps_per_execution: int = 1
 
     @property
     def case_id(self) -> str:
+        spe = f"-spe{self.steps_per_execution}" if self.steps_per_execution != 1 else ""
         return (f"{self.model}-{self.style}-{self.image_size}px-b{self.batch_size}-{self.precision}"
-                f"-xla_{self.jit_compile}")
+                f"-xla_{self.jit_compile}{spe}")
 
     @property
     def reference_name(self) -> str | None:
         return bench_models.REFERENCE_FOR.get(self.model) if self.reference else None
 
 
-def compile_for_bench(model: keras.Model, *, jit_compile, steps_per_epoch: int = 100) -> keras.Model:
+def compile_for_bench(model: keras.Model, *, jit_compile, steps_per_epoch: int = 100,
+                      steps_per_execution: int = 1) -> keras.Model:
     """Compile exactly as a recipe phase does (``restransfer.recipe.engine.compile_phase``).
 
     The phase trains everything with SGD + momentum 0.9 and a cosine schedule; ``jit_compile``
     ``"auto"`` is resolved by the recipe policy (``restransfer.training.precision``).
+    ``steps_per_execution`` is set on the compiled model as ``compile()`` would set it.
     """
     from restransfer.recipe.engine import compile_phase
     from restransfer.recipe.schema import PhaseConfig
@@ -61,6 +68,7 @@ def compile_for_bench(model: keras.Model, *, jit_compile, steps_per_epoch: int =
     phase = PhaseConfig(epochs=1, optimizer={"name": "sgd", "learning_rate": 0.01, "momentum": 0.9})
     compile_phase(model, phase, frozen=(), steps_per_epoch=steps_per_epoch, num_classes=model.output_shape[-1],
                   jit_compile=resolve_jit_compile(jit_compile)[0])
+    model.steps_per_execution = steps_per_execution
     return model
 
 
@@ -99,7 +107,7 @@ class _Runner:
         else:
             self.model = bench_models.build_reference(case.reference_name, **kwargs)
             self.name = case.reference_name
-        compile_for_bench(self.model, jit_compile=case.jit_compile)
+        compile_for_bench(self.model, jit_compile=case.jit_compile, steps_per_execution=case.steps_per_execution)
         self.data = synthetic_batches(case.batch_size, case.image_size, case.num_classes)
         self.timer = StepTimer()
         self.compile_s: float | None = None
@@ -112,7 +120,7 @@ class _Runner:
     def warm_up(self, steps: int) -> None:
         """Compile (the first step) and run a few steps that are not timed."""
         warm = StepTimer()
-        steps = max(steps, 2)
+        steps = max(steps, 2 * self.case.steps_per_execution)
         self.model.fit(self.data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[warm])
         steady = float(np.median(warm.step_times[1:]))
         self.compile_s = max(warm.first_step_s - steady, 0.0)
@@ -137,6 +145,7 @@ class _Runner:
             "jit_compile_resolved": bool(self.model.jit_compile),
             "batch_size": case.batch_size,
             "image_size": case.image_size,
+            "steps_per_execution": case.steps_per_execution,
             **stats,
             "round_step_ms": [float(np.median(call)) * 1e3 for call in self.timer.calls],
             "compile_s": self.compile_s,

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
         description="Every value list multiplies into cases; each case measures our model and the "
                     "keras.applications ResNet of its depth, interleaved round by round.",
     )
-    train.add_argument("--preset", help="named settings: cpu, gpu, gpu-smoke (value options then filter nothing; "
+    train.add_argument("--preset", help="named settings: cpu, gpu, gpu-lease, gpu-smoke (value options then filter nothing; "
                                         "--steps/--rounds/--warmup still override)")
     train.add_argument("--models", nargs="+", default=["resnet50"])
     train.add_argument("--style", choices=("keras", "torchvision"), default="keras")
@@ -136,9 +136,16 @@ def _train(args) -> int:
     steps = args.steps or steps
     rounds = args.rounds or rounds
     warmup = args.warmup if args.warmup is not None else warmup
-    records = run_training(cases, steps=steps, rounds=rounds, warmup=warmup, peak_tflops=args.peak_tflops)
     settings = {"preset": args.preset, "steps": steps, "rounds": rounds, "warmup": warmup,
-                "cases": [c.case_id for c in cases]}
+                "peak_tflops": args.peak_tflops, "cases": [c.case_id for c in cases]}
+    records = []
+    for case in cases:
+        records += run_training([case], steps=steps, rounds=rounds, warmup=warmup, peak_tflops=args.peak_tflops)
+        if args.out:  # after every case: a run cut short by a device lease keeps what it measured
+            from restransfer.bench.results import write_results
+
+            write_results(args.out, records, settings={**settings, "complete": False})
+    settings["complete"] = True
     return _print_and_write(records, args, settings)
 
 
