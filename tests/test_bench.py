@@ -10,12 +10,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from keras.src import utils
 
 from restransfer.bench import TrainCase, add_ratios, mfu, run_training
 from restransfer.bench.models import build_ours, build_reference, macs_per_image, precision_scope
 from restransfer.bench.presets import PRESETS, get_preset
 from restransfer.bench.results import markdown_table, peak_flops, train_flops_per_image
-from restransfer.bench.timing import StepTimer, summarize
+from restransfer.bench.timing import FitTimer, StepTimer, summarize
 from restransfer.cli import main
 from restransfer.errors import ConfigError
 
@@ -150,6 +151,35 @@ def test_steps_per_execution_times_every_step_it_ran():
     record = run_training([case], steps=4, rounds=1, warmup=1, log=None)[0]
     assert record["timed_steps"] == 4 and record["steps_per_execution"] == 2
     assert record["case"].endswith("-spe2")
+
+
+def test_fit_timer_times_whole_calls_without_a_per_step_hook():
+    case = TrainCase("cifar_resnet20", image_size=32, batch_size=2, num_classes=10, jit_compile=False)
+    record = run_training([case], steps=3, rounds=2, warmup=1, log=None)[0]
+    # Two rounds: each runs 3 steps with the step timer and 3 more as one timed call.
+    assert record["fit_step_ms_median"] > 0
+    assert record["fit_img_per_s"] == pytest.approx(2 / (record["fit_step_ms_median"] / 1e3))
+    assert FitTimer.async_safe and utils.is_default(FitTimer().on_train_batch_end)
+
+
+def test_the_engine_callbacks_let_keras_dispatch_steps_asynchronously(tmp_path):
+    # On JAX (thread-safe) Keras runs batch hooks on a thread only if every callback allows it.
+    code = textwrap.dedent(
+        f"""
+        import keras
+        from restransfer.training.callbacks import EpochRecorder, epoch_tensorboard
+        recorder = EpochRecorder({str(tmp_path)!r}, [], {{"phase": 0, "phase_name": "p"}}, 10)
+        callbacks = keras.callbacks.CallbackList([recorder, epoch_tensorboard({str(tmp_path / "logs")!r})])
+        assert callbacks._async_train, "a callback makes every training step wait"
+        plain = keras.callbacks.CallbackList([keras.callbacks.TensorBoard({str(tmp_path / "logs")!r})])
+        assert not plain._async_train
+        print("ok")
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
 
 
 def test_training_bench_runs_on_jax_without_tensorflow():

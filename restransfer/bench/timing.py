@@ -61,6 +61,29 @@ class StepTimer(keras.callbacks.Callback):
         self.on_train_batch_end(batch, logs)
 
 
+class FitTimer(keras.callbacks.Callback):
+    """The wall time of whole ``fit()`` calls, with no per-step hook.
+
+    With no callback that needs every step's logs (or only ``async_safe`` ones, as the recipe
+    engine's), Keras on a thread-safe backend (JAX) queues the next step while the device runs
+    the last one; ``StepTimer``'s per-step hook makes every step wait instead. A call ends after
+    Keras has read the epoch's metrics, which waits for the last step.
+    """
+
+    async_safe = True
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []  # one entry per fit() call
+        self._start: float | None = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
 def summarize(step_times: list[float], batch_size: int) -> dict:
     """Median step time and the images per second it implies, with the spread."""
     if not step_times:

@@ -33,7 +33,7 @@ from restransfer.recipe.plan import Plan, PhasePlan, load_plan
 from restransfer.recipe.schema import PhaseConfig, Recipe
 from restransfer.runs import FAILED, FINISHED, NEW, RUNNING, RunFolder, Start, start_from
 from restransfer.training import checkpoint, plots
-from restransfer.training.callbacks import EpochLine, EpochRecorder
+from restransfer.training.callbacks import EpochLine, EpochRecorder, epoch_tensorboard
 from restransfer.training.distribute import Distribution, scaled_learning_rate, setup_distribution
 from restransfer.training.head_init import (
     head_lr_multiplier,
@@ -406,7 +406,7 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
         folder.checkpoints, history, {"phase": phase.index, "phase_name": phase.name}, bundle.num_train,
         on_epoch=folder.write_history, monitor=MONITOR, best=best, saved=model if cache else None,
     )
-    callbacks = [recorder, keras.callbacks.TensorBoard(log_dir=str(folder.logs), write_graph=False)]
+    callbacks = [recorder, epoch_tensorboard(folder.logs)]
     verbose = session.verbose
     if verbose == "auto" and not sys.stdout.isatty():
         # A log, not a terminal: one line per epoch (Keras' verbose=2 prints two), also in train.log.

@@ -30,6 +30,11 @@ class EpochRecorder(keras.callbacks.Callback):
             over its layers (a feature-cache suffix); the optimizer is the trained model's.
     """
 
+    # The per-batch NaN check only reads the loss and sets flags that on_epoch_end reads after
+    # Keras has flushed every batch hook: it may run on Keras' callback thread, so that on
+    # thread-safe backends (JAX) the host queues the next step instead of waiting for each one.
+    async_safe = True
+
     def __init__(self, folder: Path, history: list[dict], state: dict, num_train: int,
                  on_epoch: Callable[[list[dict]], None] | None = None, monitor: str = "val_accuracy",
                  best: dict | None = None, saved: keras.Model | None = None):
@@ -88,6 +93,19 @@ class EpochRecorder(keras.callbacks.Callback):
         }, optimizer=self.model.optimizer)
         if self.on_epoch is not None:
             self.on_epoch(self.history)
+
+
+def epoch_tensorboard(log_dir: str | Path) -> keras.callbacks.TensorBoard:
+    """Keras' TensorBoard callback writing once per epoch, without holding up the training steps.
+
+    Its batch hook does nothing at ``update_freq="epoch"`` with profiling off, so it is marked
+    safe for Keras' asynchronous batch callbacks (otherwise its mere presence makes every step wait
+    for the device on JAX).
+    """
+    board = keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, update_freq="epoch",
+                                        profile_batch=0)
+    board.async_safe = True
+    return board
 
 
 def _current_rate(optimizer) -> float:
