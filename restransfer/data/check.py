@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from restransfer.data.sources import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, Listing, Part
+from restransfer.data.webp import ANIMATED_WEBP_PROBLEM, animated_webp
 from restransfer.errors import DataError
 from restransfer.files import FileReadError, read_regular_file, regular_file_problem
 
 # Bump when decoding or the checks change, so cached verdicts are recomputed.
-CHECK_VERSION = 2
+CHECK_VERSION = 3
 TINY_SIDE = 32
 # A class this many times larger than the smallest one is reported as imbalance.
 IMBALANCE_RATIO = 5.0
@@ -134,6 +135,9 @@ def _inspect(path: str) -> dict[str, Any]:
     info["format"] = sniff_format(data[:16])
     if info["format"] is None:
         info["error"] = "not an image (unknown format: no JPEG, PNG, GIF, BMP or WebP signature)"
+        return info
+    if animated_webp(data):
+        info["error"] = ANIMATED_WEBP_PROBLEM.removeprefix("it is ")
         return info
     try:
         import io

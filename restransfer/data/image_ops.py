@@ -26,7 +26,9 @@ cropped away), the same geometry as ``keras.utils.image_dataset_from_directory``
 Size policy: decoding allocates what the header declares, so a 64 KB PNG that declares
 23000x23000 pixels takes 2 GB. `declared_pixels` reads the width and height from the header
 (no decoding) and every reader refuses images above ``MAX_IMAGE_PIXELS`` (the exported serving
-graph above the limit it was exported with) before decoding.
+graph above the limit it was exported with) before decoding. Animated WebPs are refused from
+their header too (`webp_animated`; TensorFlow 2.21's WebP decoder crashes the process on them):
+`decode_image` asserts it, so no reader can reach the decoder with one.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ import tensorflow as tf
 
 from restransfer.data.schema import DEFAULT_RESIZE, RESIZE_METHODS, ResizeMethod
 from restransfer.data.sources import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from restransfer.data.webp import (
+    ANIMATED_WEBP_PROBLEM,
+    ANIMATION_CHUNKS,
+    ANIMATION_FLAG,
+    MAX_WEBP_CHUNKS,
+    animated_webp,
+)
 from restransfer.errors import DataError
 from restransfer.files import FileReadError, read_regular_file
 
@@ -107,6 +116,39 @@ def declared_pixels(contents: tf.Tensor) -> tf.Tensor:
     ], default=lambda: tf.constant(0, tf.int64))
 
 
+def webp_animated(contents: tf.Tensor) -> tf.Tensor:
+    """Whether encoded bytes are an animated WebP (scalar ``tf.bool``), read from the header.
+
+    The graph twin of `restransfer.data.webp.animated_webp`: the VP8X animation flag, or an ANIM
+    or ANMF chunk among the first chunks.
+    """
+    length = tf.cast(tf.strings.length(contents), tf.int64)
+    padded = tf.strings.join([contents, b"\0" * 32])
+
+    def byte(position) -> tf.Tensor:
+        return tf.cast(tf.io.decode_raw(tf.strings.substr(padded, position, 1), tf.uint8)[0],
+                       tf.int64)
+
+    def chunk_walk() -> tf.Tensor:
+        def more(i, position, found):
+            return tf.logical_and(tf.logical_and(i < MAX_WEBP_CHUNKS, position + 8 <= length),
+                                  tf.logical_not(found))
+
+        def step(i, position, found):
+            fourcc = tf.strings.substr(padded, position, 4)
+            found = tf.reduce_any(tf.equal(fourcc, list(ANIMATION_CHUNKS)))
+            size = sum(byte(position + 4 + k) * (256 ** k) for k in range(4))
+            return i + 1, position + 8 + size + size % 2, found
+
+        return tf.while_loop(more, step, (tf.constant(0), tf.constant(12, tf.int64),
+                                          tf.constant(False)))[2]
+
+    flagged = tf.logical_and(tf.equal(tf.strings.substr(padded, 12, 4), b"VP8X"),
+                             tf.not_equal(tf.bitwise.bitwise_and(byte(20), ANIMATION_FLAG), 0))
+    return tf.cond(tf.equal(sniff_format(contents), FORMAT_NAMES.index("WebP")),
+                   lambda: tf.logical_or(flagged, chunk_walk()), lambda: tf.constant(False))
+
+
 def decode_image(contents: tf.Tensor) -> tf.Tensor:
     """Decode encoded image bytes to an RGB ``uint8 [H, W, 3]`` tensor.
 
@@ -119,6 +161,10 @@ def decode_image(contents: tf.Tensor) -> tf.Tensor:
     Example:
         >>> image = decode_image(tf.io.read_file("cat.jpg"))
     """
+    still = tf.debugging.Assert(tf.logical_not(webp_animated(contents)),
+                                [f"The image is refused: {ANIMATED_WEBP_PROBLEM}."])
+    with tf.control_dependencies([still]):
+        contents = tf.identity(contents)
     image = tf.io.decode_image(contents, channels=0, dtype=tf.uint8, expand_animations=False)
     image.set_shape([None, None, None])
     channels = tf.shape(image)[-1]
@@ -177,7 +223,10 @@ def read_image_bytes(path: str | os.PathLike, max_bytes: int = MAX_IMAGE_BYTES) 
 
 
 def pixel_limit_problem(contents: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
-    """Why encoded bytes must not be decoded (their header declares too many pixels), or None."""
+    """Why encoded bytes must not be decoded (their header declares too many pixels, or an
+    animation), or None."""
+    if animated_webp(contents):
+        return ANIMATED_WEBP_PROBLEM
     try:
         pixels = int(declared_pixels(tf.constant(contents)))
     except tf.errors.OpError:

@@ -7,7 +7,8 @@ Signatures (TF Serving, ``tf.saved_model.load``, TFLite conversion all read them
   -> ``probabilities`` (``float32 [batch, classes]``), ``classes`` (top-1 class name, ``string
   [batch]``) and ``scores`` (top-1 probability, ``float32 [batch]``). Decoding and resizing are
   ``restransfer.data.image_ops.decode_image`` and ``resize_for_eval``, the evaluation path, and
-  the model holds its own ``Preprocess`` layer, so serving equals evaluation.
+  the model holds its own ``Preprocess`` layer, so serving equals evaluation. Images whose header
+  declares more than ``max_pixels``, and animated WebPs, are refused before decoding.
 - ``serve_tensor``: ``images`` (``float32 [batch, height, width, 3]``, RGB in 0..255) -> the same.
 
 Class names live in the graph (a constant) and in ``assets/class_names.txt``.
@@ -31,6 +32,7 @@ from restransfer.data.image_ops import (
     read_image_bytes,
     resize_for_eval,
     sniff_format,
+    webp_animated,
 )
 from restransfer.data.schema import DEFAULT_RESIZE
 from restransfer.data.sources import MAX_IMAGE_PIXELS
@@ -61,6 +63,9 @@ def _item_problem(contents: tf.Tensor, max_pixels: int) -> tf.Tensor:
     return tf.case([
         (tf.equal(length, 0), lambda: tf.constant("is empty (0 bytes)")),
         (fmt < 0, lambda: tf.strings.join(["is not a JPEG, PNG, GIF, BMP or WebP image ", size])),
+        (webp_animated(contents), lambda: tf.constant(
+            "is an animated WebP (the TensorFlow WebP decoder crashes on animations: send one "
+            "frame as a still image)")),
         (pixels > max_pixels, lambda: tf.strings.join([
             "declares ", tf.strings.as_string(pixels), " pixels, above the limit of ",
             str(max_pixels), " this model was exported with (max_pixels)"])),
@@ -103,6 +108,8 @@ def serving_functions(model: keras.Model, image_size: Sequence[int], class_names
     def decode_one(index, contents):
         allowed = tf.logical_and(sniff_format(contents) >= 0,
                                  declared_pixels(contents) <= max_pixels)
+        # decode_image refuses animated WebPs itself; checked here too, before any decoding.
+        allowed = tf.logical_and(allowed, tf.logical_not(webp_animated(contents)))
         with tf.control_dependencies([tf.debugging.Assert(allowed, [index])]):
             image = decode_image(tf.identity(contents))
         return index, resize_for_eval(image, (height, width), resize)

@@ -89,3 +89,22 @@ def huge_png(width: int = 23000, height: int = 23000) -> bytes:
     rows = zlib.compress(b"\0" * (1 + 3 * width) * 20)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def animated_webp(frames: int = 5, size: tuple[int, int] = (16, 16)) -> bytes:
+    """A small animated WebP (TensorFlow 2.21's WebP decoder crashes the process on it)."""
+    images = [Image.new("RGB", size, (40 * i, 90, 200 - 30 * i)) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "WEBP", save_all=True, append_images=images[1:], duration=50, loop=0)
+    return buffer.getvalue()
+
+
+def run_python(code: str, timeout: float = 300):
+    """Run ``code`` in a fresh interpreter: a native crash fails the test, not pytest."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=Path(__file__).resolve().parents[2])

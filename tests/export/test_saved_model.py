@@ -236,3 +236,23 @@ def test_class_names_with_line_breaks_are_refused_at_export(trained_model, tmp_p
     with pytest.raises(ExportError, match="max_pixels must be a positive"):
         export_model(trained_model, tmp_path / "sm", "saved_model", CLASS_NAMES, max_pixels=0)
     assert not (tmp_path / "sm").exists()
+
+
+def test_an_animated_webp_fails_its_request_and_the_server_lives_on(served, encoded):
+    from tests.data.conftest import animated_webp, run_python
+
+    path, _ = served
+    good = encoded[0][0]
+    result = run_python(f"""
+import tensorflow as tf
+serve = tf.saved_model.load({str(path)!r}).signatures["serving_default"]
+try:
+    serve(image_bytes=tf.constant([{good!r}, {animated_webp()!r}]))
+except tf.errors.InvalidArgumentError as error:
+    print("REFUSED:", error.message)
+print("NEXT:", serve(image_bytes=tf.constant([{good!r}]))["probabilities"].shape)
+""")
+    assert result.returncode == 0, f"rc {result.returncode}: {result.stderr[-2000:]}"
+    assert ("image_bytes[1] is an animated WebP (the TensorFlow WebP decoder crashes on "
+            "animations: send one frame as a still image)") in result.stdout, result.stdout
+    assert "NEXT: (1, 3)" in result.stdout
