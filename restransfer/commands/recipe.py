@@ -20,6 +20,9 @@ def register(subparsers) -> None:
     validate.add_argument("recipe")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help=_SET_HELP)
+    validate.add_argument("--explain", action="store_true",
+                          help="print every decision the recipe implies on this machine, each with its reason "
+                               "(those that need the data are taken when training and listed in train.log)")
     validate.set_defaults(handler=_validate)
 
     evaluate = subparsers.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix of a run")
@@ -56,17 +59,22 @@ def _validate(args) -> int:
     from restransfer.recipe.plan import load_plan
 
     plan = load_plan(args.recipe, args.overrides)
-    recipe = plan.recipe
     console = Console()
     console.print(f"[green]OK[/green] {escape(str(args.recipe))}: {plan.model.name} "
                   f"(weights {escape(str(plan.model.weights))}), data source {plan.data.source}, "
-                  f"{plan.image_size[0]}x{plan.image_size[1]} px, precision {recipe.precision}, "
-                  f"jit_compile {recipe.jit_compile}.")
+                  f"{plan.image_size[0]}x{plan.image_size[1]} px, precision {plan.precision}, "
+                  f"jit_compile {plan.recipe.jit_compile}.")
     for phase in plan.phases:
-        config = phase.config
         console.print(f"  phase {phase.index + 1} '{escape(phase.name)}': {phase.epochs} epochs, "
-                      f"{config.optimizer.name} lr {config.optimizer.learning_rate:g}, "
+                      f"{phase.optimizer.name} lr {phase.optimizer.learning_rate:g}, "
                       f"frozen {list(phase.frozen) or 'nothing'}")
+    if args.explain:
+        from restransfer.recipe.decisions import decide, explain
+        from restransfer.training.precision import has_accelerator
+
+        console.print("Decisions on this machine, without the data:")
+        for line in explain(decide(plan, accelerator=has_accelerator())):
+            console.print("  " + escape(line), highlight=False, soft_wrap=True)
     return 0
 
 

@@ -12,7 +12,6 @@ load the data, build the model, start the head, fit each phase (then precise BN)
 
 from __future__ import annotations
 
-import math
 import shutil
 import sys
 import tempfile
@@ -28,22 +27,17 @@ import numpy as np
 from restransfer.errors import ConfigError, TrainingError
 from restransfer.models.heads import classifier
 from restransfer.models.registry import create_model
-from restransfer.models.stages import HEAD, freeze_stages
+from restransfer.models.stages import freeze_stages
 from restransfer.recipe.plan import Plan, PhasePlan, load_plan
 from restransfer.recipe.schema import PhaseConfig, Recipe
 from restransfer.runs import FAILED, FINISHED, NEW, RUNNING, RunFolder, Start, start_from
 from restransfer.training import checkpoint, plots
 from restransfer.training.callbacks import EpochLine, EpochRecorder, epoch_tensorboard
-from restransfer.training.distribute import Distribution, scaled_learning_rate, setup_distribution
-from restransfer.training.head_init import (
-    head_lr_multiplier,
-    init_head_from_probe,
-    resolve_head_init,
-    zero_classifier,
-)
+from restransfer.training.distribute import Distribution, setup_distribution
+from restransfer.training.head_init import init_head_from_probe, zero_classifier
 from restransfer.training.optimizers import build_optimizer, stage_multipliers
-from restransfer.training.precise_bn import precise_bn, precise_bn_enabled, precise_bn_steps, trainable_batch_norms
-from restransfer.training.precision import describe_precision, dtype_policy, resolve_jit_compile
+from restransfer.training.precise_bn import precise_bn, precise_bn_steps, trainable_batch_norms
+from restransfer.training.precision import describe_precision, dtype_policy
 from restransfer.training.schedules import WarmupSchedule
 from restransfer.training.tracing import build_before_fit
 
@@ -86,12 +80,12 @@ def build_model(plan: Plan, num_classes: int, *, load_weights: bool = True) -> k
         for layer in backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = spec.bn_momentum
-    head = plan.recipe.head
+    head = plan.head
     outputs = classifier(backbone.output, num_classes, dropout=head.dropout, hidden=head.hidden)
     return keras.Model(backbone.inputs, outputs, name=spec.name)
 
 
-def phase_optimizer(model: keras.Model, phase: PhaseConfig, learning_rate,
+def phase_optimizer(model: keras.Model, phase: PhaseConfig | PhasePlan, learning_rate,
                     lr_multipliers: Mapping[str, float] | None = None) -> keras.optimizers.Optimizer:
     """The phase's optimizer at ``learning_rate`` (a float or a schedule), with its weight decay, options
     and per-stage rate factors for ``model``'s variables (default: the phase's own, without the head's)."""
@@ -102,16 +96,16 @@ def phase_optimizer(model: keras.Model, phase: PhaseConfig, learning_rate,
     )
 
 
-def phase_loss(phase: PhaseConfig) -> keras.losses.Loss:
+def phase_loss(phase: PhaseConfig | PhasePlan) -> keras.losses.Loss:
     return keras.losses.CategoricalCrossentropy(label_smoothing=phase.label_smoothing)
 
 
-def compile_phase(model: keras.Model, phase: PhaseConfig, *, frozen: Sequence[str], steps_per_epoch: int,
-                  num_classes: int, jit_compile: bool, lr_scale: float = 1.0,
+def compile_phase(model: keras.Model, phase: PhaseConfig | PhasePlan, *, frozen: Sequence[str], steps_per_epoch: int,
+                  num_classes: int, jit_compile: bool, learning_rate: float | None = None,
                   lr_multipliers: Mapping[str, float] | None = None, trainer: keras.Model | None = None) -> None:
     """Freeze ``frozen`` stages and compile with the phase's optimizer, schedule and loss.
 
-    ``lr_scale`` multiplies the phase's learning rate (the recipe's distribution scaling rule);
+    ``learning_rate`` is the schedule's peak (default: the phase's own, unscaled);
     ``lr_multipliers`` are per-stage factors (default: the phase's own, without the head's).
     ``trainer`` is compiled instead of ``model`` when the phase fits a model over some of
     ``model``'s layers (the feature cache's suffix).
@@ -119,7 +113,7 @@ def compile_phase(model: keras.Model, phase: PhaseConfig, *, frozen: Sequence[st
     freeze_stages(model, frozen)
     total = phase.epochs * steps_per_epoch
     schedule = WarmupSchedule(
-        phase.optimizer.learning_rate * lr_scale, total_steps=total,
+        phase.optimizer.learning_rate if learning_rate is None else learning_rate, total_steps=total,
         warmup_steps=round(phase.schedule.warmup_epochs * steps_per_epoch), decay=phase.schedule.name,
         min_lr=phase.schedule.min_lr, gamma=phase.schedule.gamma,
         milestones=[round(m * steps_per_epoch) for m in phase.schedule.milestones],
@@ -133,9 +127,29 @@ def compile_phase(model: keras.Model, phase: PhaseConfig, *, frozen: Sequence[st
     build_before_fit(trainer)
 
 
+@dataclass(frozen=True)
+class PhaseOutcome:
+    """What a phase's fit left behind for the run's end and its checkpoint.
+
+    Attributes:
+        optimizer: the fitted optimizer (a feature-cache suffix's when it trained one).
+        feature_cache: what was cached (``metrics.json``), None when it trained on the images.
+        precise_bn: what the precise-BN pass did (``metrics.json``), None when none ran.
+    """
+
+    optimizer: Any = None
+    feature_cache: dict | None = None
+    precise_bn: dict | None = None
+
+
 @dataclass
 class _Session:
-    """One process's part of a run: the Plan, where it writes, where it resumes from, how it logs."""
+    """One process's part of a run: the Plan, where it writes, where it resumes from, how it logs.
+
+    ``plan`` is set twice: when the session opens (what the recipe alone decides), then once the
+    data and the model are known (every decision, `restransfer.recipe.decisions.decide`).
+    ``outcomes`` gets one entry per phase, when the phase (and its precise BN) is done.
+    """
 
     plan: Plan
     folder: RunFolder  # what this process writes (the run folder, or a worker's scratch copy)
@@ -145,10 +159,7 @@ class _Session:
     say: _Logger
     verbose: int | str
     lock: Any = None  # the run folder's lock, held by the chief for the whole run
-    precise_bn: dict[int, dict] = field(default_factory=dict)  # phase index -> what the pass did
-    feature_cache: dict[int, dict] = field(default_factory=dict)  # phase index -> what was cached
-    optimizer: Any = None  # the last fitted phase's (a feature-cache suffix's when it trained one)
-    head_lr: float = 1.0  # the head's learning-rate factor where a phase sets none
+    outcomes: dict[int, PhaseOutcome] = field(default_factory=dict)  # phase index -> its outcome
 
 
 def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
@@ -177,12 +188,12 @@ def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
     else:
         plan = load_plan(recipe, overrides)
     # Before anything runs on the backend: JAX's multi-process start must come first.
-    dist = setup_distribution(plan.recipe.distribution.strategy)
+    dist = setup_distribution(plan.strategy)
     session = _open_session(plan, RunFolder(out if out is not None else Path("runs") / plan.name), force, dist,
                             verbose)
     folder = session.folder
     try:
-        with dtype_policy(plan.recipe.precision):
+        with dtype_policy(plan.precision):
             result = _train(session)
     except KeyboardInterrupt:
         session.say("Interrupted. Rerun the same command to resume from the last complete epoch.")
@@ -218,7 +229,7 @@ def _open_session(plan: Plan, run: RunFolder, force: bool, dist: Distribution, v
         start = start_from(run.training_state()) if same else Start(NEW)
     folder.write_info(
         model=plan.model.name, image_size=list(plan.image_size), resize=plan.data.resize, status=RUNNING,
-        restransfer_version=_version(), backend=keras.backend.backend(), precision=plan.recipe.precision,
+        restransfer_version=_version(), backend=keras.backend.backend(), precision=plan.precision,
     )
     say = _Logger(folder, verbose)
     say(start.describe(folder, len(plan.phases)))
@@ -227,37 +238,51 @@ def _open_session(plan: Plan, run: RunFolder, force: bool, dist: Distribution, v
 
 
 def _train(session: _Session) -> Run:
-    plan, say = session.plan, session.say
-    keras.utils.set_random_seed(plan.recipe.seed)
+    say = session.say
+    keras.utils.set_random_seed(session.plan.seed)
     bundle, class_names = _load_data(session)
     model = _build(session, len(class_names))
-    jit_compile, why = resolve_jit_compile(plan.recipe.jit_compile)
-    say(f"XLA jit_compile: {'on' if jit_compile else 'off'} ({why}).")
-    session.folder.write_info(preprocessing=model.get_layer("preprocess").mode, jit_compile=jit_compile)
     evaluation_data = bundle.val
     if session.dist.strategy == "multi_worker":
-        _fixed_size_batches(bundle, plan.data.batch_size, say)
-    steps_per_epoch = _steps_per_epoch(bundle, plan.data.batch_size)
-    lr_scale = _lr_scale(plan, say)
-    init, why = head_start(plan, bundle.num_train)
-    session.head_lr = head_lr_multiplier(init, plan.recipe.head.lr_multiplier)
+        _fixed_size_batches(bundle, session.plan.data.batch_size, say)
+    plan = session.plan = _decide(session, bundle, model)
+    jit_compile = plan.decisions.jit_compile.value
+    session.folder.write_info(preprocessing=model.get_layer("preprocess").mode, jit_compile=jit_compile)
     if session.start.state is None:
-        _init_head(session, model, bundle, init, why)
+        _init_head(session, model, bundle)
     history, best = session.start.history, session.start.best
     for phase in plan.phases:
         if session.start.epochs_done < phase.end_epoch:
-            best = _fit_phase(session, model, phase, bundle, history, best, steps_per_epoch=steps_per_epoch,
-                              num_classes=len(class_names), jit_compile=jit_compile, lr_scale=lr_scale)
-            _precise_bn(session, model, phase, bundle, {"phase": phase.index, "phase_name": phase.name,
-                                                        "epoch": phase.end_epoch, "history": history, "best": best})
+            best, optimizer, cached = _fit_phase(session, model, phase, bundle, history, best,
+                                                 num_classes=len(class_names), jit_compile=jit_compile)
+            state = {"phase": phase.index, "phase_name": phase.name, "epoch": phase.end_epoch, "history": history,
+                     "best": best}
+            precise = _precise_bn(session, model, phase, bundle, state, optimizer)
+            session.outcomes[phase.index] = PhaseOutcome(optimizer=optimizer, feature_cache=cached,
+                                                         precise_bn=precise)
         elif session.start.epochs_done == phase.end_epoch:
             # Stopped between the phase's last epoch and its pass: the pass depends only on the
             # weights and the data, so running it again gives the same statistics.
-            _precise_bn(session, model, phase, bundle, None)
+            session.outcomes[phase.index] = PhaseOutcome(
+                precise_bn=_precise_bn(session, model, phase, bundle, None, None))
     with session.dist.local(model) as local_model:
         run = _finish(session, local_model, bundle, evaluation_data, class_names, history, best)
     run.model = model
     return run
+
+
+def _decide(session: _Session, bundle, model: keras.Model) -> Plan:
+    """Every decision, from the data's facts, the model and the machine; each logged with its reason."""
+    from restransfer.data.pipeline import memory_budget
+    from restransfer.recipe.decisions import DataFacts, decide, log_lines
+    from restransfer.training.precision import has_accelerator
+
+    plan = session.plan
+    facts = DataFacts.of(bundle, plan.data.batch_size)
+    decided = decide(plan, facts, model=model, accelerator=has_accelerator(), memory_budget=memory_budget())
+    for line in log_lines(decided):
+        session.say(line)
+    return decided
 
 
 def _load_data(session: _Session):
@@ -304,18 +329,12 @@ def _build(session: _Session, num_classes: int) -> keras.Model:
     return model
 
 
-def head_start(plan: Plan, num_train: int) -> tuple[str, str]:
-    """How the run's new head starts (``head.init`` with ``auto`` resolved for this plan), and why."""
-    head = plan.recipe.head
-    return resolve_head_init(head.init, pretrained=plan.model.weights.kind != "none",
-                             head_only=plan.phases[0].head_only, hidden=head.hidden, num_train=num_train)
-
-
-def _init_head(session: _Session, model: keras.Model, bundle, init: str, why: str) -> None:
-    """Start the new classifier as ``head.init`` resolved to (a new or restarted run only)."""
-    how = init_head(model, bundle, init)
-    session.say(f"Head ({why}): {how}; learning rate x{session.head_lr:g} of each phase's unless the phase sets "
-                "lr_multipliers.head.")
+def _init_head(session: _Session, model: keras.Model, bundle) -> None:
+    """Start the new classifier as the plan decided (a new or restarted run only)."""
+    decisions = session.plan.decisions
+    how = init_head(model, bundle, decisions.head_init.value)
+    session.say(f"Head ({decisions.head_init.reason}): {how}; learning rate x{decisions.head_lr_multiplier.value:g} "
+                "of each phase's unless the phase sets lr_multipliers.head.")
 
 
 def init_head(model: keras.Model, bundle, init: str) -> str:
@@ -330,31 +349,32 @@ def init_head(model: keras.Model, bundle, init: str) -> str:
     return "Glorot-uniform kernel, zero bias"
 
 
-def _precise_bn(session: _Session, model: keras.Model, phase: PhasePlan, bundle, state: dict | None) -> None:
+def _precise_bn(session: _Session, model: keras.Model, phase: PhasePlan, bundle, state: dict | None,
+                optimizer) -> dict | None:
     """Recompute the phase's trainable BatchNorm statistics from the un-augmented training images.
 
-    With ``state`` (the phase's last checkpoint state), the checkpoint is saved again with them.
+    With ``state`` (the phase's last checkpoint state), the checkpoint is saved again with them
+    (and ``optimizer``). Returns what the pass did, for ``metrics.json``; None when none ran.
     """
-    on, why = precise_bn_enabled(session.plan.recipe.precise_bn, bundle.num_train)
-    if not (on and phase.trains_batch_norm):
-        return
+    decision = phase.decisions.precise_bn
+    if not decision.value:
+        return None
     freeze_stages(model, phase.frozen)  # a resumed run skipped the phase's compile
     layers = trainable_batch_norms(model)
     if not layers:
-        return
+        return None
     before = model.evaluate(bundle.val, verbose=0, return_dict=True) if model.compiled else {}
     done = precise_bn(model, bundle.train_unaugmented, layers=layers,
                       steps=precise_bn_steps(bundle.num_train, session.plan.data.batch_size))
     after = model.evaluate(bundle.val, verbose=0, return_dict=True) if model.compiled else {}
     change = (f"; val_accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}"
               if "accuracy" in before and "accuracy" in after else "")
-    session.say(f"Precise BN ({why}): moving statistics of {len(done.layers)} BatchNorm layers recomputed from "
-                f"{done.images} training images ({done.batches} batches, no augmentation){change}.")
-    session.precise_bn[phase.index] = {
-        "layers": len(done.layers), "images": done.images,
-        "val_accuracy_before": before.get("accuracy"), "val_accuracy_after": after.get("accuracy")}
+    session.say(f"Precise BN ({decision.reason}): moving statistics of {len(done.layers)} BatchNorm layers "
+                f"recomputed from {done.images} training images ({done.batches} batches, no augmentation){change}.")
     if state is not None:
-        checkpoint.save_checkpoint(model, session.folder.checkpoints, state, optimizer=session.optimizer)
+        checkpoint.save_checkpoint(model, session.folder.checkpoints, state, optimizer=optimizer)
+    return {"layers": len(done.layers), "images": done.images,
+            "val_accuracy_before": before.get("accuracy"), "val_accuracy_after": after.get("accuracy")}
 
 
 def _fixed_size_batches(bundle, batch: int, say) -> None:
@@ -368,37 +388,29 @@ def _fixed_size_batches(bundle, batch: int, say) -> None:
         "validation pass are left out (not from the final evaluation).")
 
 
-def _lr_scale(plan: Plan, say) -> float:
-    distribution = plan.recipe.distribution
-    scale = scaled_learning_rate(1.0, distribution.lr_scaling, plan.data.batch_size, distribution.base_batch_size)
-    if scale != 1.0:
-        say(f"Learning rates scaled x{scale:g} (linear rule, base batch {distribution.base_batch_size}).")
-    return scale
-
-
 def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, history: list[dict], best: dict,
-               *, steps_per_epoch: int, num_classes: int, jit_compile: bool, lr_scale: float) -> dict:
-    """Freeze, compile (restoring the optimizer mid-phase on resume) and fit one phase; return the best row."""
-    plan, start, say, config = session.plan, session.start, session.say, phase.config
-    multipliers = dict(phase.lr_multipliers)
-    if HEAD not in phase.frozen:
-        multipliers.setdefault(HEAD, session.head_lr)
+               *, num_classes: int, jit_compile: bool) -> tuple[dict, Any, dict | None]:
+    """Freeze, compile (restoring the optimizer mid-phase on resume) and fit one phase.
+
+    Returns the best row, the fitted optimizer and what the feature cache held (None without one).
+    """
+    plan, start, say, decisions = session.plan, session.start, session.say, phase.decisions
+    multipliers = dict(decisions.lr_multipliers.value)
     freeze_stages(model, phase.frozen)
-    cache = _feature_cache(session, model, phase, bundle)
+    cache, cached = _feature_cache(session, model, phase, bundle)
     trainer = cache.split.suffix if cache else model
     with session.dist.scope():
-        compile_phase(model, config, frozen=phase.frozen, steps_per_epoch=steps_per_epoch,
-                      num_classes=num_classes, jit_compile=jit_compile, lr_scale=lr_scale,
+        compile_phase(model, phase, frozen=phase.frozen, steps_per_epoch=plan.decisions.steps_per_epoch.value,
+                      num_classes=num_classes, jit_compile=jit_compile, learning_rate=decisions.learning_rate.value,
                       lr_multipliers=multipliers, trainer=trainer)
         if start.state and phase.start_epoch < start.epochs_done:
             checkpoint.restore_optimizer(trainer, session.run.checkpoints, start.state)
-    session.optimizer = trainer.optimizer
     _print_stage_table(model, say, title=f"{phase.name}: frozen {list(phase.frozen) or 'nothing'}")
     first = max(phase.start_epoch, start.epochs_done)
     say(f"Phase {phase.index + 1}/{len(plan.phases)} '{phase.name}': epochs {first + 1}-{phase.end_epoch}, "
-        f"{config.optimizer.name} lr {config.optimizer.learning_rate:g} ({config.schedule.name}, "
-        f"warmup {config.schedule.warmup_epochs:g} epochs), weight decay {config.weight_decay:g}, "
-        f"label smoothing {config.label_smoothing:g}"
+        f"{phase.optimizer.name} lr {phase.optimizer.learning_rate:g} ({phase.schedule.name}, "
+        f"warmup {phase.schedule.warmup_epochs:g} epochs), weight decay {phase.weight_decay:g}, "
+        f"label smoothing {phase.label_smoothing:g}"
         + (f", lr multipliers {multipliers}" if multipliers else "") + ".")
     say(describe_precision(model) + ".")
     folder = session.folder
@@ -436,37 +448,29 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
             f"{bad['batch']}); training stopped. The last good checkpoint is kept: {kept}, in "
             f"{folder.checkpoints}. Lower phases[{phase.index}].optimizer.learning_rate (or add warmup, or "
             "use precision float32) and train again with --force, or with --out for a new folder.")
-    return recorder.best
+    return recorder.best, trainer.optimizer, cached
 
 
 def _feature_cache(session: _Session, model: keras.Model, phase: PhasePlan, bundle):
-    """The frozen leading stages run once per image, when exact and (``auto``) the features fit in memory.
+    """The frozen leading stages run once per image, where the plan decided so.
 
-    Returns the ``FeatureCache`` the phase trains on, or None to train on the images.
+    Returns the ``FeatureCache`` the phase trains on and what it holds (``metrics.json``), or
+    ``(None, None)`` to train on the images.
     """
-    from restransfer.data.pipeline import memory_budget
-    from restransfer.training.feature_cache import cache_decision, cache_features
+    from restransfer.training.feature_cache import cache_features
 
-    say = session.say
-    if phase.feature_cache_note:
-        say(f"Feature cache: {phase.feature_cache_note}.")
-    if phase.feature_cache is False:
-        return None
-    stage, why = cache_decision(model, phase.frozen, mode=phase.feature_cache,
-                                num_images=bundle.num_train + bundle.num_val, budget_bytes=memory_budget())
+    stage = phase.decisions.feature_cache.value
     if stage is None:
-        say(f"Feature cache: {why}.")
-        return None
+        return None, None
     data = session.plan.data
     with session.dist.scope():
         cache = cache_features(model, stage, bundle.train_unaugmented, bundle.val, batch_size=data.batch_size,
-                               seed=session.plan.recipe.seed, shuffle_buffer=data.shuffle_buffer,
+                               seed=session.plan.seed, shuffle_buffer=data.shuffle_buffer,
                                drop_small_last=True)
-    say(cache.describe())
-    session.feature_cache[phase.index] = {
-        "after": cache.split.boundary, "shape": list(cache.split.feature_shape), "images": cache.num_train,
-        "seconds": round(cache.seconds, 2), "mib": round(cache.nbytes / 2**20, 2)}
-    return cache
+    session.say(cache.describe())
+    return cache, {"after": cache.split.boundary, "shape": list(cache.split.feature_shape),
+                   "images": cache.num_train, "seconds": round(cache.seconds, 2),
+                   "mib": round(cache.nbytes / 2**20, 2)}
 
 
 def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, class_names: list[str],
@@ -476,11 +480,11 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     from restransfer.recipe.evaluate import evaluation_report, predict_dataset
 
     plan, folder, say = session.plan, session.folder, session.say
-    calibration = calibrate(model, evaluation_data, plan.recipe.calibration, folder.plots, say)
+    calibration = calibrate(model, evaluation_data, plan.calibration, folder.plots, say)
     probabilities, labels = predict_dataset(model, evaluation_data)
     report = evaluation_report(probabilities, labels, class_names)
     _record_drops(session, bundle)
-    metrics = _metrics(plan, report, history, best, bundle, session.precise_bn, session.feature_cache)
+    metrics = _metrics(plan, report, history, best, bundle, session.outcomes)
     if calibration is not None:
         metrics["calibration"] = calibration.as_dict()
     metrics["final"]["num_val"] = len(labels)  # what was evaluated, not what was listed
@@ -499,7 +503,7 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
         from restransfer.diagnostics.report import run_report
 
         say(f"Report: {run_report(folder.path)} (top losses in {folder.plots / 'top_losses.png'}).")
-    for fmt in plan.recipe.export if session.dist.is_chief else ():
+    for fmt in plan.exports if session.dist.is_chief else ():
         from restransfer.export import export_run
 
         target = folder.path / "export" / fmt
@@ -553,21 +557,22 @@ def _record_drops(session: _Session, bundle) -> None:
                                     "(epochs, validation); the files passed the data check before training"})
 
 
-def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle, precise: dict[int, dict],
-             cached: Mapping[int, dict]) -> dict:
+def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle,
+             outcomes: Mapping[int, PhaseOutcome]) -> dict:
     """``metrics.json``: one row per phase, the final evaluation, the best epoch, per-class scores.
 
-    ``precise`` and ``cached`` say per phase what precise BN did and what the feature cache held.
+    ``outcomes`` say per phase what precise BN did and what the feature cache held.
     """
     phases = []
     for phase in plan.phases:
         rows = [r for r in history if r["phase"] == phase.index]
+        outcome = outcomes.get(phase.index, PhaseOutcome())
         phases.append({
             "name": phase.name, "epochs": len(rows),
             "val_accuracy": rows[-1].get("val_accuracy") if rows else None,
             "val_loss": rows[-1].get("val_loss") if rows else None,
             "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in rows), default=None),
-            "precise_bn": precise.get(phase.index), "feature_cache": cached.get(phase.index),
+            "precise_bn": outcome.precise_bn, "feature_cache": outcome.feature_cache,
             **_timing(rows, bundle.num_train),
         })
     final = {"val_accuracy": report["accuracy"], "val_loss": report["loss"], "val_ece": report["ece"],
@@ -596,17 +601,6 @@ def _timing(rows: list[dict], num_train: int) -> dict:
     seconds = float(sum(r.get("seconds", 0.0) for r in rows))
     rates = [r["images_per_s"] for r in rows if r.get("images_per_s")]
     return {"seconds": round(seconds, 2), "images_per_s": round(float(np.mean(rates)), 1) if rates else 0.0}
-
-
-def _steps_per_epoch(bundle, batch_size: int) -> int:
-    if getattr(bundle, "train_batches", 0):
-        return bundle.train_batches
-    cardinality = getattr(bundle.train, "cardinality", None)
-    if cardinality is not None:
-        steps = int(cardinality())
-        if steps > 0:
-            return steps
-    return max(1, math.ceil(bundle.num_train / batch_size))
 
 
 def _print_stage_table(model, say, title: str) -> None:

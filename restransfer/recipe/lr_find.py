@@ -45,44 +45,40 @@ def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: fl
     """
     from restransfer.data import load_data
     from restransfer.data.pipeline import memory_budget
-    from restransfer.models.stages import HEAD, freeze_stages
-    from restransfer.recipe.engine import build_model, head_start, init_head, phase_loss, phase_optimizer
-    from restransfer.training.head_init import head_lr_multiplier
-    from restransfer.training.feature_cache import cache_decision, cache_features
+    from restransfer.models.stages import freeze_stages
+    from restransfer.recipe.decisions import DataFacts, decide
+    from restransfer.recipe.engine import build_model, init_head, phase_loss, phase_optimizer
+    from restransfer.training.feature_cache import cache_features
     from restransfer.training.lr_find import lr_find
-    from restransfer.training.precision import dtype_policy, resolve_jit_compile
+    from restransfer.training.precision import dtype_policy, has_accelerator
 
     if not 0 <= phase < len(plan.phases):
         raise ConfigError(f"lr-find: phase {phase + 1} does not exist; the recipe has {len(plan.phases)}.")
-    step, recipe = plan.phases[phase], plan.recipe
-    keras.utils.set_random_seed(recipe.seed)
-    with dtype_policy(recipe.precision):
+    keras.utils.set_random_seed(plan.seed)
+    with dtype_policy(plan.precision):
         # No run folder, so no file cache: it would be written there.
         bundle = load_data(**plan.data_options(**({"cache": "none"} if plan.data.cache == "file" else {})))
         model = build_model(plan, len(bundle.class_names))
-        # The head starts and learns as in training: head.init, and its rate factor.
-        init, why = head_start(plan, bundle.num_train)
-        say(f"Head ({why}): {init_head(model, bundle, init)}.")
-        multipliers = dict(step.lr_multipliers)
-        if HEAD not in step.frozen:
-            multipliers.setdefault(HEAD, head_lr_multiplier(init, recipe.head.lr_multiplier))
+        # The same decisions as training: how the head starts and learns, the feature cache, XLA.
+        plan = decide(plan, DataFacts.of(bundle, plan.data.batch_size), model=model, accelerator=has_accelerator(),
+                      memory_budget=memory_budget())
+        step, decisions = plan.phases[phase], plan.decisions
+        say(f"Head ({decisions.head_init.reason}): {init_head(model, bundle, decisions.head_init.value)}.")
+        multipliers = dict(step.decisions.lr_multipliers.value)
         freeze_stages(model, step.frozen)
         trainer, data = model, bundle.train
-        if step.feature_cache is not False:
-            stage, _ = cache_decision(model, step.frozen, mode=step.feature_cache, num_images=bundle.num_train,
-                                      budget_bytes=memory_budget())
-            if stage is not None:
-                cache = cache_features(model, stage, bundle.train_unaugmented, batch_size=plan.data.batch_size,
-                                       seed=recipe.seed, shuffle_buffer=plan.data.shuffle_buffer,
-                                       drop_small_last=True)
-                say(cache.describe())
-                trainer, data = cache.split.suffix, cache.train
+        stage = step.decisions.feature_cache.value
+        if stage is not None:
+            cache = cache_features(model, stage, bundle.train_unaugmented, batch_size=plan.data.batch_size,
+                                   seed=plan.seed, shuffle_buffer=plan.data.shuffle_buffer, drop_small_last=True)
+            say(cache.describe())
+            trainer, data = cache.split.suffix, cache.train
         if phase:
             say(f"Phase {phase + 1} starts from model.weights ({plan.model.weights}), not from what the earlier "
                 "phases trained; --set model.weights=RUN_FOLDER starts from a run that trained them.")
-        say(f"Range test on phase {phase + 1}/{len(plan.phases)} '{step.name}': {step.config.optimizer.name}, "
+        say(f"Range test on phase {phase + 1}/{len(plan.phases)} '{step.name}': {step.optimizer.name}, "
             f"rate {min_lr:g} -> {max_lr:g} in {steps} steps, frozen {list(step.frozen) or 'nothing'}, "
             f"batch {plan.data.batch_size}" + (f", lr multipliers {multipliers}" if multipliers else "") + ".")
-        return lr_find(trainer, data, optimizer=lambda rate: phase_optimizer(model, step.config, rate, multipliers),
-                       loss=phase_loss(step.config), min_lr=min_lr, max_lr=max_lr, steps=steps, beta=beta,
-                       divergence=divergence, jit_compile=resolve_jit_compile(recipe.jit_compile)[0])
+        return lr_find(trainer, data, optimizer=lambda rate: phase_optimizer(model, step, rate, multipliers),
+                       loss=phase_loss(step), min_lr=min_lr, max_lr=max_lr, steps=steps, beta=beta,
+                       divergence=divergence, jit_compile=decisions.jit_compile.value)

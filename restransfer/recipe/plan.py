@@ -23,7 +23,8 @@ from restransfer.errors import ConfigError, OptionError, WeightsError
 from restransfer.models.blocks import BATCH_NORMS
 from restransfer.models.stages import HEAD
 from restransfer.models.weights.source import WeightsSource, weights_source
-from restransfer.recipe.schema import PhaseConfig, Recipe
+from restransfer.recipe.decisions import PhaseDecisions, RunDecisions, decide
+from restransfer.recipe.schema import HeadConfig, OptimizerConfig, PhaseConfig, Recipe, ScheduleConfig
 from restransfer.validation import problems_error
 
 
@@ -51,9 +52,11 @@ class PhasePlan:
     """One phase, resolved: its name, its epochs in the whole run and the stages it freezes.
 
     ``lr_multipliers`` are the phase's per-stage rate factors, with ``head.lr_multiplier`` when
-    the recipe sets it and the phase does not (else the engine adds the head's default, which
-    depends on how the head starts); ``trains_batch_norm`` says whether
-    a BatchNorm layer trains in it (then precise BN may recompute its statistics afterwards).
+    the recipe sets it and the phase does not; ``decisions.lr_multipliers`` adds the head's
+    default, which depends on how the head starts. ``trains_batch_norm`` says whether a
+    BatchNorm layer trains in it (then precise BN may recompute its statistics afterwards).
+    ``decisions`` holds what the phase does where the recipe says ``auto`` (see
+    `restransfer.recipe.decisions`).
     """
 
     index: int
@@ -63,13 +66,9 @@ class PhasePlan:
     config: PhaseConfig = field(repr=False)
     lr_multipliers: Mapping[str, float] = field(default_factory=dict)
     trains_batch_norm: bool = False
-    # "auto" or True: the engine may train on cached features of the frozen leading stages
-    # (`feature_cache.cache_decision` decides on the built model); False with the reason in
-    # ``feature_cache_note`` when the recipe rules it out.
-    feature_cache: str | bool = False
-    feature_cache_note: str = ""
     # Every stage but the head is frozen: the phase trains nothing but the new classifier.
     head_only: bool = False
+    decisions: PhaseDecisions = field(default_factory=PhaseDecisions)
 
     @property
     def epochs(self) -> int:
@@ -78,6 +77,22 @@ class PhasePlan:
     @property
     def end_epoch(self) -> int:
         return self.start_epoch + self.config.epochs
+
+    @property
+    def optimizer(self) -> OptimizerConfig:
+        return self.config.optimizer
+
+    @property
+    def schedule(self) -> ScheduleConfig:
+        return self.config.schedule
+
+    @property
+    def weight_decay(self) -> float:
+        return self.config.weight_decay
+
+    @property
+    def label_smoothing(self) -> float:
+        return self.config.label_smoothing
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,9 @@ class Plan:
         model: the backbone to build.
         phases: the phases in order.
         text: the resolved recipe as YAML, as stored in the run folder (``recipe.yaml``).
+        decisions: what the run does where the recipe says ``auto``, each with its reason; after
+            ``resolve`` those the recipe alone decides, after ``decide`` with the data's facts
+            all of them (`restransfer.recipe.decisions`).
     """
 
     recipe: Recipe = field(repr=False)
@@ -99,6 +117,7 @@ class Plan:
     model: ModelPlan
     phases: tuple[PhasePlan, ...]
     text: str = field(repr=False)
+    decisions: RunDecisions = field(default_factory=RunDecisions)
 
     @property
     def data(self):
@@ -116,6 +135,33 @@ class Plan:
     @property
     def epochs(self) -> int:
         return self.phases[-1].end_epoch
+
+    @property
+    def seed(self) -> int:
+        return self.recipe.seed
+
+    @property
+    def precision(self) -> str:
+        return self.recipe.precision
+
+    @property
+    def head(self) -> HeadConfig:
+        """The new head's ``dropout``, ``hidden`` units, ``init`` and ``lr_multiplier`` as written."""
+        return self.recipe.head
+
+    @property
+    def strategy(self) -> str:
+        """The distribution strategy (``none``, ``mirrored``, ``multi_worker`` ...)."""
+        return self.recipe.distribution.strategy
+
+    @property
+    def calibration(self) -> str:
+        return self.recipe.calibration
+
+    @property
+    def exports(self) -> tuple[str, ...]:
+        """The formats exported after training."""
+        return tuple(self.recipe.export)
 
 
 def resolve(recipe: Recipe, *, source: str = "(mapping)", name: str = "run", check_paths: bool = True) -> Plan:
@@ -144,7 +190,9 @@ def resolve(recipe: Recipe, *, source: str = "(mapping)", name: str = "run", che
                       "a hidden layer; remove head.hidden or use head.init: zeros.")
     if faults:
         raise problems_error(f"Recipe {source}", faults)
-    return Plan(recipe=recipe, source=source, name=name, model=model, phases=phases, text=dump_recipe(recipe))
+    # Without data: the decisions the recipe alone allows (`decide` takes the rest when training).
+    return decide(Plan(recipe=recipe, source=source, name=name, model=model, phases=phases,
+                       text=dump_recipe(recipe)))
 
 
 def _check(faults: list[str], prefix: str, check: Callable[[], Any], keys: Mapping[str, str] | None = None):
@@ -214,11 +262,10 @@ def _phase_plans(recipe: Recipe, stages: Sequence[str], faults: list[str]):
         backbone, frozen_set = {s for s in stages if s != HEAD}, set(frozen or ())
         # Every backbone stage of a batch-normalised model has BatchNorm layers; the head has none.
         trains_bn = recipe.model.norm in BATCH_NORMS and not backbone <= frozen_set
-        cache, note = _feature_cache(recipe, stages, frozen or (), where, faults)
+        _check_feature_cache(recipe, stages, frozen or (), where, faults)
         yield PhasePlan(index=index, name=phase.name or f"phase{index + 1}", start_epoch=start,
                         frozen=tuple(frozen or ()), config=phase, lr_multipliers=multipliers,
-                        trains_batch_norm=trains_bn, feature_cache=cache, feature_cache_note=note,
-                        head_only=frozen_set == backbone)
+                        trains_batch_norm=trains_bn, head_only=frozen_set == backbone)
         start += phase.epochs
 
 
@@ -231,22 +278,19 @@ def _check_data(recipe: Recipe) -> None:
         digits_split(data.classes, data.per_class, data.val_per_class)
 
 
-def _feature_cache(recipe: Recipe, stages: Sequence[str], frozen: Sequence[str], where: str,
-                   faults: list[str]) -> tuple[str | bool, str]:
-    """A phase's feature-cache mode; ``feature_cache: true`` with a cause in the recipe is a fault."""
-    from restransfer.training.feature_cache import cacheable_stages, recipe_blockers
+def _check_feature_cache(recipe: Recipe, stages: Sequence[str], frozen: Sequence[str], where: str,
+                         faults: list[str]) -> None:
+    """``feature_cache: true`` with a cause in the recipe that rules the cache out is a fault."""
+    from restransfer.training.feature_cache import cacheable_stages, not_cacheable, recipe_blockers
 
-    mode = recipe.feature_cache
     cached = cacheable_stages(stages, frozen)
-    if mode is False or not cached:
-        return False, ""
+    if recipe.feature_cache is not True or not cached:
+        return
     reasons = recipe_blockers(cached, augmented=recipe.data.root.augment.enabled,
                               multi_worker=recipe.distribution.strategy == "multi_worker",
                               drop_path_rate=recipe.model.drop_path_rate)
-    if reasons and mode is True:
-        faults.append(f"feature_cache: true, but the output of {where}freeze ({', '.join(cached)}) cannot be "
-                      f"computed once: {'; '.join(reasons)}. Remove the cause or set feature_cache: auto.")
-    return (False, "off: " + "; ".join(reasons)) if reasons else (mode, "")
+    if reasons:
+        faults.append(not_cacheable(f"{where}freeze ({', '.join(cached)})", reasons))
 
 
 def _check_distribution(recipe: Recipe) -> None:

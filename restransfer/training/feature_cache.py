@@ -106,6 +106,12 @@ def recipe_blockers(cached: Sequence[str], *, augmented: bool = False, multi_wor
     return reasons
 
 
+def not_cacheable(what: str, reasons: Sequence[str]) -> str:
+    """The refusal of ``feature_cache: true`` for ``what`` (the frozen stages), naming each cause."""
+    return (f"feature_cache: true, but the output of {what} cannot be computed once: {'; '.join(reasons)}. "
+            "Remove the cause or set feature_cache: auto.")
+
+
 def cache_blockers(model: keras.Model, stages: Sequence[str]) -> list[str]:
     """Why the output of ``stages`` cannot be cached exactly; ``[]`` when it can.
 
@@ -361,9 +367,7 @@ def cache_decision(model: keras.Model, frozen: Iterable[str], *, mode: str | boo
     reasons = recipe_blockers(stages, augmented=augmented, multi_worker=multi_worker) + cache_blockers(model, stages)
     if reasons:
         if mode is True:
-            raise ConfigError(f"feature_cache: true, but the output of the frozen stages {stages} cannot be "
-                              "computed once: " + "; ".join(reasons) + ". Remove the cause or set "
-                              "feature_cache: auto.")
+            raise ConfigError(not_cacheable(f"the frozen stages {stages}", reasons))
         return None, "off: " + "; ".join(reasons)
     if mode == "auto" and budget_bytes is not None and num_images:
         need = feature_bytes(split_model(model, stages[-1]), num_images)

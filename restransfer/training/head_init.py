@@ -53,15 +53,15 @@ class ProbeInit:
 
 
 def resolve_head_init(init: str, *, pretrained: bool, head_only: bool, hidden: int | None,
-                      num_train: int) -> tuple[str, str]:
-    """The init ``auto`` stands for here, and why.
+                      num_train: int | None) -> tuple[str | None, str]:
+    """The init ``auto`` stands for here, and why; ``(None, rule)`` when it needs ``num_train`` and that is None.
 
     Args:
         init: the recipe's ``head.init``.
         pretrained: the backbone has pretrained weights.
         head_only: the first phase trains nothing but the head.
         hidden: the head's hidden units, if any.
-        num_train: training images.
+        num_train: training images, None before the data is read.
 
     Example:
         >>> resolve_head_init("auto", pretrained=True, head_only=True, hidden=None, num_train=25)
@@ -79,6 +79,8 @@ def resolve_head_init(init: str, *, pretrained: bool, head_only: bool, hidden: i
         return "random", "auto: the first phase fine-tunes the backbone too"
     if hidden:
         return "random", "auto: the head has a hidden layer"
+    if num_train is None:
+        return None, f"auto: probe with at most {AUTO_MAX_IMAGES} training images, else zeros"
     if num_train > AUTO_MAX_IMAGES:
         return "zeros", f"auto: a head-only first phase, {num_train} training images > {AUTO_MAX_IMAGES}"
     return "probe", f"auto: pretrained backbone, a head-only first phase, {num_train} training images <= {AUTO_MAX_IMAGES}"

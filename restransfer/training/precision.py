@@ -28,14 +28,15 @@ def has_accelerator() -> bool:
     return False
 
 
-def resolve_jit_compile(setting: bool | str) -> tuple[bool, str]:
+def resolve_jit_compile(setting: bool | str, *, accelerator: bool | None = None) -> tuple[bool, str]:
     """``(jit_compile, reason)`` for a recipe's ``jit_compile: auto | true | false``.
 
     ``auto`` is on with an accelerator and off on CPU, where XLA-compiled convolutions run
-    several times slower than TensorFlow's oneDNN kernels.
+    several times slower than TensorFlow's oneDNN kernels. ``accelerator`` is the machine's
+    answer when known (default: ask the backend).
     """
     if setting == "auto":
-        if has_accelerator():
+        if has_accelerator() if accelerator is None else accelerator:
             return True, "auto: accelerator found"
         return False, "auto: CPU only, XLA convolutions are slower there"
     return bool(setting), "set in the recipe"

@@ -111,7 +111,13 @@ def test_run_folder_follows_the_contract(finished):
         run_dir / "train.log").read_text()
     # The resolved recipe reloads to the same recipe.
     assert load_recipe(run_dir / "recipe.yaml") == finished.recipe
-    assert "XLA jit_compile: off (set in the recipe)" in (run_dir / "train.log").read_text()
+    log = (run_dir / "train.log").read_text()
+    # Every decision, with its reason, before the first phase starts.
+    decisions = log[log.index("Decisions (each auto with its reason):"):log.index("Phase 1/2")]
+    assert "  jit_compile: off (set in the recipe)\n" in decisions
+    assert "  steps_per_epoch: 3 (24 training images in batches of 8)\n" in decisions
+    assert "feature_cache: conv2 (on, the frozen ['conv1', 'conv2'] run once per image)" in decisions
+    assert "decided from the data" not in decisions
 
 
 def test_model_keras_reloads_in_safe_mode_with_identical_outputs(finished):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from restransfer.errors import ConfigError
+from restransfer.recipe.decisions import Decision
 from restransfer.recipe.plan import load_plan
 
 BASE = {
@@ -136,19 +137,20 @@ def test_relative_paths_resolve_against_the_current_directory_for_every_command(
 
 def test_feature_cache_is_resolved_per_phase_and_true_refuses_what_cannot_be_cached():
     plan = load_plan(BASE)
-    assert plan.phases[0].feature_cache == "auto" and plan.phases[0].feature_cache_note == ""
+    assert plan.phases[0].decisions.feature_cache is None  # auto: the built model and the data decide
     two = {**BASE, "phases": [{"epochs": 1, "freeze": "all_but_head"}, {"epochs": 1, "freeze": ["conv2"]}]}
-    assert [p.feature_cache for p in load_plan(two, ["feature_cache=true"]).phases] == [True, False]
+    assert [p.decisions.feature_cache for p in load_plan(two, ["feature_cache=true"]).phases] == [
+        None, Decision(None, "the phase freezes no leading stage")]
     off = load_plan(BASE, ["data.augment.flip=horizontal"]).phases[0]
-    assert off.feature_cache is False and off.feature_cache_note == (
-        "off: data.augment changes the images before the frozen stages")
-    assert load_plan(BASE, ["feature_cache=false"]).phases[0].feature_cache is False
+    assert off.decisions.feature_cache == Decision(None, "data.augment changes the images before the frozen stages")
+    assert load_plan(BASE, ["feature_cache=false"]).phases[0].decisions.feature_cache == Decision(
+        None, "feature_cache: false")
     message = _fault(["feature_cache=true", "data.augment.flip=horizontal"])
     assert "feature_cache: true, but the output of phases[0].freeze (conv1) cannot be computed once: " \
            "data.augment changes the images" in message
     message = _fault(["feature_cache=true", "model.drop_path_rate=0.1", "phases[0].freeze=[conv1, conv2]"])
     assert "model.drop_path_rate 0.1 drops residual branches" in message
-    assert load_plan(BASE, ["feature_cache=true", "model.drop_path_rate=0.1"]).phases[0].feature_cache is True
+    assert load_plan(BASE, ["feature_cache=true", "model.drop_path_rate=0.1"]).phases[0].decisions.feature_cache is None
     assert "feature_cache: must be auto, true or false; received 1" in _fault(["feature_cache=1"])
 
 
