@@ -169,6 +169,11 @@ def _jax_multi_worker(config: dict) -> Distribution:
     # collectives); GPUs use NCCL whatever this says. Asking which backend runs would start it,
     # and the multi-process start must come first.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # A lost peer fails the next collective at once ("Connection closed by peer"), and the
+    # engine stops with its message; without this, the process then waits in JAX's shutdown
+    # barrier for the dead peer's heartbeat timeout and aborts with a fatal-error trace. Every
+    # worker is restarted to resume, so nothing has to be kept in step on the way out.
+    jax.config.update("jax_enable_recoverability", True)
     keras.distribution.initialize(workers[0], num_processes=len(workers), process_id=process_id)
     devices = keras.distribution.list_devices()
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))

@@ -121,11 +121,15 @@ def test_multi_worker_trains_writes_once_and_resumes_after_a_worker_is_killed(tm
     assert state.exists(), (tmp_path / "worker0.log").read_text()[-3000:]
     workers[1].kill()  # a worker dies mid-run ...
     try:
-        workers[0].wait(timeout=30)  # ... and the chief cannot go on without it
+        chief_code = workers[0].wait(timeout=120)  # ... and the chief stops, saying why and what to do
     except subprocess.TimeoutExpired:
         workers[0].kill()
-    for w in workers:
-        w.wait()
+        chief_code = "still running 120 s after its peer died"
+    workers[1].wait()
+    chief_log = (tmp_path / "worker0.log").read_text()
+    assert chief_code == 1, f"chief: {chief_code}\n" + chief_log[-3000:]
+    assert "multi_worker training stopped on the chief: " in chief_log, chief_log[-3000:]
+    assert "Start every worker again with the same command to resume." in chief_log
     epoch_saved = json.loads(state.read_text())["epoch"]
     assert 1 <= epoch_saved < 3
 
