@@ -291,21 +291,30 @@ def digits_listing(classes: list[int] | None, per_class: int | None,
         split = digits_split(classes, per_class, val_per_class)
     except OptionError as error:
         raise DataError(str(error)) from None
-    digits = load_digits()
-    rng = np.random.default_rng(seed)
-    train_idx, train_lab, val_idx, val_lab = [], [], [], []
-    for label, (digit, n_train, n_val) in enumerate(split):
-        members = rng.permutation(np.flatnonzero(digits.target == digit))
-        train_idx.extend(members[:n_train])
-        val_idx.extend(members[n_train:n_train + n_val])
-        train_lab.extend([label] * n_train)
-        val_lab.extend([label] * n_val)
-    images = optical_counts_to_rgb(digits.images)
-    parts = {
-        "train": Part(labels=np.array(train_lab, np.int64), images=images[train_idx]),
-        "val": Part(labels=np.array(val_lab, np.int64), images=images[val_idx]),
-    }
+    images = optical_counts_to_rgb(load_digits().images)
+    parts = {name: Part(labels=labels, images=images[indices])
+             for name, (indices, labels) in digits_indices(split, seed).items() if name != "rest"}
     return Listing(class_names=[str(d) for d, _, _ in split], parts=parts)
+
+
+def digits_indices(split: list[tuple[int, int, int]], seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"train" | "val" | "rest": (indices into load_digits(), labels 0..k-1)}`` of a `digits_split`.
+
+    ``rest`` holds the images of the split's classes that neither part uses (held-out data for
+    measurements on what a run never saw).
+    """
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    rng = np.random.default_rng(seed)
+    out = {name: ([], []) for name in ("train", "val", "rest")}
+    for label, (digit, n_train, n_val) in enumerate(split):
+        members = rng.permutation(np.flatnonzero(target == digit))
+        for name, chosen in (("train", members[:n_train]), ("val", members[n_train:n_train + n_val]),
+                             ("rest", members[n_train + n_val:])):
+            out[name][0].extend(chosen)
+            out[name][1].extend([label] * len(chosen))
+    return {name: (np.array(idx, np.int64), np.array(lab, np.int64)) for name, (idx, lab) in out.items()}
 
 
 # ---------------------------------------------------------------------------------- arrays
