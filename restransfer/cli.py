@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "restransfer.commands.data",
     "restransfer.commands.diagnostics",
     "restransfer.commands.recipe",
+    "restransfer.commands.cv",
     "restransfer.commands.lr_find",
     "restransfer.commands.export",
     "restransfer.commands.report",

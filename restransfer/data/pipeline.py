@@ -219,7 +219,17 @@ def _relative_paths(listing: Listing) -> dict[str, list[str] | None]:
 
 
 def make_listing(config: Any, seed: int) -> Listing:
-    """The `Listing` for a validated source model (``DataConfig(...).root``)."""
+    """The `Listing` for a validated source model (``DataConfig(...).root``), one fold of it with ``fold``."""
+    listing = _source_listing(config, seed)
+    fold = getattr(config, "fold", None)
+    if fold is None:
+        return listing
+    from restransfer.data.folds import fold_listing
+
+    return fold_listing(listing, folds=fold.folds, index=fold.index, repeats=fold.repeats, seed=fold.seed)
+
+
+def _source_listing(config: Any, seed: int) -> Listing:
     if config.source == "folder":
         return folder_listing(config.path, config.val_path, config.test_path,
                               config.validation_split, seed)

@@ -146,6 +146,23 @@ class AugmentConfig(_Strict):
         return self != AugmentConfig()
 
 
+class FoldConfig(_Strict):
+    """One fold of a stratified k-fold split of the training and validation images pooled
+    (`restransfer.data.folds`); ``restransfer cv`` writes it into each fold's recipe."""
+
+    folds: StrictInt = Field(ge=2, le=100)
+    index: StrictInt = Field(ge=1, description="1-based, repeat after repeat: 1..folds*repeats")
+    repeats: StrictInt = Field(1, ge=1, le=100)
+    seed: StrictInt = Field(0, ge=0, lt=2**32)
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> FoldConfig:
+        if self.index > self.folds * self.repeats:
+            raise ValueError(f"index {self.index} is past the last fold ({self.folds} folds x {self.repeats} "
+                             f"repeats = {self.folds * self.repeats})")
+        return self
+
+
 def _resolve_path(value: Path | None, info: ValidationInfo, *, must_exist: bool = True) -> Path | None:
     if value is None:
         return None
@@ -173,6 +190,7 @@ class _Common(_Strict):
                     "Keras' image_dataset_from_directory default, faster, aliased when shrinking")
     shuffle_buffer: int | None = Field(None, ge=1, description="default: the whole training set")
     skip_bad: bool = False
+    fold: FoldConfig | None = None
 
     @field_validator("image_size", mode="before")
     @classmethod

@@ -160,11 +160,13 @@ class _Session:
     verbose: int | str
     lock: Any = None  # the run folder's lock, held by the chief for the whole run
     outcomes: dict[int, PhaseOutcome] = field(default_factory=dict)  # phase index -> its outcome
+    callbacks: list = field(default_factory=list)  # the caller's, added to every phase's fit
 
 
 def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
           overrides: Sequence[str] | Mapping[str, Any] | None = None,
-          out: str | Path | None = None, *, force: bool = False, verbose: int | str = "auto") -> Run:
+          out: str | Path | None = None, *, force: bool = False, verbose: int | str = "auto",
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> Run:
     """Train a recipe into a run folder; resume it if the folder holds the same unfinished run.
 
     Args:
@@ -173,6 +175,7 @@ def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
         out: the run folder; default ``runs/<recipe file name>``.
         force: delete a finished (or different) run in ``out`` and train again.
         verbose: Keras' progress output (``"auto"``, 0, 1 or 2); 0 also silences our lines.
+        callbacks: more Keras callbacks for every phase's ``fit`` (a sweep's pruning callback).
 
     Returns:
         The :class:`Run`: ``model``, ``history``, ``metrics``, ``run_dir``, ``class_names``.
@@ -191,6 +194,7 @@ def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
     dist = setup_distribution(plan.strategy)
     session = _open_session(plan, RunFolder(out if out is not None else Path("runs") / plan.name), force, dist,
                             verbose)
+    session.callbacks = list(callbacks)
     folder = session.folder
     try:
         with dtype_policy(plan.precision):
@@ -418,7 +422,7 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
         folder.checkpoints, history, {"phase": phase.index, "phase_name": phase.name}, bundle.num_train,
         on_epoch=folder.write_history, monitor=MONITOR, best=best, saved=model if cache else None,
     )
-    callbacks = [recorder, epoch_tensorboard(folder.logs)]
+    callbacks = [recorder, epoch_tensorboard(folder.logs), *session.callbacks]
     verbose = session.verbose
     if verbose == "auto" and not sys.stdout.isatty():
         # A log, not a terminal: one line per epoch (Keras' verbose=2 prints two), also in train.log.

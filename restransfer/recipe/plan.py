@@ -272,6 +272,9 @@ def _phase_plans(recipe: Recipe, stages: Sequence[str], faults: list[str]):
 def _check_data(recipe: Recipe) -> None:
     """What the data section implies without reading an image (the loaders run the same rules)."""
     data = recipe.data.root
+    if data.fold is not None and data.source == "tfds":
+        raise OptionError("fold", "cross-validation folds need a source whose images are listed (folder, csv, "
+                                  "digits, glyphs, arrays); a TFDS dataset streams its images.")
     if data.source == "digits":
         from restransfer.data.sources import digits_split
 
