@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh clone: the README's test command and what CI runs.
-#  1. everything under the TensorFlow backend, in .venv (the project with its dev, jax, litert and keras-cv extras);
+#  1. everything under the TensorFlow backend, in .venv (the project with its dev, jax, litert, keras-cv, sweep
+#     and mlflow extras);
 #  2. the model code under KERAS_BACKEND=jax in .venv-jax, which holds keras + jax and no
 #     TensorFlow at all: the GPU path must not need it.
 set -euo pipefail
@@ -13,7 +14,7 @@ PY=${PYTHON:-python3}
 # ~75 s; another torch would download a multi-GB CUDA build, and PyPI's torchvision does not
 # import beside the local CPU-only torch 2.13 wheel.
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[dev,jax,litert,keras-cv]"
+.venv/bin/python -m pip install -q -e ".[dev,jax,litert,keras-cv,sweep,mlflow]"
 # Two workers: much of the suite is single-threaded Python (model building, notebook kernels).
 .venv/bin/python -m pytest -n 2 --durations=25 "$@"
 

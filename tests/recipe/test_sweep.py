@@ -1,0 +1,99 @@
+"""`restransfer sweep`: the space is checked against the recipe before any trial, trials are ordinary
+(cv) run folders scored on the folds' mean, a killed trial runs again in its folder, pruning stops a
+fit, and best.yaml is the best trial's recipe."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+optuna = pytest.importorskip("optuna")
+
+from restransfer.cli import main  # noqa: E402
+from restransfer.errors import ConfigError  # noqa: E402
+from restransfer.recipe.load import load_recipe  # noqa: E402
+from restransfer.recipe.sweep import STUDY, check_space, parse_space, pruning_callback  # noqa: E402
+
+TINY = {
+    "model": {"name": "cifar_resnet20", "bn_momentum": 0.9},
+    "data": {"source": "digits", "classes": [0, 1], "per_class": 4, "val_per_class": 2, "image_size": 16,
+             "batch_size": 6},
+    "phases": [{"epochs": 1, "freeze": ["conv1", "conv2"], "optimizer": {"name": "adamw", "learning_rate": 0.01}}],
+    "jit_compile": False,
+    "precise_bn": False,
+}
+SPACE = {"phases[0].optimizer.learning_rate": {"log_uniform": [1.0e-3, 1.0e-2]},
+         "phases[0].freeze": {"choice": [["conv1"], ["conv1", "conv2"]]}}
+
+
+def test_space_faults_are_all_named_before_any_trial():
+    with pytest.raises(ConfigError) as error:
+        parse_space({"phases[0].weight_decay": {"normal": [0, 1]}, "phases[0].epochs": {"int": [3.5, 4]},
+                     "phases[0].optimizer.learning_rate": {"log_uniform": [0, 1e-2]}, "seed": {"choice": []}})
+    text = str(error.value)
+    for fault in ("unknown kind 'normal'", "two integers", "low > 0", "non-empty list"):
+        assert fault in text
+    dims = parse_space({"phases[0].optimizer.learnig_rate": {"uniform": [0.001, 0.01]},
+                        "phases[0].freeze": {"choice": [["conv1"], ["conv9"]]}})
+    with pytest.raises(ConfigError) as error:
+        check_space(TINY, {}, dims)
+    text = str(error.value)
+    assert "phases[0].optimizer.learnig_rate = 0.001" in text and "learning_rate" in text  # the typo, with a hint
+    assert "phases[0].freeze = [conv9]" in text and "conv9" in text
+
+
+def test_pruning_callback_stops_fit_when_the_pruner_says_so():
+    class Always(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    study = optuna.create_study(direction="maximize", pruner=Always())
+    trial = study.ask()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+    x, y = np.ones((4, 3), "float32"), np.eye(2, dtype="float32")[[0, 1, 0, 1]]
+    with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1"):
+        model.fit(x, y, validation_data=(x, y), epochs=3, verbose=0,
+                  callbacks=[pruning_callback(trial, offset=6)])
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {6: 0.5}
+
+
+@pytest.mark.tensorflow
+def test_sweep_on_folds_writes_trials_best_yaml_and_resumes_an_interrupted_trial(tmp_path):
+    recipe, space, out = tmp_path / "tiny.yaml", tmp_path / "space.yaml", tmp_path / "sweep"
+    recipe.write_text(yaml.safe_dump(TINY))
+    space.write_text(yaml.safe_dump(SPACE))
+    command = ["sweep", str(recipe), "--space", str(space), "--trials", "1", "--folds", "2", "--out", str(out)]
+    assert main(command) == 0
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{out / 'sweep.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    for trial in study.trials:
+        cv = json.loads((out / trial.user_attrs["run"] / "cv.json").read_text())
+        assert trial.value == pytest.approx(cv["summary"]["val_accuracy"]["mean"])
+        folds = [out / trial.user_attrs["run"] / f"fold-{i}" / "recipe.yaml" for i in (1, 2)]
+        assert all(f"learning_rate: {trial.params['phases[0].optimizer.learning_rate']}" in f.read_text()
+                   for f in folds)
+    # A kill during trial 1: the study holds it as running. The rerun runs its values again in its folder.
+    interrupted = study.ask({"phases[0].optimizer.learning_rate": optuna.distributions.FloatDistribution(
+        1e-3, 1e-2, log=True), "phases[0].freeze": optuna.distributions.CategoricalDistribution(
+        ["[conv1]", "[conv1, conv2]"])})
+    interrupted.set_user_attr("run", "trial-1")
+    assert main([*command[:4], "--trials", "2", *command[6:]]) == 0
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{out / 'sweep.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert study.trials[2].params == interrupted.params and study.trials[2].user_attrs["run"] == "trial-1"
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["state"] for r in rows] == ["complete", "interrupted", "complete"]
+    best = study.best_trial
+    recipe_text = (out / "best.yaml").read_text()
+    assert f"trial {best.number}" in recipe_text.splitlines()[0]
+    tuned = load_recipe(out / "best.yaml")
+    assert tuned.phases[0].optimizer.learning_rate == best.params["phases[0].optimizer.learning_rate"]
+    assert tuned.phases[0].freeze == yaml.safe_load(best.params["phases[0].freeze"])
+    # Another space in the same folder is refused.
+    space.write_text(yaml.safe_dump({"phases[0].weight_decay": {"uniform": [0.0, 0.001]}}))
+    assert main(command) == 2
