@@ -27,8 +27,8 @@ def test_unknown_model_is_one_clear_line_without_traceback():
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-COMMANDS = ["models", "bench", "data", "diagnose", "train", "validate", "evaluate", "predict", "lr-find", "export",
-            "report", "quickstart"]
+COMMANDS = ["models", "bench", "data", "diagnose", "train", "validate", "evaluate", "predict", "cv", "sweep",
+            "lr-find", "export", "report", "quickstart"]
 
 
 def test_building_the_parser_imports_no_framework():
