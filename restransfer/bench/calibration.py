@@ -57,10 +57,11 @@ def run_calibration(settings: CalibrationSettings, workdir: str | Path, *,
         start = time.perf_counter()
         with shipped_recipe("quickstart_source.yaml") as source_file, \
                 shipped_recipe("quickstart_target.yaml") as target_file:
-            source = train(load_plan(source_file, {**settings.source_overrides, "seed": seed}),
-                           out=workdir / f"seed{seed}" / "source", force=True, verbose=0)
+            source_plan = load_plan(source_file, {**settings.source_overrides, "seed": seed})
+            source = _finished_source(source_plan, workdir / f"seed{seed}" / "source") or train(
+                source_plan, out=workdir / f"seed{seed}" / "source", force=True, verbose=0)
             target_plan = load_plan(target_file, {**settings.target_overrides, "seed": seed,
-                                                  "model.weights": str(source.run_dir),
+                                                  "model.weights": str(getattr(source, "run_dir", source)),
                                                   "calibration": "temperature"})
             target = train(target_plan, out=workdir / f"seed{seed}" / "target", force=True, verbose=0)
         record = {"seed": seed, **heldout_record(target), "seconds": round(time.perf_counter() - start, 1)}
@@ -68,6 +69,17 @@ def run_calibration(settings: CalibrationSettings, workdir: str | Path, *,
         if on_record is not None:
             on_record(record)
     return records
+
+
+def _finished_source(plan, out: Path):
+    """A finished source run of the same resolved recipe in ``out`` (kept: the source is the same for
+    every target setting of a seed), else None."""
+    from restransfer.runs import FINISHED, RunFolder
+
+    folder = RunFolder(out)
+    if folder.is_run() and (folder.info() or {}).get("status") == FINISHED and folder.recipe_text() == plan.text:
+        return folder.path
+    return None
 
 
 def heldout_record(run) -> dict:
