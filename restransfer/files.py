@@ -11,7 +11,8 @@ layer all write and read through it.
   leave behind gets the modes a plain ``open()``/``mkdir()`` would give (``0o666``/``0o777``
   minus the umask), so a shared run folder stays readable by the people it is shared with.
 - ``read_regular_file`` reads only regular files (never a FIFO, which blocks, or a device such
-  as ``/dev/zero``, which never ends) and at most ``max_bytes``.
+  as ``/dev/zero``, which never ends) and at most ``max_bytes``; ``read_text`` and ``read_json``
+  read every small file of a run folder or an export through it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import json
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 TEMP_PREFIX = ".tmp-"
+# The JSON and text files a run or an export writes (metrics, history, state, manifests).
+MAX_TEXT_BYTES = 64 << 20
 
 
 def umask() -> int:
@@ -82,8 +86,29 @@ def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def read_text(path: str | os.PathLike, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A regular file of at most ``max_bytes`` as UTF-8 text.
+
+    Raises:
+        FileReadError: not a regular file, too large, or unreadable (``reason`` says which).
+        UnicodeDecodeError: not UTF-8 (a ``ValueError``).
+    """
+    return read_regular_file(path, max_bytes).decode("utf-8")
+
+
+def read_json(path: str | os.PathLike, max_bytes: int = MAX_TEXT_BYTES) -> Any:
+    """A regular file of at most ``max_bytes`` parsed as JSON.
+
+    Raises:
+        FileReadError: not a regular file, too large, or unreadable.
+        ValueError: not UTF-8, not JSON, or nested too deeply for the parser.
+    """
+    text = read_text(path, max_bytes)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"it is nested more than {sys.getrecursionlimit()} levels deep, "
+                         "which no file restransfer writes is") from None
 
 
 def remove_temporaries(folders: Iterable[Path], patterns: Iterable[str] = (TEMP_PREFIX + "*",)

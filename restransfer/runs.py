@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from restransfer.errors import ConfigError, RestransferError, as_sentence, short_repr
-from restransfer.files import FolderLock, remove_temporaries
+from restransfer.files import FileReadError, FolderLock, read_text, regular_file_problem, remove_temporaries
 from restransfer.training import checkpoint
 
 RUNNING, FINISHED, FAILED = "running", "finished", "failed"
 NEW, RESTART, RESUME = "new", "restart", "resume"
 LOCK = ".lock"
+# A resolved recipe is written by restransfer; recipes it reads are at most 1 MiB (yaml_io).
+MAX_RECIPE_BYTES = 1 << 20
 # Everything a run writes; --force deletes these and nothing else. Files at the top level (patterns):
 RUN_FILES = ("recipe.yaml", "run.json", "class_names.json", "model.keras", "train.log", "history.csv",
              "metrics.json", "evaluation*.json", "data_skipped.json", "data_dropped.json", "data_report.json",
@@ -105,6 +108,13 @@ def load_model_file(path: str | Path):
                           "restransfer or Keras, without Lambda layers.") from None
 
 
+def unreadable(path: Path, error: FileReadError) -> ConfigError:
+    """The message for a run-folder file that cannot be read as data (a device, a FIFO, a
+    folder, too large): it is there, so "missing" would mislead."""
+    return ConfigError(f"{path} cannot be read: {error.reason}. It is not what restransfer wrote "
+                       "there; restore the file (or train the run again).")
+
+
 def start_from(state: dict | None, notes: tuple[str, ...] = ()) -> Start:
     """``restart`` without a checkpoint state, else ``resume`` after it."""
     return Start(RESUME, state, tuple(notes)) if state else Start(RESTART, notes=tuple(notes))
@@ -128,7 +138,7 @@ class RunFolder:
     def info(self) -> dict | None:
         """``run.json``, or None when there is none; `ConfigError` when it is damaged."""
         path = self.path / "run.json"
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
         info = self._read_json(path)
         if not isinstance(info, dict):
@@ -143,7 +153,7 @@ class RunFolder:
 
     def class_names(self) -> list[str]:
         path = self.path / "class_names.json"
-        if not path.exists():
+        if not os.path.lexists(path):
             raise ConfigError(f"{self.path} has no class_names.json; is it a restransfer run folder?")
         names = self._read_json(path)
         if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
@@ -165,12 +175,39 @@ class RunFolder:
     def _read_json(path: Path):
         try:
             return checkpoint.read_json(path)
+        except FileReadError as error:
+            raise unreadable(path, error) from None
         except (OSError, ValueError) as error:
             raise ConfigError(f"{path} is damaged ({as_sentence(error)[:-1]}); restore it or train the "
                               "run again.") from None
 
+    def read_json(self, name: str):
+        """A JSON file of the run folder (``metrics.json``, ``data_skipped.json``), bounded and
+        checked: `ConfigError` naming it when it is no regular file or damaged."""
+        return self._read_json(self.path / name)
+
+    def read_text(self, name: str) -> str:
+        """A text file of the run folder (``train.log``, ``plots/*.csv``), bounded and checked."""
+        path = self.path / name
+        try:
+            return read_text(path)
+        except FileReadError as error:
+            raise unreadable(path, error) from None
+        except ValueError as error:
+            raise ConfigError(f"{path} is damaged ({as_sentence(error)[:-1]}); restore it or train the "
+                              "run again.") from None
+
     def recipe_text(self) -> str | None:
-        return self.recipe_file.read_text(encoding="utf-8") if self.recipe_file.exists() else None
+        """The stored resolved recipe, or None when there is none."""
+        if not os.path.lexists(self.recipe_file):
+            return None
+        try:
+            return read_text(self.recipe_file, MAX_RECIPE_BYTES)
+        except FileReadError as error:
+            raise unreadable(self.recipe_file, error) from None
+        except ValueError as error:
+            raise ConfigError(f"{self.recipe_file} is damaged ({as_sentence(error)[:-1]}); restore it "
+                              "or train the run again.") from None
 
     def is_run(self) -> bool:
         return (self.path / "run.json").is_file()
@@ -179,9 +216,12 @@ class RunFolder:
         """Raise a ``ConfigError`` naming what is missing unless this is a run with a ``model.keras``."""
         if not self.path.is_dir():
             raise ConfigError(f"Run folder {self.path} does not exist (or is not a folder).")
-        if not self.is_run():
+        if not os.path.lexists(self.path / "run.json"):
             raise ConfigError(f"{self.path} is a folder but not a restransfer run folder (no run.json).")
         info = self.info() or {}  # a damaged run.json is named here, before anything is loaded
+        if os.path.lexists(self.model_file) and not self.model_file.is_file():
+            raise unreadable(self.model_file, FileReadError(
+                self.model_file, regular_file_problem(self.model_file) or "not a regular file"))
         if not self.model_file.is_file():
             raise ConfigError(f"Run folder {self.path} has no model.keras (status: {info.get('status')}); "
                               "finish that run first (rerun its train command to resume it).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from restransfer.diagnostics.plots import finish_figure
 from restransfer.errors import ConfigError, DataError
+from restransfer.files import FileReadError, read_text
 
 HISTORY_FILE = "history.csv"
 
@@ -49,8 +51,12 @@ def _read_csv(path: Path) -> dict[str, list[float]]:
         path = path / HISTORY_FILE
     if not path.is_file():
         raise DataError(f"No training history at {path}; a run folder writes {HISTORY_FILE} once an epoch ends.")
-    with path.open(newline="") as handle:
-        return _columns(list(csv.DictReader(handle)))
+    try:
+        text = read_text(path)
+    except (OSError, ValueError) as error:
+        reason = error.reason if isinstance(error, FileReadError) else error
+        raise DataError(f"{path} cannot be read as a training history ({reason}).") from None
+    return _columns(list(csv.DictReader(io.StringIO(text, newline=""))))
 
 
 def _columns(rows) -> dict[str, list[float]]:

@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from restransfer.errors import ConfigError
+from restransfer.files import FileReadError, read_regular_file
+
+# A training-curves or confusion-matrix PNG; anything larger is no figure restransfer drew.
+MAX_FIGURE_BYTES = 64 << 20
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
@@ -58,7 +62,11 @@ def stage_marks(stage_rows: Sequence[Any], frozen_by_phase: Sequence[Sequence[st
 
 def png_data_uri(path: str | Path) -> str:
     """A PNG file as a ``data:`` URI."""
-    data = Path(path).read_bytes()
+    try:
+        data = read_regular_file(path, MAX_FIGURE_BYTES)
+    except FileReadError as error:
+        raise ConfigError(f"{path} cannot be read: {error.reason}; the report embeds PNG figures "
+                          "only.") from None
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         raise ConfigError(f"{path} is not a PNG file; the report embeds PNG figures only.")
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
@@ -227,7 +235,7 @@ def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     when ``evaluate`` wrote it, ``data_skipped.json`` and the weights notes in ``train.log``.
     """
     import csv
-    import json
+    import io
 
     from restransfer.diagnostics.complexity import stage_table
     from restransfer.diagnostics.interpret import TopLoss
@@ -246,19 +254,19 @@ def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     top = []
     top_file = folder.plots / "top_losses.csv"
     if top_file.is_file():
-        with open(top_file, newline="", encoding="utf-8") as f:
-            top = [TopLoss(index=int(r["rank"]) - 1, path=r["path"], true=r["true"], predicted=r["predicted"],
-                           probability=float(r["probability"]), true_probability=float(r["true_probability"]),
-                           loss=float(r["loss"])) for r in csv.DictReader(f)]
+        rows = csv.DictReader(io.StringIO(folder.read_text("plots/top_losses.csv"), newline=""))
+        top = [TopLoss(index=int(r["rank"]) - 1, path=r["path"], true=r["true"], predicted=r["predicted"],
+                       probability=float(r["probability"]), true_probability=float(r["true_probability"]),
+                       loss=float(r["loss"])) for r in rows]
     confused = []
     confused_file = folder.plots / "most_confused.csv"
     if confused_file.is_file():
-        with open(confused_file, newline="", encoding="utf-8") as f:
-            confused = [(r["true"], r["predicted"], int(r["count"])) for r in csv.DictReader(f)]
+        rows = csv.DictReader(io.StringIO(folder.read_text("plots/most_confused.csv"), newline=""))
+        confused = [(r["true"], r["predicted"], int(r["count"])) for r in rows]
     skipped_file = folder.path / "data_skipped.json"
-    skipped = json.loads(skipped_file.read_text(encoding="utf-8"))["skipped"] if skipped_file.is_file() else []
+    skipped = folder.read_json("data_skipped.json")["skipped"] if skipped_file.is_file() else []
     log = folder.path / "train.log"
-    notes = [line.split(" ", 1)[1].strip() for line in (log.read_text(encoding="utf-8").splitlines()
+    notes = [line.split(" ", 1)[1].strip() for line in (folder.read_text("train.log").splitlines()
                                                          if log.is_file() else [])
              if "skipping it" in line or "keeps its fresh initialisation" in line]
     info = folder.info() or {}
@@ -267,7 +275,7 @@ def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
              "classes": len(folder.class_names())}
     return write_report(
         Path(out) if out is not None else folder.path / "report.html", title=f"restransfer run {folder.path.name}",
-        recipe_text=folder.recipe_text() or "", stages=stages, phase_names=phases, metrics=json.loads(metrics_file.read_text()),
+        recipe_text=folder.recipe_text() or "", stages=stages, phase_names=phases, metrics=folder.read_json("metrics.json"),
         figures={"training curves": folder.plots / "training_curves.png",
                  "confusion matrix (validation)": folder.plots / "confusion_matrix.png",
                  "top losses (validation)": folder.plots / "top_losses.png",

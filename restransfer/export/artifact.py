@@ -25,7 +25,7 @@ import numpy as np
 
 from restransfer.errors import ConfigError, RestransferError
 from restransfer.export.formats import FORMATS, QUANTIZATIONS
-from restransfer.files import FolderLock, format_size
+from restransfer.files import FileReadError, FolderLock, format_size, read_json
 
 MANIFEST = "export.json"
 SAMPLES_DIR = "samples"
@@ -149,14 +149,20 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     """Read ``export.json``; a clear error when ``directory`` is not a restransfer export."""
     directory = Path(directory)
     path = directory / MANIFEST
-    if not path.is_file():
+    if not os.path.lexists(path):
         hint = (" It is a run folder: export it first with `restransfer export RUN --format ...`."
                 if (directory / "run.json").is_file() else "")
         raise ExportError(f"'{directory}' is not a restransfer export directory (no {MANIFEST}).{hint}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        manifest = read_json(path)
+    except FileReadError as error:
+        raise ExportError(f"'{path}' cannot be read: {error.reason}. Re-export the model.") from None
+    except ValueError as error:
         raise ExportError(f"'{path}' is not valid JSON ({error}); re-export the model.") from None
+    if not isinstance(manifest, dict):
+        raise ExportError(f"'{path}' holds a JSON {type(manifest).__name__}, not an export's "
+                          "manifest; re-export the model.")
+    return manifest
 
 
 def file_sizes(directory: Path, names: Sequence[str]) -> dict[str, int]:

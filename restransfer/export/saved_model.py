@@ -38,6 +38,7 @@ from restransfer.data.schema import DEFAULT_RESIZE
 from restransfer.data.sources import MAX_IMAGE_PIXELS
 from restransfer.errors import DataError
 from restransfer.export.artifact import ExportError, call_model
+from restransfer.files import FileReadError, read_text
 
 SERVING_DEFAULT = "serving_default"
 SERVE_TENSOR = "serve_tensor"
@@ -252,7 +253,11 @@ def predict_saved_model(directory: str | os.PathLike, image_paths: Sequence[str 
             f"'{directory}' is not a restransfer SavedModel: it needs a '{SERVING_DEFAULT}' signature "
             f"taking '{BYTES_INPUT}' and assets/{CLASS_NAMES_ASSET}. Re-export the run."
         )
-    class_names = labels.read_text().splitlines()
+    try:
+        class_names = read_text(labels).splitlines()
+    except (OSError, ValueError) as error:
+        reason = error.reason if isinstance(error, FileReadError) else error
+        raise ExportError(f"'{labels}' cannot be read ({reason}); re-export the run.") from None
     k = max(1, min(top_k, len(class_names)))
     results = []
     paths = [Path(p) for p in image_paths]

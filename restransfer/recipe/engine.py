@@ -12,6 +12,7 @@ load the data, build the model, start the head, fit each phase (then precise BN)
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -297,8 +298,9 @@ def _load_data(session: _Session):
     bundle = load_data(**plan.data_options(), run_dir=folder.path)
     class_names = list(bundle.class_names)
     names_file = folder.path / "class_names.json"
-    if names_file.exists() and checkpoint.read_json(names_file) != class_names:
-        raise ConfigError(f"The data's classes {class_names} differ from the run's {checkpoint.read_json(names_file)}; "
+    stored = folder.class_names() if os.path.lexists(names_file) else class_names  # bounded, checked
+    if stored != class_names:
+        raise ConfigError(f"The data's classes {class_names} differ from the run's {stored}; "
                           "the data changed since the run started. Use --out for a new run.")
     checkpoint.write_json(names_file, class_names)
     batch = plan.data.batch_size
