@@ -162,6 +162,7 @@ class _Session:
     lock: Any = None  # the run folder's lock, held by the chief for the whole run
     outcomes: dict[int, PhaseOutcome] = field(default_factory=dict)  # phase index -> its outcome
     callbacks: list = field(default_factory=list)  # the caller's, added to every phase's fit
+    tracker: Any = None  # the MLflow tracker (recipe key tracking.mlflow), on the chief
 
 
 def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
@@ -198,13 +199,23 @@ def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
     session.callbacks = list(callbacks)
     folder = session.folder
     try:
+        if dist.is_chief:
+            from restransfer.recipe.tracking import open_tracker
+
+            session.tracker = open_tracker(plan, folder, session.say)
+            if session.tracker is not None:
+                session.callbacks.append(session.tracker.callback())
         with dtype_policy(plan.precision):
             result = _train(session)
     except KeyboardInterrupt:
         session.say("Interrupted. Rerun the same command to resume from the last complete epoch.")
+        if session.tracker is not None:
+            session.tracker.fail()
         raise
     except BaseException as error:
         folder.write_info(status=FAILED, error=str(error).splitlines()[0] if str(error) else type(error).__name__)
+        if session.tracker is not None:
+            session.tracker.fail()
         raise
     finally:
         if folder is not session.run:
@@ -517,6 +528,8 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
             say(f"Export {fmt}: {target} was already written and verified; kept.")
             continue
         say(f"Export {fmt}: {export_run(folder.path, format=fmt)}")
+    if session.tracker is not None:
+        session.tracker.finish(metrics)
     # Last: a run killed while exporting is not finished, so the same command makes the exports.
     folder.write_info(status=FINISHED, error=None)
     return Run(model=model, history=history, metrics=metrics, run_dir=session.run.path, class_names=class_names,

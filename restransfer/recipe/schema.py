@@ -160,6 +160,22 @@ class DistributionConfig(_Strict):
     base_batch_size: StrictInt = Field(256, ge=1, le=1 << 20)
 
 
+class MlflowConfig(_Strict):
+    """An MLflow tracking store (``sqlite:///mlflow.db``, a server URL; unset: MLflow's default,
+    ``MLFLOW_TRACKING_URI``) and the experiment the runs go to (`restransfer.recipe.tracking`)."""
+
+    uri: str | None = Field(None, min_length=1, max_length=2000)
+    experiment: str = Field("restransfer", min_length=1, max_length=500)
+    artifacts: str | None = Field(None, min_length=1, max_length=2000,
+                                  description="artifact folder of a new experiment (default: beside an sqlite database)")
+
+
+class TrackingConfig(_Strict):
+    """Where a run is tracked besides its run folder (TensorBoard logs are always written)."""
+
+    mlflow: MlflowConfig | None = None
+
+
 class Recipe(_Strict):
     """A whole training run: model, head, data, phases, precision, XLA, seed and exports."""
 
@@ -179,6 +195,7 @@ class Recipe(_Strict):
         "fold it into the classifier, so every output and export is calibrated; the argmax never changes")
     export: list[Literal[FORMATS]] = Field(default_factory=list, max_length=len(FORMATS))
     distribution: DistributionConfig = Field(default_factory=DistributionConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("jit_compile", "precise_bn", "feature_cache", mode="before")
     @classmethod
@@ -193,5 +210,5 @@ class Recipe(_Strict):
         return int(height), int(width)
 
 
-__all__ = ["DistributionConfig", "HeadConfig", "ModelConfig", "OptimizerConfig", "PhaseConfig", "Recipe",
-           "ScheduleConfig"]
+__all__ = ["DistributionConfig", "HeadConfig", "MlflowConfig", "ModelConfig", "OptimizerConfig", "PhaseConfig",
+           "Recipe", "ScheduleConfig", "TrackingConfig"]

@@ -1,6 +1,7 @@
 """`calibration: temperature` in a run: the temperature is the NLL minimum on the validation logits of the
 trained model, it is folded into model.keras (so predict and exports are calibrated), no prediction
-changes, and metrics.json and the report say what it did."""
+changes, and metrics.json and the report say what it did. The same run is tracked in a local MLflow
+SQLite store: parameters, per-epoch and final metrics, and the run folder's files as artifacts."""
 
 import json
 
@@ -26,8 +27,14 @@ TINY = {
 }
 
 
-def test_temperature_is_fitted_on_validation_and_folded_into_model_keras(tmp_path):
-    run = rt.train(TINY, out=tmp_path / "run", verbose=0)
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("calibrated")
+    return rt.train({**TINY, "tracking": {"mlflow": {"uri": f"sqlite:///{root / 'mlflow.db'}", "experiment": "tiny"}}},
+                    out=root / "run", verbose=0)
+
+
+def test_temperature_is_fitted_on_validation_and_folded_into_model_keras(run):
     folder = RunFolder(run.run_dir)
     calibration = run.metrics["calibration"]
     assert json.loads((folder.path / "metrics.json").read_text())["calibration"] == calibration
@@ -52,3 +59,28 @@ def test_temperature_is_fitted_on_validation_and_folded_into_model_keras(tmp_pat
     assert (folder.plots / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (folder.path / "report.html").read_text()
     assert "reliability diagram" in report and "Calibration: temperature" in report
+
+
+def test_mlflow_store_holds_params_metrics_and_artifacts(run, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    folder = RunFolder(run.run_dir)
+    client = mlflow.tracking.MlflowClient(tracking_uri=run.plan.recipe.tracking.mlflow.uri)
+    tracked = client.get_run(json.loads((folder.path / "run.json").read_text())["mlflow_run_id"])
+    assert tracked.info.status == "FINISHED"
+    assert client.get_experiment(tracked.info.experiment_id).name == "tiny"
+    params = tracked.data.params
+    assert params["phases.0.optimizer.learning_rate"] == "0.01" and params["calibration"] == "temperature"
+    assert params["data.classes.2"] == "2" and params["model.name"] == "cifar_resnet20"
+    history = client.get_metric_history(tracked.info.run_id, "val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(row["epoch"], pytest.approx(row["val_accuracy"]))
+                                                     for row in run.history]
+    metrics = tracked.data.metrics
+    assert metrics["final.val_accuracy"] == pytest.approx(run.metrics["final"]["val_accuracy"])
+    assert metrics["calibration.temperature"] == pytest.approx(run.metrics["calibration"]["temperature"])
+    names = {a.path for a in client.list_artifacts(tracked.info.run_id)}
+    assert {"model.keras", "metrics.json", "report.html", "recipe.yaml", "plots"} <= names
+    plots = {a.path for a in client.list_artifacts(tracked.info.run_id, "plots")}
+    assert "plots/reliability.png" in plots and "plots/training_curves.png" in plots
+    assert tracked.info.artifact_uri.startswith((folder.path.parent / "mlartifacts").as_uri())
+    saved = client.download_artifacts(tracked.info.run_id, "model.keras", str(tmp_path))
+    assert open(saved, "rb").read() == (folder.path / "model.keras").read_bytes()
