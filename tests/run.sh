@@ -8,6 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
+# The HTML report's browser test renders the page in headless Chromium. CI (CI=true) and root
+# shells install Debian's package when it is missing; elsewhere that one test skips.
+if ! command -v chromium >/dev/null && { [ "${CI:-}" = true ] || [ "$(id -u)" = 0 ]; }; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # timm's torch and torchvision (dev extra): this pair installs from the machine's wheel store in

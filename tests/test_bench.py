@@ -96,17 +96,31 @@ def test_precision_scope_builds_mixed_and_restores_the_policy():
             pass
 
 
-def test_training_records_have_the_documented_fields():
+def test_training_records_are_the_arithmetic_of_the_timed_steps(monkeypatch):
+    """A scripted clock: every number in the record follows from the intervals the timers saw."""
+    import types
+
+    from restransfer.bench import timing
+
+    ticks = [0.0, 1.0, 1.0, 1.02,  # warm-up: the first step traces the function (1 s), then 20 ms
+             2.0, 2.03, 2.03, 2.06, 3.0, 3.05,  # round 1: two timed steps of 30 ms, then one fit() call
+             4.0, 4.05, 4.05, 4.10, 5.0, 5.09]  # round 2: 50 ms steps (a slow spell)
+    clock = iter(ticks)
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
     case = TrainCase("cifar_resnet20", image_size=32, batch_size=4, num_classes=10, jit_compile=False)
     records = run_training([case], steps=2, rounds=2, warmup=1, log=None)
+    assert next(clock, "all read") == "all read"
     assert len(records) == 1  # no keras.applications model at this depth
     record = records[0]
     assert FIELDS <= set(record)
-    assert record["timed_steps"] == 4 and len(record["round_step_ms"]) == 2
-    assert record["img_per_s"] == pytest.approx(4 / (record["step_ms_median"] / 1e3))
+    assert record["compile_s"] == pytest.approx(0.98)  # the first step less a steady one
+    assert record["round_step_ms"] == pytest.approx([30.0, 50.0])
+    assert record["timed_steps"] == 4 and record["step_ms_median"] == pytest.approx(40.0)
+    assert record["img_per_s"] == pytest.approx(100.0)  # 4 images per 40 ms
+    assert record["fit_step_ms_median"] == pytest.approx(35.0)  # 50 ms and 90 ms per 2-step call
     assert record["ratio_to_reference"] is None and record["reference"] is None
     assert record["gmacs_per_image"] == pytest.approx(0.0408, abs=0.001)  # ResNet-20: 41 M multiply-adds
-    assert record["backend"] == keras.backend.backend() and record["compile_s"] >= 0
+    assert record["backend"] == keras.backend.backend()
 
 
 def test_cli_writes_results_json(tmp_path, capsys):
