@@ -134,6 +134,16 @@ def test_cli_writes_results_json(tmp_path, capsys):
     assert payload["settings"]["complete"] is True
     assert FIELDS <= set(payload["results"][0])
     assert "| cifar_resnet20 |" in markdown_table(payload["results"])
+    assert payload["command"]  # the docs' Benchmarks page prints it beside the numbers
+
+
+def test_results_record_the_command_as_a_user_types_it(monkeypatch):
+    from restransfer.bench.results import command_line
+
+    monkeypatch.setattr("sys.argv", ["/venv/bin/restransfer", "bench", "transfer", "--out", "a b.json"])
+    assert command_line() == "restransfer bench transfer --out 'a b.json'"
+    monkeypatch.setattr("sys.argv", ["benchmarks/grouped_conv.py", "--steps", "3"])
+    assert command_line() == "python benchmarks/grouped_conv.py --steps 3"
 
 
 def test_cli_rejects_an_unknown_preset(capsys):

@@ -108,13 +108,25 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def command_line() -> str:
+    """The command that is running, as a user would type it again (the docs' Benchmarks page
+    prints it beside each results file)."""
+    import shlex
+    import sys
+
+    program = Path(sys.argv[0]).name
+    if program in ("restransfer", "__main__.py"):
+        return shlex.join(["restransfer", *sys.argv[1:]])
+    return shlex.join(["python", *sys.argv])
+
+
 def write_results(path: str | Path, records: Iterable[dict], *, settings: dict | None = None,
                   notes: str = "") -> Path:
-    """Write ``{"environment", "settings", "notes", "results"}`` as indented JSON."""
+    """Write ``{"command", "environment", "settings", "notes", "results"}`` as indented JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"environment": environment(), "settings": settings or {}, "notes": notes,
-               "results": list(records)}
+    payload = {"command": command_line(), "environment": environment(), "settings": settings or {},
+               "notes": notes, "results": list(records)}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
 
