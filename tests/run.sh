@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh clone: the README's test command and what CI runs.
-#  1. everything under the TensorFlow backend, in .venv (the project with its dev, jax, litert, keras-cv, sweep
-#     and mlflow extras);
+#  1. everything under the TensorFlow backend, in .venv (the project with its dev, jax, litert, keras-cv, sweep,
+#     mlflow and docs extras; the docs site is built with --strict before the tests);
 #  2. the model code under KERAS_BACKEND=jax in .venv-jax, which holds keras + jax and no
 #     TensorFlow at all: the GPU path must not need it.
 set -euo pipefail
