@@ -72,7 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     import jax
-    import jax.numpy as jnp
 
     variants = conv_variants(args.groups)
     key = jax.random.PRNGKey(0)

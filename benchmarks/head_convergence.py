@@ -95,7 +95,6 @@ def probe_weights(f_train, y_train):
 
 def features(seed: int, sources: Path):
     import keras
-
     from quickstart_seeds import source_run, target_arrays
 
     recipes = {"source": ROOT / "recipes" / "quickstart_source.yaml"}

@@ -60,9 +60,8 @@ def _child(args) -> dict:
     """Measure every candidate on the backend this process was started with."""
     modules_before = set(sys.modules)
     sys.path.insert(0, args.keras_cv_path) if args.keras_cv_path else None
-    import numpy as np
-
     import keras
+    import numpy as np
 
     started = time.perf_counter()
     try:
@@ -157,7 +156,7 @@ def main() -> None:
             command += ["--keras-cv-path", args.keras_cv_path]
         done = subprocess.run(command, capture_output=True, text=True, timeout=1800,
                               env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((text for text in done.stdout.splitlines() if text.startswith("RESULT ")), None)
         results.append(json.loads(line[7:]) if line else {"backend": backend, "failed": done.stderr[-2000:]})
     record = {"benchmark": "keras_cv_augment", "command": " ".join(sys.argv), "machine": platform.processor()
               or platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),

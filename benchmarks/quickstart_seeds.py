@@ -73,8 +73,8 @@ def restransfer_runs(recipes: dict, seed: int, sets: list[str], work: Path, sour
     """Transfer, head-only and scratch through ``restransfer.train``; accuracies and seconds."""
     import keras
 
-    from restransfer.recipe.engine import train
     from restransfer.models.stages import layer_stage
+    from restransfer.recipe.engine import train
     from restransfer.training.precise_bn import precise_bn, trainable_batch_norms
 
     (x_train, y_train), (x_val, y_val) = data

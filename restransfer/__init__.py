@@ -7,7 +7,6 @@ modules, loaded on first use.
 
 from __future__ import annotations
 
-
 from restransfer.errors import ConfigError, DataError, RestransferError, WeightsError
 from restransfer.lazy import lazy_getattr
 

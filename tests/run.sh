@@ -3,7 +3,8 @@
 #  1. everything under the TensorFlow backend, in .venv (the project with its dev, jax, litert, keras-cv, sweep,
 #     mlflow and docs extras; the docs site is built with --strict before the tests);
 #  2. the model code under KERAS_BACKEND=jax in .venv-jax, which holds keras + jax and no
-#     TensorFlow at all: the GPU path must not need it.
+#     TensorFlow at all: the GPU path must not need it;
+#  3. ruff and lint-imports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -17,10 +18,14 @@ fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# timm's torch and torchvision (dev extra): this pair installs from the machine's wheel store in
-# ~75 s; another torch would download a multi-GB CUDA build, and PyPI's torchvision does not
-# import beside the local CPU-only torch 2.13 wheel.
-.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+# timm (dev extra) needs torch and torchvision; the tests use them on the CPU only, as reference
+# implementations. They are pinned as a pair because a torchvision wheel imports only beside the
+# torch release it was built for, and an unpinned install may pick them from different indexes.
+# This is the pair the suite was last run with. On Linux, pip's default torch is a CUDA build of
+# several GB; to fetch the small CPU-only wheels instead, set for example
+#   TORCH_PACKAGES="torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu"
+# shellcheck disable=SC2086  # TORCH_PACKAGES is a list of pip arguments
+.venv/bin/python -m pip install -q ${TORCH_PACKAGES:-torch==2.14.1 torchvision==0.29.1}
 .venv/bin/python -m pip install -q -e ".[dev,jax,litert,keras-cv,sweep,mlflow,docs]"
 # The documentation site: generated references and the Benchmarks page must build without a warning.
 NO_MKDOCS_2_WARNING=1 .venv/bin/python -m mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
@@ -29,6 +34,12 @@ NO_MKDOCS_2_WARNING=1 .venv/bin/python -m mkdocs build --strict --quiet --site-d
 
 [ -x .venv-jax/bin/python ] || "$PY" -m venv .venv-jax
 .venv-jax/bin/python -m pip install -q --upgrade pip
-.venv-jax/bin/python -m pip install -q "keras>=3.8" "jax[cpu]" numpy h5py safetensors pyyaml pydantic rich pytest pytest-timeout
+# restransfer without its dependencies (TensorFlow is one), then pyproject.toml's jax-env group.
 .venv-jax/bin/python -m pip install -q --no-deps -e .
+.venv-jax/bin/python -m pip install -q --group jax-env
 KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -m "not tensorflow" --durations=10 tests/models tests/test_backend.py tests/training/test_precise_bn.py
+
+# Style (ruff) and DESIGN.md's floors (import-linter contracts in pyproject.toml). Last, so that a
+# finding here does not hide the tests' results; the script still fails on it.
+.venv/bin/ruff check .
+.venv/bin/lint-imports

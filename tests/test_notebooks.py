@@ -5,9 +5,7 @@ for the full-size experiments) in a temporary working directory, and any error f
 """
 
 import importlib.util
-import json
 import os
-import sys
 import time
 from pathlib import Path
 

@@ -56,7 +56,7 @@ def run_pipeline(name: str = "resnet18", *, image_size: int = 128, batch_size: i
         "synthetic": synthetic_batches(batch_size, image_size, classes),
     }
     timers = {key: StepTimer() for key in feeds}
-    for key, data in feeds.items():
+    for data in feeds.values():
         model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
     for round_index in range(rounds):
         for key in (list(feeds) if round_index % 2 == 0 else list(feeds)[::-1]):

@@ -257,8 +257,14 @@ def _transfer(args) -> int:
     import dataclasses
 
     from restransfer.bench.results import write_results
-    from restransfer.bench.transfer import (SMOKE, TransferSettings, markdown_summary, recipe_texts, run_transfer,
-                                            summarize)
+    from restransfer.bench.transfer import (
+        SMOKE,
+        TransferSettings,
+        markdown_summary,
+        recipe_texts,
+        run_transfer,
+        summarize,
+    )
     from restransfer.recipe.load import parse_overrides
 
     if args.smoke:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-
 from restransfer.data.schema import AugmentConfig, DataConfig
 from restransfer.lazy import lazy_getattr
 

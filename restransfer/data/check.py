@@ -17,15 +17,15 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from restransfer.data.sources import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, Listing, Part
+from restransfer.data.sources import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, Listing
 from restransfer.data.webp import ANIMATED_WEBP_PROBLEM, animated_webp
 from restransfer.errors import DataError
 from restransfer.files import FileReadError, read_regular_file, regular_file_problem

@@ -34,7 +34,7 @@ _CANVAS = 96  # drawing canvas (px) for a 48 px font, room for rotation and shea
 _BITMAP = 32  # the optical digits' bitmap side; 4 x 4 blocks make the 8 x 8 image
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _font(name: str):
     import matplotlib
     from PIL import ImageFont

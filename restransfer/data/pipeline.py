@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ from restransfer.data.sources import (
     folder_listing,
     tfds_listing,
 )
-from restransfer.errors import ConfigError, DataError
+from restransfer.errors import ConfigError
 
 # A shuffled epoch's last training batch smaller than this share of the batch size is left out.
 SMALL_LAST_BATCH = 0.5
@@ -74,7 +74,7 @@ class DataBundle:
     train_batches: int = 0
     train_left_out: int = 0
     train_unaugmented: tf.data.Dataset | None = None
-    counters: dict[str, "_DropCounter"] = field(default_factory=dict, repr=False)
+    counters: dict[str, _DropCounter] = field(default_factory=dict, repr=False)
 
     @property
     def num_classes(self) -> int:

@@ -65,7 +65,7 @@ class ResNetSpec:
     def stage_names(self) -> tuple[str, ...]:
         return tuple(f"conv{i + 1}" for i in range(len(self.repeats) + 1))
 
-    def plain(self) -> "ResNetSpec":
+    def plain(self) -> ResNetSpec:
         return replace(self, residual=False)
 
 

@@ -29,7 +29,7 @@ from restransfer.errors import ConfigError, TrainingError
 from restransfer.models.heads import classifier
 from restransfer.models.registry import create_model
 from restransfer.models.stages import freeze_stages
-from restransfer.recipe.plan import Plan, PhasePlan, load_plan
+from restransfer.recipe.plan import PhasePlan, Plan, load_plan
 from restransfer.recipe.schema import PhaseConfig, Recipe
 from restransfer.runs import FAILED, FINISHED, NEW, RUNNING, RunFolder, Start, start_from
 from restransfer.training import checkpoint, plots

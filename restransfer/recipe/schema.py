@@ -26,8 +26,8 @@ from restransfer.data.schema import DataConfig
 from restransfer.export.formats import FORMATS
 from restransfer.models.blocks import NORMS, STYLES
 from restransfer.models.resnet import OUTPUT_STRIDES, SHORTCUTS
-from restransfer.training.distribute import LR_SCALING, STRATEGIES
 from restransfer.training.calibration import CALIBRATIONS
+from restransfer.training.distribute import LR_SCALING, STRATEGIES
 from restransfer.training.head_init import HEAD_INITS
 from restransfer.training.optimizers import OPTIMIZERS
 from restransfer.training.precision import PRECISIONS

@@ -55,7 +55,7 @@ def test_folder_folds_are_sklearns_stratified_kfold(tmp_path):
 
 
 def test_csv_digits_glyphs_and_arrays_sources_fold(tmp_path):
-    root = make_folder(tmp_path / "img", {"x": 4, "y": 4})
+    make_folder(tmp_path / "img", {"x": 4, "y": 4})
     rows = ["path,label"] + [f"{p.relative_to(tmp_path)},{p.parent.name}" for p in sorted((tmp_path / "img").rglob("*.jpg"))]
     (tmp_path / "data.csv").write_text("\n".join(rows))
     rng = np.random.default_rng(0)

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from restransfer.data import load_data
 from restransfer.errors import ConfigError, DataError
@@ -167,9 +166,9 @@ def test_val_folder_and_test_folder(tmp_path):
 
 
 def test_csv_source_paths_relative_to_the_csv(tmp_path):
-    for i, label in enumerate(["red", "blue", "red", "blue", "red", "blue"]):
+    for i in range(6):
         write(tmp_path / "imgs" / f"{i}.png", image_bytes("PNG", seed=i))
-    rows = "path,label\n" + "".join(f"imgs/{i}.png,{l}\n" for i, l in
+    rows = "path,label\n" + "".join(f"imgs/{i}.png,{label}\n" for i, label in
                                     enumerate(["red", "blue", "red", "blue"]))
     (tmp_path / "train.csv").write_text(rows)
     (tmp_path / "val.csv").write_text("imgs/4.png,red\nimgs/5.png,blue\n")

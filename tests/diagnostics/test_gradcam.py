@@ -7,8 +7,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 from corner_task import corner_images, explain_corners, train_corner_model
+
 from restransfer.diagnostics.gradcam import grad_cam, last_stage_layer, save_explanation
 from restransfer.errors import ConfigError
 from restransfer.models import create_model

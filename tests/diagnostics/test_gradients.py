@@ -39,7 +39,10 @@ def hand_computed_norms():
     out = h @ W2 + B2
     g_out = 2 * (out - Y) / len(X)  # d mean((out - y)^2) / d out
     g_h = g_out @ W2.T
-    norm = lambda *gs: float(np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in gs)))
+
+    def norm(*gs):
+        return float(np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in gs)))
+
     return {"dense_a": norm(X.T @ g_h, g_h.sum(0)), "dense_b": norm(h.T @ g_out, g_out.sum(0))}
 
 

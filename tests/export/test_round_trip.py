@@ -37,9 +37,8 @@ def test_export_reloads_without_restransfer_and_matches(exports, fmt):
 def test_verification_process_really_cannot_import_restransfer():
     # Independently of verify's import hook: -I -S with only site-packages on sys.path hides the
     # editable install (a .pth file) and the checkout.
-    code = ("import sys, importlib.util; sys.path[:0] = %r; "
-            "print(importlib.util.find_spec('restransfer'), importlib.util.find_spec('tensorflow') is not None)"
-            % child_sys_path())
+    code = (f"import sys, importlib.util; sys.path[:0] = {child_sys_path()!r}; "
+            "print(importlib.util.find_spec('restransfer'), importlib.util.find_spec('tensorflow') is not None)")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "True"]

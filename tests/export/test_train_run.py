@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

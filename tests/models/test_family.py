@@ -12,12 +12,12 @@ import keras
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
+from test_weights import md5, randomize, write_published_h5
 
 import restransfer as rt
 from restransfer.errors import ConfigError, WeightsError
 from restransfer.models.stages import layer_stage
 from restransfer.models.weights import imagenet, load_weights
-from test_weights import md5, randomize, write_published_h5
 
 RTOL = 1e-5
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], "float32") * 255

@@ -44,7 +44,10 @@ def test_keras_style_matches_keras_applications(name):
     ours = rt.create_model(name, style="keras")
     theirs = getattr(keras.applications, name.replace("resnet", "ResNet"))(weights=None)
     assert ours.count_params() == theirs.count_params()
-    weighted = lambda m: {layer.name: [tuple(w.shape) for w in layer.weights] for layer in m.layers if layer.weights}
+
+    def weighted(m):
+        return {layer.name: [tuple(w.shape) for w in layer.weights] for layer in m.layers if layer.weights}
+
     assert weighted(ours) == weighted(theirs)
     if name == "resnet50":
         assert ours.count_params() == 25_636_712

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 import restransfer as rt
-from restransfer.errors import ConfigError
+from restransfer.errors import ConfigError, TrainingError
 from restransfer.models.stages import layer_stage
-from restransfer.errors import TrainingError
 from restransfer.recipe.engine import build_model, compile_phase
 from restransfer.recipe.load import load_recipe
 from restransfer.recipe.plan import load_plan

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import yaml
+from test_engine import TINY
 
 from restransfer.cli import main
 from restransfer.errors import ConfigError
 from restransfer.recipe.lr_find import phase_index
 from restransfer.recipe.plan import load_plan
-from test_engine import TINY
 
 pytestmark = pytest.mark.tensorflow
 

@@ -112,9 +112,9 @@ def test_all_faults_are_reported_at_once():
 
 def test_relative_paths_resolve_against_the_current_directory_for_every_command(tmp_path, monkeypatch):
     """`data check RECIPE` and `train RECIPE` read the same folders: the current directory is the base."""
-    from restransfer.commands.data import listing_for
-
     from PIL import Image
+
+    from restransfer.commands.data import listing_for
 
     for split in ("train", "val"):
         for label in ("a", "b"):

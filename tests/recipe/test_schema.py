@@ -6,7 +6,6 @@ Every fault knowable from the recipe, the model table and the file system is ref
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

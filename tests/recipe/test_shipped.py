@@ -3,11 +3,11 @@
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from restransfer.errors import ConfigError
 from restransfer.recipe.load import load_recipe
