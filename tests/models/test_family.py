@@ -406,6 +406,31 @@ def test_weights_source_refusals_say_what_to_pass(tmp_path):
         weights_source(tmp_path / "bad")
 
 
+@pytest.mark.parametrize("name", ["model.safetensors", "pytorch_model.bin", "renamed.safetensors"])
+def test_a_weights_file_from_a_hub_folder_is_refused_as_the_folder_is(tmp_path, name):
+    from restransfer.models.weights import weights_source
+
+    folder = write_json(tmp_path / "resnetaa50.a1h_in1k" / "config.json", {"architecture": "resnetaa50"}).parent
+    for file in {name, "model.safetensors"}:
+        (folder / file).write_bytes(b"")  # refused before a byte is read
+    with pytest.raises(WeightsError, match="anti-aliased") as by_folder:
+        weights_source(folder, model_name="resnet50")
+    with pytest.raises(WeightsError, match=rf"{name} \(in a hub folder whose config.json names 'resnetaa50'\) "
+                                           r"holds timm's 'resnetaa50': anti-aliased downsampling"):
+        weights_source(folder / name, model_name="resnet50")
+    assert "exactly the names and shapes of resnet50's" in str(by_folder.value)
+    with pytest.raises(WeightsError, match=r"holds timm's 'resnetaa50'.*would silently give another network"):
+        rt.create_model("resnet50", weights=folder / name, input_shape=(32, 32, 3))
+    write_json(folder / "config.json", {"architecture": "resnet50d.ra2_in1k"})
+    with pytest.raises(WeightsError, match=r"holds timm's 'resnet50d', not 'resnet50'"):
+        weights_source(folder / name, model_name="resnet50")
+    write_json(folder / "config.json", {"architecture": "resnet50", "model_args": {"aa_layer": "blur"}})
+    with pytest.raises(WeightsError, match=r"model_args \['aa_layer'\]"):
+        weights_source(folder / name, model_name="resnet50")
+    write_json(folder / "config.json", {"architecture": "resnet50.a1_in1k"})  # the file's own network
+    assert weights_source(folder / name, model_name="resnet50").kind == "file"
+
+
 def test_weights_source_imports_no_keras(tmp_path):
     import subprocess
     import sys

@@ -122,6 +122,8 @@ def weights_source(value: str | os.PathLike | None, *, model_name: str | None = 
     if not path.is_file():
         raise WeightsError(f"Weights {path} is not a regular file. Pass {SUPPORTED}.")
     kind = file_format(path)
+    if kind == "state_dict":
+        _check_hub_file(path, model_name)
     spec = SPECS.get(model_name) if model_name is not None else None
     if kind == "state_dict" and spec is not None and (spec.stem == "cifar" or not spec.residual):
         raise WeightsError(
@@ -149,15 +151,42 @@ def _folder(path: Path, model_name: str | None) -> WeightsSource:
 
 
 def _hub_folder(folder: Path, config: dict, model_name: str | None) -> WeightsSource:
-    architecture = config["architecture"]
-    if not isinstance(architecture, str) or not architecture:
-        raise WeightsError(f"{folder / 'config.json'} has architecture={architecture!r}; expected a timm model name.")
+    architecture = _hub_architecture(folder, config)
     weights = next((folder / name for name in HUB_WEIGHTS if (folder / name).is_file()), None)
     if weights is None:
         raise WeightsError(
             f"{folder} is a timm/Hugging Face hub folder ({architecture!r}) without its weights: expected "
             f"{' or '.join(HUB_WEIGHTS)} next to config.json (download the whole folder)."
         )
+    _check_hub_config(folder, config, architecture, model_name, str(folder))
+    return WeightsSource("hub_folder", folder, "state_dict", weights, architecture.split(".", 1)[0])
+
+
+def _check_hub_file(path: Path, model_name: str | None) -> None:
+    """A state dict taken out of a hub folder is refused as that folder would be.
+
+    Its tensor names alone cannot tell timm's ``resnetaa50`` from ``resnet50``; the folder's
+    ``config.json`` can.
+    """
+    config_path = path.parent / "config.json"
+    if not config_path.is_file():
+        return
+    config = read_json(config_path)
+    if "architecture" not in config:
+        return
+    architecture = _hub_architecture(path.parent, config)
+    _check_hub_config(path.parent, config, architecture, model_name,
+                      f"{path} (in a hub folder whose config.json names {architecture!r})")
+
+
+def _hub_architecture(folder: Path, config: dict) -> str:
+    architecture = config["architecture"]
+    if not isinstance(architecture, str) or not architecture:
+        raise WeightsError(f"{folder / 'config.json'} has architecture={architecture!r}; expected a timm model name.")
+    return architecture
+
+
+def _check_hub_config(folder: Path, config: dict, architecture: str, model_name: str | None, source: str) -> None:
     unusual = sorted(set(config.get("model_args") or {}) - _HUB_HARMLESS_ARGS)
     if unusual:
         raise WeightsError(
@@ -165,8 +194,7 @@ def _hub_folder(folder: Path, config: dict, model_name: str | None) -> WeightsSo
             "network beyond what its name says; restransfer builds each name as timm registers it."
         )
     if model_name is not None:
-        check_hub_architecture(architecture, model_name, str(folder))
-    return WeightsSource("hub_folder", folder, "state_dict", weights, architecture.split(".", 1)[0])
+        check_hub_architecture(architecture, model_name, source)
 
 
 def _keras_hub_preset(folder: Path, config: dict, model_name: str | None) -> WeightsSource:
