@@ -25,6 +25,8 @@ _LAZY = {
     "load_recipe": "restransfer.recipe.load",
     "load_plan": "restransfer.recipe.plan",
     "train": "restransfer.recipe.engine",
+    "cross_validate": "restransfer.recipe.cross_validation",
+    "sweep": "restransfer.recipe.sweep",
     "lr_find": "restransfer.training.lr_find",
     "evaluate": "restransfer.recipe.evaluate",
     "interpret": "restransfer.recipe.evaluate",
