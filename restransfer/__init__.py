@@ -27,6 +27,7 @@ _LAZY = {
     "train": "restransfer.recipe.engine",
     "cross_validate": "restransfer.recipe.cross_validation",
     "sweep": "restransfer.recipe.sweep",
+    "fit": "restransfer.recipe.fit",
     "lr_find": "restransfer.training.lr_find",
     "evaluate": "restransfer.recipe.evaluate",
     "interpret": "restransfer.recipe.evaluate",

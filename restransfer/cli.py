@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "restransfer.commands.diagnostics",
     "restransfer.commands.recipe",
     "restransfer.commands.cv",
+    "restransfer.commands.fit",
     "restransfer.commands.lr_find",
     "restransfer.commands.export",
     "restransfer.commands.report",

@@ -31,6 +31,7 @@ def register(subparsers) -> None:
                                                         "recipe's validation data)")
     evaluate.add_argument("--split", choices=("val", "test"), default="val")
     evaluate.add_argument("--batch-size", type=int, default=None)
+    _add_tta(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     predict = subparsers.add_parser("predict", help="top-k labels of image files")
@@ -41,7 +42,16 @@ def register(subparsers) -> None:
                          help="also save a Grad-CAM heatmap of the predicted class over each image (run folders)")
     predict.add_argument("--out", default=None, help="with --explain: a .png for one image, or a folder "
                                                       "(default RUN/plots/gradcam/)")
+    _add_tta(predict)
     predict.set_defaults(handler=_predict)
+
+
+def _add_tta(parser) -> None:
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: the mean of the probabilities of each image and its "
+                             "horizontal flip")
+    parser.add_argument("--tta-crops", type=int, default=None, metavar="N", choices=range(0, 6),
+                        help="also average N crops (0-5: centre, then corners) of 87.5%% of each side, resized back")
 
 
 def _train(args) -> int:
@@ -85,19 +95,21 @@ def _evaluate(args) -> int:
     from restransfer.commands.output import console as make_console
     from restransfer.recipe.evaluate import evaluate
 
-    report = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size)
+    report = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size,
+                      tta=args.tta, tta_crops=args.tta_crops)
     console = make_console(args)
-    summary = f"accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f}"
+    summary = (f"accuracy {report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}, "
+               f"loss {report['loss']:.4f}")
     if "top5_accuracy" in report:
         summary += f", top-5 accuracy {report['top5_accuracy']:.4f}"
     console.print(f"{escape(report['data'])}: {report['num_images']} images, {summary}, "
-                  f"macro F1 {report['macro_f1']:.4f}")
+                  f"macro F1 {report['macro_f1']:.4f}" + (f"; TTA: {', '.join(report['tta'])}" if report.get("tta") else ""))
     table = Table(title="per class")
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, scores in report["per_class"].items():
         table.add_row(escape(name), f"{scores['precision']:.3f}", f"{scores['recall']:.3f}",
-                      f"{scores['f1-score']:.3f}",
+                      f"{scores['f1']:.3f}",
                       str(scores["support"]))
     console.print(table)
     files = report.get("interpretation", {})
@@ -118,6 +130,9 @@ def _predict(args) -> int:
     if args.out is not None and not args.explain:
         raise ConfigError("--out names where --explain saves the Grad-CAM images; pass --explain too.")
     if (Path(args.run) / "saved_model.pb").is_file():  # an exported SavedModel, not a run folder
+        if args.tta or args.tta_crops:
+            raise ConfigError("--tta needs the run folder (the views are fed to the Keras model); "
+                              f"{args.run} is an exported SavedModel.")
         if args.explain:
             raise ConfigError("--explain needs the run folder (Grad-CAM reads the Keras model's last stage); "
                               f"{args.run} is an exported SavedModel.")
@@ -127,7 +142,8 @@ def _predict(args) -> int:
     table = Table()
     table.add_column("image")
     table.add_column("top predictions (probability)")
-    for result in predict(args.run, args.images, top_k=args.top_k):
+    options = {"tta": args.tta, "tta_crops": args.tta_crops} if args.tta or args.tta_crops else {}
+    for result in predict(args.run, args.images, top_k=args.top_k, **options):
         table.add_row(escape(result["image"]), escape(", ".join(f"{label} {p:.3f}" for label, p in result["top"])))
     console().print(table)
     if args.explain:

@@ -75,6 +75,7 @@ class DataBundle:
     train_left_out: int = 0
     train_unaugmented: tf.data.Dataset | None = None
     counters: dict[str, _DropCounter] = field(default_factory=dict, repr=False)
+    counts: dict[str, list[int]] = field(default_factory=dict)  # part -> images per class, as loaded
 
     @property
     def num_classes(self) -> int:
@@ -208,7 +209,7 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
         num_val=len(listing.parts["val"]), num_test=len(listing.parts.get("test", ())),
         report=report, image_size=size, cache={name: plan[0] for name, plan in plans.items()},
         counters={k: v for k, v in counters.items() if v is not None}, paths=_relative_paths(listing),
-        train_batches=batches, train_left_out=left_out, train_unaugmented=unaugmented)
+        train_batches=batches, train_left_out=left_out, train_unaugmented=unaugmented, counts=listing.counts())
 
 
 def _relative_paths(listing: Listing) -> dict[str, list[str] | None]:

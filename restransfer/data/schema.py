@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from restransfer.training.class_weights import CLASS_WEIGHT_MODES
+
 SOURCES = ("folder", "csv", "tfds", "digits", "glyphs", "arrays")
 CACHE_MODES = ("auto", "memory", "file", "none")
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
@@ -191,6 +193,19 @@ class _Common(_Strict):
     shuffle_buffer: int | None = Field(None, ge=1, description="default: the whole training set")
     skip_bad: bool = False
     fold: FoldConfig | None = None
+    class_weight: Literal[CLASS_WEIGHT_MODES] | dict[str, Annotated[float, Field(gt=0, le=1e6)]] = Field(
+        "auto", description="auto (balanced when the largest training class has >= 3x the images of the "
+                            "smallest), balanced (n / (k * n_class)), none, or {label: weight}; see "
+                            "restransfer.training.class_weights")
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _class_weight(cls, value: Any) -> Any:
+        if value is None or value is False:
+            return "none"
+        if isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
+        return value
 
     @field_validator("image_size", mode="before")
     @classmethod

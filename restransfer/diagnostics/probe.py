@@ -92,7 +92,8 @@ def probe_accuracy(features, labels, *, folds: int = 5, seed: int = 0, c: float 
     return float(scores.mean()), float(scores.std())
 
 
-def fit_softmax_probe(features, labels, num_classes: int, *, c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def fit_softmax_probe(features, labels, num_classes: int, *, c: float = 1.0,
+                      class_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fit a logistic regression on standardised features; return it as one Dense layer's weights.
 
     The scaler is folded into the weights, so ``softmax(features @ kernel + bias)`` gives the
@@ -104,6 +105,7 @@ def fit_softmax_probe(features, labels, num_classes: int, *, c: float = 1.0) -> 
         labels: one-hot ``[N, classes]`` or integer ``[N]``.
         num_classes: classes of the head; every one must occur in ``labels``.
         c: inverse L2 regularisation strength (scikit-learn's ``C``).
+        class_weight: a weight per class (the run's class weights), or None.
 
     Returns:
         ``(kernel [D, num_classes], bias [num_classes])`` as float32.
@@ -117,7 +119,8 @@ def fit_softmax_probe(features, labels, num_classes: int, *, c: float = 1.0) -> 
     if missing:
         raise ConfigError(f"A probe needs training images of every class; classes {missing} have none.")
     scaler = StandardScaler().fit(features)
-    fitted = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(features), labels)
+    weights = None if class_weight is None else {i: float(w) for i, w in enumerate(class_weight)}
+    fitted = LogisticRegression(C=c, max_iter=5000, class_weight=weights).fit(scaler.transform(features), labels)
     coef, intercept = fitted.coef_, fitted.intercept_
     if num_classes == 2:  # one logit difference -> two logits with the same softmax
         coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])

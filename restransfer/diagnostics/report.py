@@ -114,8 +114,10 @@ def _stage_section(stages: Sequence[StageMarks], phase_names: Sequence[str]) -> 
                   rows)
 
 
-_PHASE_COLUMNS = (("epochs", "epochs"), ("val_accuracy", "val accuracy"), ("best_val_accuracy", "best val accuracy"),
-                  ("val_loss", "val loss"), ("seconds", "seconds"), ("images_per_s", "images/s"))
+_PHASE_COLUMNS = (("epochs", "epochs"), ("val_accuracy", "val accuracy"),
+                  ("val_balanced_accuracy", "val balanced accuracy"), ("val_macro_f1", "val macro F1"),
+                  ("best_val_accuracy", "best val accuracy"), ("val_loss", "val loss"), ("seconds", "seconds"),
+                  ("images_per_s", "images/s"))
 
 
 def _metrics_section(metrics: Mapping[str, Any]) -> str:
@@ -127,6 +129,7 @@ def _metrics_section(metrics: Mapping[str, Any]) -> str:
     final = metrics.get("final")
     if final:
         rows.append(["<b>final</b>", _number(final.get("epochs")), _number(final.get("val_accuracy")),
+                     _number(final.get("val_balanced_accuracy")), _number(final.get("val_macro_f1")),
                      _number((metrics.get("best") or {}).get("val_accuracy")), _number(final.get("val_loss")),
                      _number(final.get("seconds"), 1), _number(final.get("images_per_s"), 1)])
     out = _table(["phase", *[label for _, label in _PHASE_COLUMNS]], rows)
@@ -142,11 +145,11 @@ def _metrics_section(metrics: Mapping[str, Any]) -> str:
                 "(on the images it was fitted on).</p>")
     elif final and final.get("val_ece") is not None:
         out += f"<p>Expected calibration error (15 bins, uncalibrated): {_number(final['val_ece'])}.</p>"
-    per_class = metrics.get("per_class")
+    per_class = (final or {}).get("per_class") or metrics.get("per_class")
     if per_class:
         out += "<h3>Per class (validation)</h3>" + _table(
             ["class", "precision", "recall", "F1", "support"],
-            [[_e(name), _number(s.get("precision"), 3), _number(s.get("recall"), 3), _number(s.get("f1-score"), 3),
+            [[_e(name), _number(s.get("precision"), 3), _number(s.get("recall"), 3), _number(s.get("f1", s.get("f1-score")), 3),
               _number(s.get("support"))] for name, s in per_class.items()])
     return out
 

@@ -137,6 +137,10 @@ class RunDecisions:
     precise_bn: Decision[bool] | None = None
     # Optimizer steps per epoch: the schedules count in them.
     steps_per_epoch: Decision[int] | None = None
+    # Class weights {label: weight} of the training loss, or None (every image weighs 1).
+    class_weights: Decision[Mapping[str, float] | None] | None = None
+    # The validation metric that picks the kept epoch and stops phases early.
+    checkpoint_monitor: Decision[str] | None = None
 
     def complete(self) -> bool:
         return all(value is not None for value in _decisions(self).values())
@@ -162,6 +166,8 @@ def decide(plan: Plan, facts: DataFacts | None = None, *, model: keras.Model | N
         head_lr_multiplier=head_lr,
         precise_bn=_precise_bn(plan, facts),
         steps_per_epoch=_steps_per_epoch(facts),
+        class_weights=(weights := _class_weights(plan, facts)),
+        checkpoint_monitor=_checkpoint_monitor(plan, weights),
     )
     phases = tuple(dataclasses.replace(phase, decisions=PhaseDecisions(
         learning_rate=_learning_rate(phase, run.lr_scale),
@@ -267,6 +273,27 @@ def _phase_precise_bn(phase: PhasePlan, run: Decision[bool] | None) -> Decision[
     if not phase.trains_batch_norm:
         return Decision(False, "no BatchNorm layer trains in this phase")
     return run
+
+
+def _class_weights(plan: Plan, facts: DataFacts | None) -> Decision[Mapping[str, float] | None] | None:
+    from restransfer.training.class_weights import decide_class_weights
+
+    setting = plan.data.class_weight
+    if setting == "none":
+        return Decision(None, "data.class_weight: none")
+    if facts is None or not facts.train_counts:
+        return None
+    decided = decide_class_weights(setting, facts.train_counts, facts.class_names)
+    return Decision(decided.weights, decided.reason)
+
+
+def _checkpoint_monitor(plan: Plan, weights: Decision | None) -> Decision[str] | None:
+    from restransfer.training.best_epoch import checkpoint_monitor
+
+    monitor = plan.checkpoint.monitor
+    if monitor == "auto" and weights is None:
+        return None
+    return Decision(*checkpoint_monitor(monitor, class_weighted=weights is not None and weights.value is not None))
 
 
 def _steps_per_epoch(facts: DataFacts | None) -> Decision[int] | None:

@@ -33,7 +33,10 @@ from restransfer.recipe.plan import PhasePlan, Plan, load_plan
 from restransfer.recipe.schema import PhaseConfig, Recipe
 from restransfer.runs import FAILED, FINISHED, NEW, RUNNING, RunFolder, Start, start_from
 from restransfer.training import checkpoint, plots
+from restransfer.training.balanced_accuracy import BalancedAccuracy
+from restransfer.training.best_epoch import better
 from restransfer.training.callbacks import EpochLine, EpochRecorder, epoch_tensorboard
+from restransfer.training.class_weights import weigh_batches
 from restransfer.training.distribute import Distribution, setup_distribution
 from restransfer.training.head_init import init_head_from_probe, zero_classifier
 from restransfer.training.optimizers import build_optimizer, stage_multipliers
@@ -41,9 +44,6 @@ from restransfer.training.precise_bn import precise_bn, precise_bn_steps, traina
 from restransfer.training.precision import describe_precision, dtype_policy
 from restransfer.training.schedules import WarmupSchedule
 from restransfer.training.tracing import build_before_fit
-
-MONITOR = "val_accuracy"
-
 
 @dataclass
 class Run:
@@ -119,7 +119,7 @@ def compile_phase(model: keras.Model, phase: PhaseConfig | PhasePlan, *, frozen:
         min_lr=phase.schedule.min_lr, gamma=phase.schedule.gamma,
         milestones=[round(m * steps_per_epoch) for m in phase.schedule.milestones],
     )
-    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"), BalancedAccuracy(num_classes)]
     if num_classes > 5:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
     trainer = trainer or model
@@ -163,6 +163,7 @@ class _Session:
     outcomes: dict[int, PhaseOutcome] = field(default_factory=dict)  # phase index -> its outcome
     callbacks: list = field(default_factory=list)  # the caller's, added to every phase's fit
     tracker: Any = None  # the MLflow tracker (recipe key tracking.mlflow), on the chief
+    phase_reports: dict[int, dict] = field(default_factory=dict)  # phase index -> its end's scores
 
 
 def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
@@ -267,20 +268,26 @@ def _train(session: _Session) -> Run:
     if session.start.state is None:
         _init_head(session, model, bundle)
     history, best = session.start.history, session.start.best
+    session.phase_reports = _read_phase_reports(session)
     for phase in plan.phases:
         if session.start.epochs_done < phase.end_epoch:
             best, optimizer, cached = _fit_phase(session, model, phase, bundle, history, best,
                                                  num_classes=len(class_names), jit_compile=jit_compile)
-            state = {"phase": phase.index, "phase_name": phase.name, "epoch": phase.end_epoch, "history": history,
-                     "best": best}
-            precise = _precise_bn(session, model, phase, bundle, state, optimizer)
+            precise = _precise_bn(session, model, phase, bundle, None, None)
+            best, improved = _phase_end(session, model, phase, bundle, class_names, best, history, precise)
+            if precise or improved:
+                checkpoint.save_checkpoint(model, session.folder.checkpoints, {
+                    "phase": phase.index, "phase_name": phase.name, "epoch": phase.end_epoch, "history": history,
+                    "best": best}, optimizer=optimizer)
             session.outcomes[phase.index] = PhaseOutcome(optimizer=optimizer, feature_cache=cached,
                                                          precise_bn=precise)
         elif session.start.epochs_done == phase.end_epoch:
             # Stopped between the phase's last epoch and its pass: the pass depends only on the
             # weights and the data, so running it again gives the same statistics.
-            session.outcomes[phase.index] = PhaseOutcome(
-                precise_bn=_precise_bn(session, model, phase, bundle, None, None))
+            precise = _precise_bn(session, model, phase, bundle, None, None)
+            best, _ = _phase_end(session, model, phase, bundle, class_names, best, history, precise)
+            session.outcomes[phase.index] = PhaseOutcome(precise_bn=precise)
+    _keep_best(session, model, bundle, history, best)
     with session.dist.local(model) as local_model:
         run = _finish(session, local_model, bundle, evaluation_data, class_names, history, best)
     run.model = model
@@ -349,18 +356,23 @@ def _build(session: _Session, num_classes: int) -> keras.Model:
 def _init_head(session: _Session, model: keras.Model, bundle) -> None:
     """Start the new classifier as the plan decided (a new or restarted run only)."""
     decisions = session.plan.decisions
-    how = init_head(model, bundle, decisions.head_init.value)
+    weights = decisions.class_weights.value
+    how = init_head(model, bundle, decisions.head_init.value,
+                    class_weight=None if weights is None else np.array(list(weights.values()), np.float32))
     session.say(f"Head ({decisions.head_init.reason}): {how}; learning rate x{decisions.head_lr_multiplier.value:g} "
                 "of each phase's unless the phase sets lr_multipliers.head.")
 
 
-def init_head(model: keras.Model, bundle, init: str) -> str:
-    """Set the classifier's starting weights as ``init`` (``zeros``, ``probe`` or ``random``) says; how, in words."""
+def init_head(model: keras.Model, bundle, init: str, class_weight: np.ndarray | None = None) -> str:
+    """Set the classifier's starting weights as ``init`` (``zeros``, ``probe`` or ``random``) says; how, in words.
+
+    ``class_weight`` (one weight per class) weighs the probe's logistic regression as training is weighed.
+    """
     if init == "zeros":
         zero_classifier(model)
         return "zero kernel and bias (uniform predictions)"
     if init == "probe":
-        probe = init_head_from_probe(model, bundle.train_unaugmented)
+        probe = init_head_from_probe(model, bundle.train_unaugmented, class_weight=class_weight)
         return (f"a logistic-regression probe fitted on the pooled features of the {probe.images} training images "
                 f"(their accuracy {probe.train_accuracy:.3f})")
     return "Glorot-uniform kernel, zero bias"
@@ -392,6 +404,73 @@ def _precise_bn(session: _Session, model: keras.Model, phase: PhasePlan, bundle,
         checkpoint.save_checkpoint(model, session.folder.checkpoints, state, optimizer=optimizer)
     return {"layers": len(done.layers), "images": done.images,
             "val_accuracy_before": before.get("accuracy"), "val_accuracy_after": after.get("accuracy")}
+
+
+_PHASE_REPORTS = "phase_reports.json"
+
+
+def _read_phase_reports(session: _Session) -> dict[int, dict]:
+    """The phase-end scores of a resumed run's finished phases (none for a new run)."""
+    path = session.run.checkpoints / _PHASE_REPORTS
+    if session.start.state is None or not path.is_file():
+        return {}
+    try:
+        return {int(k): v for k, v in checkpoint.read_json(path).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _phase_end(session: _Session, model: keras.Model, phase: PhasePlan, bundle, class_names: list[str],
+               best: dict, history: list[dict], precise: dict | None) -> tuple[dict, bool]:
+    """Score the model as the phase left it (after precise BN); it is a candidate for the kept epoch too.
+
+    Precise BN changes what an epoch's weights score, so after a pass the phase's end, with its
+    statistics recomputed, competes with the epochs' own scores. Returns ``(best, whether the
+    phase's end is it)``.
+    """
+    from restransfer.recipe.evaluate import evaluation_report, predict_dataset
+
+    probabilities, labels = predict_dataset(model, bundle.val)
+    report = evaluation_report(probabilities, labels, class_names)
+    scores = {"val_accuracy": report["accuracy"], "val_balanced_accuracy": report["balanced_accuracy"],
+              "val_loss": report["loss"]}
+    session.phase_reports[phase.index] = {
+        "val_balanced_accuracy": report["balanced_accuracy"], "val_macro_f1": report["macro_f1"],
+        "per_class": report["per_class"]}
+    checkpoint.write_json(session.folder.checkpoints / _PHASE_REPORTS, session.phase_reports)
+    rows = [row for row in history if row["phase"] == phase.index]
+    monitor = session.plan.decisions.checkpoint_monitor.value
+    if not rows or precise is None or not better(scores.get(monitor), best.get(monitor), monitor):
+        return best, False
+    best = {"epoch": rows[-1]["epoch"], "phase": phase.index, "monitor": monitor, "after_precise_bn": True,
+            **scores}
+    checkpoint.atomic_write(session.folder.checkpoints / checkpoint.BEST, model.save_weights)
+    return best, True
+
+
+def _keep_best(session: _Session, model: keras.Model, bundle, history: list[dict], best: dict) -> None:
+    """With ``checkpoint.keep: best``, load the best epoch's weights (then precise BN of its phase on them)."""
+    if session.plan.checkpoint.keep != "best" or not history or not best.get("epoch"):
+        return
+    monitor = session.plan.decisions.checkpoint_monitor.value
+    value = f"{monitor} {best.get(monitor, float('nan')):.4f}" + (
+        " after precise BN" if best.get("after_precise_bn") else "")
+    if best["epoch"] == history[-1]["epoch"]:
+        session.say(f"Kept epoch {best['epoch']}, the last: best on {value}.")
+        return
+    with warnings.catch_warnings():
+        # best.weights.h5 also holds the optimizer of the phase that wrote it; only the weights matter here.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(session.run.checkpoints / checkpoint.BEST)
+    phase = session.plan.phases[int(best.get("phase", _phase_of(session.plan, best["epoch"])))]
+    session.say(f"Kept epoch {best['epoch']} (phase '{phase.name}'), best on {value}, instead of the last, epoch "
+                f"{history[-1]['epoch']}; checkpoint.keep: last keeps the last.")
+    if not best.get("after_precise_bn"):
+        _precise_bn(session, model, phase, bundle, None, None)
+
+
+def _phase_of(plan: Plan, epoch: int) -> int:
+    return next(p.index for p in plan.phases if p.start_epoch < epoch <= p.end_epoch)
 
 
 def _fixed_size_batches(bundle, batch: int, say) -> None:
@@ -433,7 +512,9 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
     folder = session.folder
     recorder = EpochRecorder(
         folder.checkpoints, history, {"phase": phase.index, "phase_name": phase.name}, bundle.num_train,
-        on_epoch=folder.write_history, monitor=MONITOR, best=best, saved=model if cache else None,
+        on_epoch=folder.write_history, monitor=plan.decisions.checkpoint_monitor.value, best=best,
+        saved=model if cache else None, end_epoch=phase.end_epoch,
+        early_stopping=(phase.early_stopping.patience, phase.early_stopping.min_delta) if phase.early_stopping else None,
     )
     callbacks = [recorder, epoch_tensorboard(folder.logs), *session.callbacks]
     verbose = session.verbose
@@ -447,6 +528,7 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
             # counted), so Keras learns an epoch's end from the data running out and warns each time.
             warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
             train_data, val_data = (cache.train, cache.val) if cache else (bundle.train, bundle.val)
+            train_data = weigh_batches(train_data, _class_weight_vector(plan))
             trainer.fit(train_data, validation_data=val_data, epochs=phase.end_epoch, initial_epoch=first,
                         callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles itself
     except Exception as error:
@@ -457,6 +539,11 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
             f"multi_worker training stopped on the {session.dist.worker}: {str(error).strip().splitlines()[-1]} "
             f"Every worker must stay up; the chief's run folder keeps the last complete epoch "
             f"({len(recorder.history)}). Start every worker again with the same command to resume.") from error
+    if recorder.stopped_at is not None:
+        stop = phase.early_stopping
+        say(f"Early stopping: phase '{phase.name}' stopped after epoch {recorder.stopped_at} of {phase.end_epoch}: "
+            f"{plan.decisions.checkpoint_monitor.value} did not improve by more than {stop.min_delta:g} for "
+            f"{stop.patience} epochs.")
     if recorder.bad_loss is not None:
         bad = recorder.bad_loss
         kept = f"epoch {history[-1]['epoch']}" if history else "none (no epoch finished)"
@@ -466,6 +553,11 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
             f"{folder.checkpoints}. Lower phases[{phase.index}].optimizer.learning_rate (or add warmup, or "
             "use precision float32) and train again with --force, or with --out for a new folder.")
     return recorder.best, trainer.optimizer, cached
+
+
+def _class_weight_vector(plan: Plan) -> np.ndarray | None:
+    weights = plan.decisions.class_weights.value
+    return None if weights is None else np.array(list(weights.values()), np.float32)
 
 
 def _feature_cache(session: _Session, model: keras.Model, phase: PhasePlan, bundle):
@@ -495,16 +587,32 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     """Evaluate on the whole validation set, write metrics, plots and ``model.keras``, then export."""
     from restransfer.diagnostics.interpret import dataset_images, interpret_predictions
     from restransfer.recipe.evaluate import evaluation_report, predict_dataset
+    from restransfer.recipe.tta import describe_views, predict_dataset_tta, views_of
 
     plan, folder, say = session.plan, session.folder, session.say
     calibration = calibrate(model, evaluation_data, plan.calibration, folder.plots, say)
-    probabilities, labels = predict_dataset(model, evaluation_data)
+    views = views_of(plan.tta)
+    if views:
+        probabilities, labels = predict_dataset_tta(model, evaluation_data, views)
+        say(f"Test-time augmentation (tta): {describe_views(views)}.")
+    else:
+        probabilities, labels = predict_dataset(model, evaluation_data)
     report = evaluation_report(probabilities, labels, class_names)
     _record_drops(session, bundle)
     metrics = _metrics(plan, report, history, best, bundle, session.outcomes)
     if calibration is not None:
         metrics["calibration"] = calibration.as_dict()
     metrics["final"]["num_val"] = len(labels)  # what was evaluated, not what was listed
+    kept = best.get("epoch") if plan.checkpoint.keep == "best" and best.get("epoch") else None
+    metrics["final"]["epoch"] = kept or (history[-1]["epoch"] if history else 0)
+    metrics["final"]["tta"] = [view.name for view in views] if views else None
+    metrics["final"]["train_counts"] = bundle.counts.get("train")
+    for index, row in enumerate(metrics["phases"]):
+        row.update(session.phase_reports.get(index, {}))
+    decisions = plan.decisions
+    metrics["class_weights"] = decisions.class_weights.value
+    metrics["class_weights_reason"] = decisions.class_weights.reason
+    metrics["checkpoint"] = {"monitor": decisions.checkpoint_monitor.value, "keep": plan.checkpoint.keep}
     checkpoint.write_json(folder.path / "metrics.json", metrics)
     plots.plot_history(history, folder.plots / "training_curves.png", title=f"{plan.model.name}: {folder.path.name}")
     plots.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), class_names,
@@ -514,8 +622,10 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
                           out_dir=folder.plots, paths=bundle.paths.get("val"))
     save_inference_model(model, folder.model_file)
     final = metrics["final"]
-    say(f"Finished: val_accuracy {final['val_accuracy']:.4f}, val_loss {final['val_loss']:.4f}, "
-        f"{final['epochs']} epochs in {final['seconds']:.1f} s ({final['images_per_s']:.0f} images/s).")
+    say(f"Finished: val_accuracy {final['val_accuracy']:.4f}, val_balanced_accuracy "
+        f"{final['val_balanced_accuracy']:.4f}, val_macro_f1 {final['val_macro_f1']:.4f}, val_loss "
+        f"{final['val_loss']:.4f} (epoch {final['epoch']}); {final['epochs']} epochs in {final['seconds']:.1f} s "
+        f"({final['images_per_s']:.0f} images/s).")
     if session.dist.is_chief:
         from restransfer.diagnostics.report import run_report
 
@@ -594,11 +704,13 @@ def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle,
             "precise_bn": outcome.precise_bn, "feature_cache": outcome.feature_cache,
             **_timing(rows, bundle.num_train),
         })
-    final = {"val_accuracy": report["accuracy"], "val_loss": report["loss"], "val_ece": report["ece"],
+    final = {"val_accuracy": report["accuracy"], "val_balanced_accuracy": report["balanced_accuracy"],
+             "val_macro_f1": report["macro_f1"], "val_loss": report["loss"], "val_ece": report["ece"],
              "epochs": len(history),
              **_timing(history, bundle.num_train), "num_train": bundle.num_train, "num_val": bundle.num_val}
     if "top5_accuracy" in report:
         final["val_top5_accuracy"] = report["top5_accuracy"]
+    final["per_class"] = report["per_class"]
     return {"phases": phases, "final": final, "best": best, "per_class": report["per_class"],
             "confusion_matrix": report["confusion_matrix"]}
 

@@ -94,6 +94,11 @@ class PhasePlan:
     def label_smoothing(self) -> float:
         return self.config.label_smoothing
 
+    @property
+    def early_stopping(self):
+        """``patience`` and ``min_delta`` of the phase's early stopping, or None (off)."""
+        return self.config.early_stopping
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -157,6 +162,16 @@ class Plan:
     @property
     def calibration(self) -> str:
         return self.recipe.calibration
+
+    @property
+    def checkpoint(self):
+        """Which epoch the run keeps (``keep``) and the ``monitor`` as written (``auto`` decided in ``decisions``)."""
+        return self.recipe.checkpoint
+
+    @property
+    def tta(self):
+        """The final evaluation's test-time augmentation (``flip``, ``crops``), or None."""
+        return self.recipe.tta
 
     @property
     def exports(self) -> tuple[str, ...]:

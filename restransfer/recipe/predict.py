@@ -12,8 +12,12 @@ from pathlib import Path
 import numpy as np
 
 
-def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5) -> list[dict]:
+def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5, tta: bool = False,
+            tta_crops: int | None = None) -> list[dict]:
     """Top-k predictions of a run's ``model.keras`` for each image.
+
+    ``tta`` averages the probabilities over each image and its horizontal flip, ``tta_crops`` over
+    that many crops too (`restransfer.data.tta`).
 
     Returns:
         One dict per image: ``{"image": path, "top": [(label, probability), ...]}``.
@@ -24,6 +28,7 @@ def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5
     """
     from restransfer.data.image_ops import read_images
     from restransfer.recipe.plan import run_plan
+    from restransfer.recipe.tta import predict_batch_tta, views_of
     from restransfer.runs import RunFolder
 
     folder = RunFolder(run_dir)
@@ -32,7 +37,7 @@ def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5
     plan = run_plan(folder)
     # Decoded and resized exactly as the run's validation images were.
     batch = read_images(images, plan.image_size, plan.data.resize)
-    probabilities = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+    probabilities = predict_batch_tta(model, batch, views_of(tta, tta_crops))
     k = max(1, min(top_k, len(class_names)))
     results = []
     for path, row in zip(images, probabilities):

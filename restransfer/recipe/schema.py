@@ -23,9 +23,11 @@ from pydantic import (
 )
 
 from restransfer.data.schema import DataConfig
+from restransfer.data.tta import MAX_CROPS
 from restransfer.export.formats import FORMATS
 from restransfer.models.blocks import NORMS, STYLES
 from restransfer.models.resnet import OUTPUT_STRIDES, SHORTCUTS
+from restransfer.training.best_epoch import KEEPS, MONITORS
 from restransfer.training.calibration import CALIBRATIONS
 from restransfer.training.distribute import LR_SCALING, STRATEGIES
 from restransfer.training.head_init import HEAD_INITS
@@ -123,6 +125,15 @@ class ScheduleConfig(_Strict):
     gamma: Number = Field(0.1, gt=0, le=1)
 
 
+class EarlyStoppingConfig(_Strict):
+    """Stop a phase when the run's checkpoint monitor has not improved by more than ``min_delta``
+    for ``patience`` epochs of that phase (counted from its epochs in ``history``, so a resumed
+    run counts on)."""
+
+    patience: StrictInt = Field(ge=1, le=10_000)
+    min_delta: Number = Field(0.0, ge=0)
+
+
 class PhaseConfig(_Strict):
     """One phase: what is frozen, how it is optimised, for how many epochs.
 
@@ -141,6 +152,7 @@ class PhaseConfig(_Strict):
     label_smoothing: Number = Field(0.0, ge=0, lt=1)
     weight_decay: Number = Field(0.0, ge=0, lt=1)
     lr_multipliers: dict[str, Number] = Field(default_factory=dict)
+    early_stopping: EarlyStoppingConfig | None = None
 
     @field_validator("schedule", "optimizer", mode="before")
     @classmethod
@@ -174,6 +186,21 @@ class TrackingConfig(_Strict):
     """Where a run is tracked besides its run folder (TensorBoard logs are always written)."""
 
     mlflow: MlflowConfig | None = None
+class CheckpointConfig(_Strict):
+    """Which epoch the run keeps: ``keep: best`` (the epoch with the best ``monitor``; ``model.keras``,
+    the final metrics, the report and the exports come from it) or ``last``. ``monitor: auto`` is
+    ``val_balanced_accuracy`` when class weights apply, else ``val_accuracy`` (`checkpoint_monitor`)."""
+
+    monitor: Literal[MONITORS] = "auto"
+    keep: Literal[KEEPS] = "best"
+
+
+class TtaConfig(_Strict):
+    """Test-time augmentation of the final evaluation: the mean over a horizontal flip (``flip``)
+    and up to five crops (``crops``: centre, then corners) of each validation image."""
+
+    flip: StrictBool = True
+    crops: StrictInt = Field(0, ge=0, le=MAX_CROPS)
 
 
 class Recipe(_Strict):
@@ -196,6 +223,17 @@ class Recipe(_Strict):
     export: list[Literal[FORMATS]] = Field(default_factory=list, max_length=len(FORMATS))
     distribution: DistributionConfig = Field(default_factory=DistributionConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    tta: TtaConfig | None = None
+
+    @field_validator("tta", mode="before")
+    @classmethod
+    def _tta_shorthand(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
 
     @field_validator("jit_compile", "precise_bn", "feature_cache", mode="before")
     @classmethod
@@ -210,5 +248,5 @@ class Recipe(_Strict):
         return int(height), int(width)
 
 
-__all__ = ["DistributionConfig", "HeadConfig", "MlflowConfig", "ModelConfig", "OptimizerConfig", "PhaseConfig",
-           "Recipe", "ScheduleConfig", "TrackingConfig"]
+__all__ = ["CheckpointConfig", "DistributionConfig", "EarlyStoppingConfig", "HeadConfig", "MlflowConfig",
+           "ModelConfig", "OptimizerConfig", "PhaseConfig", "Recipe", "ScheduleConfig", "TrackingConfig", "TtaConfig"]

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from restransfer.training import checkpoint
+from restransfer.training.best_epoch import better, should_stop
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -25,9 +26,13 @@ class EpochRecorder(keras.callbacks.Callback):
         state: fields stored with every checkpoint (phase index and name).
         num_train: training images per epoch, for images/s.
         on_epoch: called with the history after each saved epoch (writes history.csv).
-        monitor: the ``val_`` metric that picks the best checkpoint (higher is better).
+        monitor: the ``val_`` metric that picks the best checkpoint (`best_epoch.better`).
         saved: the model whose weights the checkpoints hold, when ``fit`` trains another model
             over its layers (a feature-cache suffix); the optimizer is the trained model's.
+        early_stopping: ``(patience, min_delta)`` of the phase, or None; the phase stops when
+            its rows (``state["phase"]``) went ``patience`` epochs without improving the monitor.
+        end_epoch: the phase's last epoch in the whole run; a phase that stops early saves its
+            last checkpoint as that epoch's, so a resumed run goes on with the next phase.
     """
 
     # The per-batch NaN check only reads the loss and sets flags that on_epoch_end reads after
@@ -37,9 +42,13 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def __init__(self, folder: Path, history: list[dict], state: dict, num_train: int,
                  on_epoch: Callable[[list[dict]], None] | None = None, monitor: str = "val_accuracy",
-                 best: dict | None = None, saved: keras.Model | None = None):
+                 best: dict | None = None, saved: keras.Model | None = None,
+                 early_stopping: tuple[int, float] | None = None, end_epoch: int | None = None):
         super().__init__()
         self.saved = saved
+        self.early_stopping = early_stopping
+        self.end_epoch = end_epoch
+        self.stopped_at: int | None = None
         self.folder = Path(folder)
         self.history = history
         self.state = state
@@ -85,11 +94,21 @@ class EpochRecorder(keras.callbacks.Callback):
         }
         self.history.append(row)
         value = logs.get(self.monitor)
-        if value is not None and value > self.best.get(self.monitor, -math.inf):
-            self.best = {"epoch": epoch + 1, self.monitor: value}
+        if better(value, self.best.get(self.monitor), self.monitor):
+            self.best = {"epoch": epoch + 1, "phase": self.state["phase"], "monitor": self.monitor,
+                         **{k: v for k, v in logs.items() if k.startswith("val_")}}
             checkpoint.atomic_write(self.folder / checkpoint.BEST, (self.saved or self.model).save_weights)
+        saved_epoch = epoch + 1
+        if self.early_stopping is not None and self.end_epoch is not None and epoch + 1 < self.end_epoch:
+            patience, min_delta = self.early_stopping
+            rows = [r for r in self.history if r["phase"] == self.state["phase"]]
+            if should_stop(rows, self.monitor, patience, min_delta):
+                self.stopped_at = epoch + 1
+                saved_epoch = self.end_epoch  # the phase is done: a resume goes on with the next one
+                self.model.stop_training = True
         checkpoint.save_checkpoint(self.saved or self.model, self.folder, {
-            **self.state, "epoch": epoch + 1, "history": self.history, "best": self.best,
+            **self.state, "epoch": saved_epoch, "history": self.history, "best": self.best,
+            **({"stopped_early": {"phase": self.state["phase"], "epoch": self.stopped_at}} if self.stopped_at else {}),
         }, optimizer=self.model.optimizer)
         if self.on_epoch is not None:
             self.on_epoch(self.history)

@@ -109,7 +109,8 @@ def zero_classifier(model: keras.Model) -> None:
         variable.assign(np.zeros(variable.shape, keras.backend.standardize_dtype(variable.dtype)))
 
 
-def init_head_from_probe(model: keras.Model, data, *, c: float = 1.0) -> ProbeInit:
+def init_head_from_probe(model: keras.Model, data, *, c: float = 1.0,
+                         class_weight: np.ndarray | None = None) -> ProbeInit:
     """Start the classifier from a logistic regression on the pooled features of ``data``.
 
     Args:
@@ -117,6 +118,7 @@ def init_head_from_probe(model: keras.Model, data, *, c: float = 1.0) -> ProbeIn
         data: ``(images, labels)`` arrays, or an iterable of such batches (the training images
             without augmentation); labels one-hot or integer.
         c: inverse L2 strength of the logistic regression (scikit-learn's ``C``).
+        class_weight: a weight per class (the run's class weights), or None.
 
     Raises:
         ConfigError: the head has a hidden layer (the probe is linear), or a class has no image.
@@ -135,7 +137,7 @@ def init_head_from_probe(model: keras.Model, data, *, c: float = 1.0) -> ProbeIn
         labels.append(class_ids(np.asarray(batch_labels)))
     features, labels = np.concatenate(features), np.concatenate(labels)
     num_classes = int(layer.units)
-    kernel, bias = fit_softmax_probe(features, labels, num_classes, c=c)
+    kernel, bias = fit_softmax_probe(features, labels, num_classes, c=c, class_weight=class_weight)
     layer.kernel.assign(kernel)
     layer.bias.assign(bias)
     accuracy = float(np.mean((features @ kernel + bias).argmax(-1) == labels))

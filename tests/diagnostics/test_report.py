@@ -15,11 +15,14 @@ from restransfer.diagnostics.report import render_report, stage_marks, write_rep
 from restransfer.models import create_model
 
 METRICS = {
-    "phases": [{"name": "head", "epochs": 2, "val_accuracy": 0.5, "val_loss": 1.2, "best_val_accuracy": 0.5,
-                "seconds": 3.0, "images_per_s": 100.0},
+    "phases": [{"name": "head", "epochs": 2, "val_accuracy": 0.5, "val_balanced_accuracy": 0.45, "val_macro_f1": 0.4,
+                "val_loss": 1.2, "best_val_accuracy": 0.5, "seconds": 3.0, "images_per_s": 100.0},
                {"name": "finetune", "epochs": 3, "val_accuracy": 0.75, "val_loss": 0.7, "best_val_accuracy": 0.8,
                 "seconds": 5.5, "images_per_s": 90.0}],
-    "final": {"val_accuracy": 0.75, "val_loss": 0.7, "epochs": 5, "seconds": 8.5, "images_per_s": 95.0},
+    "final": {"val_accuracy": 0.75, "val_balanced_accuracy": 0.75, "val_macro_f1": 0.7335, "val_loss": 0.7,
+              "epochs": 5, "seconds": 8.5, "images_per_s": 95.0,
+              "per_class": {"cat": {"precision": 1.0, "recall": 0.5, "f1": 0.667, "support": 2},
+                            "<dog>": {"precision": 0.667, "recall": 1.0, "f1": 0.8, "support": 2}}},
     "best": {"epoch": 4, "val_accuracy": 0.8},
     "per_class": {"cat": {"precision": 1.0, "recall": 0.5, "f1-score": 0.667, "support": 2},
                   "<dog>": {"precision": 0.667, "recall": 1.0, "f1-score": 0.8, "support": 2}},
@@ -96,8 +99,8 @@ def test_report_holds_every_section_with_the_run_values(report_values):
     assert page.headings == ["runs/pets", "Metrics per phase", "Per class (validation)", "Stages", "Figures",
                              "Top losses", "Most confused", "What was skipped", "Recipe"]
     rows = [r for r in page.rows if r]
-    assert ["head", "2", "0.5000", "0.5000", "1.2000", "3.0", "100.0"] in rows
-    assert ["final", "5", "0.7500", "0.8000", "0.7000", "8.5", "95.0"] in rows
+    assert ["head", "2", "0.5000", "0.4500", "0.4000", "0.5000", "1.2000", "3.0", "100.0"] in rows
+    assert ["final", "5", "0.7500", "0.7500", "0.7335", "0.8000", "0.7000", "8.5", "95.0"] in rows
     # The stage table marks frozen stages per phase: everything but the head, then conv1 only.
     assert ["conv1", "32x32x16", "496", "frozen", "frozen"] in rows
     assert ["conv4", "8x8x64", "204,288", "frozen", "trainable"] in rows

@@ -1,0 +1,67 @@
+"""`restransfer fit DATA`: a recipe chosen from the folder (and said why), trained as `train`, whose
+run folder's recipe.yaml is the whole recipe; a run folder as weights brings its model and size."""
+
+import json
+import sys
+import subprocess
+
+import pytest
+
+from restransfer.bench.imbalance import write_digit_folders
+from restransfer.errors import DataError
+from restransfer.recipe.fit import choose_recipe
+
+pytestmark = pytest.mark.tensorflow
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    return write_digit_folders(tmp_path_factory.mktemp("fit") / "data", (12, 6, 3), val_per_class=3,
+                               digits=(5, 6, 7))
+
+
+def test_choice_follows_the_data(folders):
+    choice = choose_recipe(folders["train"], val=folders["val"])
+    recipe, reasons = choice.recipe, "\n".join(choice.reasons)
+    assert choice.facts.counts == [12, 6, 3] and choice.facts.median_side == 8
+    assert recipe["model"] == {"name": "cifar_resnet20"}
+    assert recipe["data"]["image_size"] == 16 and recipe["data"]["val_path"] == str(folders["val"].resolve())
+    assert [p["freeze"] for p in recipe["phases"]] == ["none"]
+    assert "12 / 3 = 4 (>= 3)" in reasons and "random initialisation" in reasons
+    split = choose_recipe(folders["train"], val_split=0.25).recipe["data"]
+    assert split["validation_split"] == 0.25 and "val_path" not in split
+
+
+def test_not_a_class_folder_is_named(tmp_path):
+    (tmp_path / "only").mkdir()
+    with pytest.raises(DataError, match="at least two classes"):
+        choose_recipe(tmp_path)
+    with pytest.raises(DataError, match="neither a folder"):
+        choose_recipe(tmp_path / "missing.txt")
+
+
+def test_fit_trains_and_its_recipe_reproduces_the_run(folders, tmp_path):
+    import restransfer as rt
+    from restransfer.recipe.plan import load_plan
+
+    lines = []
+    run = rt.fit(folders["train"], val=folders["val"], epochs=1, out=tmp_path / "run", verbose=0,
+                 overrides=["data.batch_size=8"], say=lines.append)
+    assert any("class weights: auto, balanced" in line for line in lines)
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert metrics["final"]["epochs"] == 1 and metrics["class_weights"] is not None
+    recipe_file = tmp_path / "run/recipe.yaml"
+    assert load_plan(recipe_file).text == recipe_file.read_text() == run.plan.text
+
+    # The run as weights: its model and image size, a head-only phase, then fine-tuning.
+    choice = choose_recipe(folders["train"], val=folders["val"], weights=str(tmp_path / "run"))
+    recipe = choice.recipe
+    assert recipe["model"]["name"] == "cifar_resnet20" and recipe["model"]["weights"] == str(tmp_path / "run")
+    assert recipe["data"]["image_size"] == 16
+    assert [p["freeze"] for p in recipe["phases"]] == ["all_but_head", ["conv1", "conv2"]]
+    dry = subprocess.run([sys.executable, "-m", "restransfer", "fit", str(folders["train"]), "--val",
+                          str(folders["val"]), "--weights", str(tmp_path / "run"), "--dry-run"],
+                         capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr
+    assert "head-only for" in dry.stdout and "freeze: all_but_head" in dry.stdout
+    assert not (tmp_path / "runs").exists()
