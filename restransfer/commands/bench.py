@@ -102,6 +102,22 @@ def register(subparsers) -> None:
     transfer.set_defaults(handler=_transfer)
     _register_calibration(sub)
 
+    imbalance = sub.add_parser(
+        "imbalance", help="class weights none vs auto on digit folders of 36 to 3 images, mean +- sd over seeds",
+        description="Digits 5-9 as PNG class folders with 36/18/9/5/3 training images and balanced validation "
+                    "and test folders of 30 per class; the quickstart's source run as weights; for every seed "
+                    "the shipped target recipe's settings once per data.class_weight; test-folder balanced "
+                    "accuracy, macro F1 and the smallest class's recall, with and without TTA.")
+    imbalance.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    imbalance.add_argument("--class-weight", dest="weightings", nargs="+", default=["none", "auto"],
+                           help="data.class_weight values to compare")
+    imbalance.add_argument("--set", dest="target_overrides", action="append", default=[], metavar="KEY=VALUE",
+                           help="override every target run")
+    imbalance.add_argument("--smoke", action="store_true", help="tiny settings: checks the code path")
+    imbalance.add_argument("--workdir", default="runs/bench-imbalance", help="run folders (replaced)")
+    imbalance.add_argument("--out", help="write the JSON results here (after every run)")
+    imbalance.set_defaults(handler=_imbalance)
+
 
 def _register_calibration(sub) -> None:
     calibration = sub.add_parser(
@@ -154,22 +170,6 @@ _CALIBRATION_NOTES = (
     "its training nor its validation split: before = the saved model's logits times the temperature (the "
     "trained model), after = model.keras as saved. ECE: 15 equal-width confidence bins."
 )
-
-    imbalance = sub.add_parser(
-        "imbalance", help="class weights none vs auto on digit folders of 36 to 3 images, mean +- sd over seeds",
-        description="Digits 5-9 as PNG class folders with 36/18/9/5/3 training images and balanced validation "
-                    "and test folders of 30 per class; the quickstart's source run as weights; for every seed "
-                    "the shipped target recipe's settings once per data.class_weight; test-folder balanced "
-                    "accuracy, macro F1 and the smallest class's recall, with and without TTA.")
-    imbalance.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    imbalance.add_argument("--class-weight", dest="weightings", nargs="+", default=["none", "auto"],
-                           help="data.class_weight values to compare")
-    imbalance.add_argument("--set", dest="target_overrides", action="append", default=[], metavar="KEY=VALUE",
-                           help="override every target run")
-    imbalance.add_argument("--smoke", action="store_true", help="tiny settings: checks the code path")
-    imbalance.add_argument("--workdir", default="runs/bench-imbalance", help="run folders (replaced)")
-    imbalance.add_argument("--out", help="write the JSON results here (after every run)")
-    imbalance.set_defaults(handler=_imbalance)
 
 
 def _print_and_write(records, args, settings, notes="") -> int:
