@@ -45,6 +45,7 @@ from restransfer.training.precision import describe_precision, dtype_policy
 from restransfer.training.schedules import WarmupSchedule
 from restransfer.training.tracing import build_before_fit
 
+
 @dataclass
 class Run:
     """A training run: the trained model, its history and metrics, and where it is saved.

@@ -2,8 +2,8 @@
 run folder's recipe.yaml is the whole recipe; a run folder as weights brings its model and size."""
 
 import json
-import sys
 import subprocess
+import sys
 
 import pytest
 

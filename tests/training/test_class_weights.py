@@ -73,7 +73,7 @@ def test_weighted_batches_train_as_keras_class_weight():
     ours.fit(weigh_batches(ds, decided.vector()), epochs=2, verbose=0, shuffle=False)
     unweighted = model()
     unweighted.fit(ds, epochs=2, verbose=0, shuffle=False)
-    for a, b, c in zip(reference.get_weights(), ours.get_weights(), unweighted.get_weights()):
+    for a, b in zip(reference.get_weights(), ours.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert not np.allclose(reference.get_weights()[0], unweighted.get_weights()[0])
 
