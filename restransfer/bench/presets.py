@@ -23,7 +23,7 @@ def _gpu_cases(image_size: int, batch_size: int) -> tuple[TrainCase, ...]:
     return (
         # Same architecture as keras.applications.ResNet50: the like-for-like ratio.
         TrainCase("resnet50", style="keras", **gpu),
-        # The torchvision layout (v1.5) that the 3,000 img/s target and the PyTorch peer use.
+        # The torchvision layout (v1.5) that the throughput target and the PyTorch peer use.
         TrainCase("resnet50", style="torchvision", **gpu),
         TrainCase("resnext50_32x4d", style="torchvision", **gpu),
         TrainCase("resnet101", style="keras", **gpu),

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 # For every tf.data function of the data layer: none has Python control flow on tensors, and
-# AutoGraph's conversion of each one only costs start-up (~20 ms per function).
+# AutoGraph's conversion of each one only costs start-up time.
 do_not_convert = tf.autograph.experimental.do_not_convert
 
 

@@ -129,9 +129,9 @@ class GroupedConv2D(keras.layers.Conv2D):
     """``Conv2D`` with ``groups > 1`` that stays fast on CPU; same weights, same results.
 
     On CPU, TensorFlow runs grouped convolutions through XLA and XLA:CPU has no grouped kernel:
-    measured here, one 3x3 conv with 32 groups at 28x28x128 took 15 s forward and backward, while
-    32 ordinary convolutions over channel slices took 0.13 s. On a GPU the fused grouped conv
-    (cuDNN) is kept.
+    the grouped convolution is orders of magnitude slower than ordinary convolutions over
+    channel slices (benchmarks/results/cpu-jax-grouped-conv-b8-half-size.json, on the docs'
+    Benchmarks page). On a GPU the fused grouped conv (cuDNN) is kept.
     """
 
     def convolution_op(self, inputs, kernel):

@@ -30,7 +30,7 @@ __all__ = ["BEST", "STATE", "KEEP", "WEIGHTS", "atomic_write", "write_text", "wr
 
 STATE = "state.json"
 BEST = "best.weights.h5"  # Keras' own format: ``model.load_weights`` reads it without restransfer
-# An epoch's weights, for resuming: every variable by position with its path. ~25x faster to
+# An epoch's weights, for resuming: every variable by position with its path. Much faster to
 # write than Keras' .weights.h5 for a small model (it walks the object graph on every save),
 # which matters when epochs take a second.
 WEIGHTS = ".weights.npz"

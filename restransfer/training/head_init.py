@@ -5,18 +5,17 @@
   * ``probe`` when the backbone has pretrained weights, the first phase trains nothing but the
     head, the head has no hidden layer and the training set is small (at most
     ``AUTO_MAX_IMAGES``, as precise BN: the probe's features take one forward pass over the
-    training images). A head trained alone from zero needs about 700 optimizer steps to come
-    within 0.03 of the probe on the quickstart's features; the probe is there at once
-    (`benchmarks/head_convergence.py`).
+    training images). A head trained alone from zero needs hundreds of optimizer steps to come
+    near the probe on the quickstart's features; the probe is there at once
+    (`benchmarks/head_convergence.py`; its results are on the docs' Benchmarks page).
   * ``random`` otherwise, as Keras and a hand-written script start a new ``Dense`` layer. A
     random backbone must get gradients from the first step, which a zero head passes none of
     (its kernel multiplies them); when the first phase fine-tunes a pretrained backbone too,
     the random head measured best on the quickstart's target as it was then (conv1-2 frozen,
-    10 images per class, batch 16, 6 epochs, the same 5 source runs for each: random 0.873 +-
-    0.014, probe 0.825 +- 0.045, zeros with the head's rate x10 0.841 +- 0.035): a head that
-    already fits the few training images leaves the backbone almost no gradient to adapt
-    with. ``restransfer bench transfer --freeze conv1-2 --init transfer --set head.init=...``
-    repeats the comparison.
+    10 images per class, the same 5 source runs for each, ahead of the probe and of zeros at
+    10x the rate): a head that already fits the few training images leaves the backbone
+    almost no gradient to adapt with. ``restransfer bench transfer --freeze conv1-2 --init
+    transfer --set head.init=...`` repeats the comparison.
   * ``zeros`` when the first phase trains only the head but the training set is large.
 - ``zeros``: kernel and bias zero, as ViT and BiT fine-tune (Dosovitskiy et al.
   2021; Kolesnikov et al. 2020). Every class starts equally likely and the first gradients are

@@ -3,8 +3,8 @@
 Keras' TensorFlow trainer, without a ``tf.distribute`` strategy, builds the compiled metrics
 and the optimizer's slots lazily, inside the first trace of the training step. A
 ``tf.function`` that creates variables on its first call is traced a second time (TensorFlow's
-rule), so the first epoch pays for two traces: on 2 CPU cores about 4 s of a CIFAR ResNet's
-~10 s first epoch. Building them beforehand, eagerly, leaves one trace. With a strategy Keras
+rule), so the first epoch pays for two traces, a large share of a small CIFAR ResNet's first
+epoch on a CPU. Building them beforehand, eagerly, leaves one trace. With a strategy Keras
 builds them itself, and JAX traces a pure function once either way.
 """
 
