@@ -44,7 +44,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, force: bool = False, verb
     console.print(comparison_table(runs))
     # One seed of a 15-image task is one draw: say so next to the numbers.
     console.print(f"One seed on {runs['target'].metrics['final']['num_train']} training images is one draw: "
-                  "`restransfer bench transfer` runs 5 seeds (docs/benchmarks.md has the results).", markup=False, highlight=False)
+                  "`restransfer bench transfer` runs 5 seeds (docs/benchmarks.md has the results).",
+                  markup=False, highlight=False)
     return runs
 
 
