@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 # name -> settings that differ from the shipped recipe (see `train_head`).
 VARIANTS = {
@@ -95,13 +94,19 @@ def probe_weights(f_train, y_train):
 
 def features(seed: int, sources: Path):
     import keras
-    from quickstart_seeds import source_run, target_arrays
 
-    recipes = {"source": ROOT / "recipes" / "quickstart_source.yaml"}
-    folder, _ = source_run(recipes, seed, sources)
+    from restransfer.bench.keras_baseline import recipe_arrays
+    from restransfer.recipe.engine import train
+    from restransfer.recipe.load import load_recipe
+
+    folder = sources / f"seed{seed}"
+    run = folder / "run.json"
+    if not (run.is_file() and json.loads(run.read_text()).get("status") == "finished"):  # trained once, reused
+        train(ROOT / "recipes" / "quickstart_source.yaml", {"seed": seed}, out=folder, force=True, verbose=0)
     # The task the issue measured: 10 images per class at batch 16 (the quickstart before it changed).
-    (x_train, y_train), (x_val, y_val), _ = target_arrays(ROOT / "recipes" / "quickstart_target.yaml", seed,
-                                                          ["data.per_class=10", "data.batch_size=16"])
+    target = load_recipe(ROOT / "recipes" / "quickstart_target.yaml",
+                         {"seed": seed, "model.weights": "none", "data.per_class": 10, "data.batch_size": 16})
+    (x_train, y_train), (x_val, y_val) = recipe_arrays(target)
     model = keras.saving.load_model(folder / "model.keras")
     pooled = keras.Model(model.inputs, model.get_layer("avg_pool").output)
     return (pooled.predict(x_train, verbose=0), y_train), (pooled.predict(x_val, verbose=0), y_val)

@@ -87,3 +87,51 @@ def test_smoke_run_writes_every_record_and_the_cache_changes_no_file(tmp_path, c
     assert listings[0] == listings[1]
     configs = [json.loads(zipfile.ZipFile(f / "model.keras").read("config.json")) for f in folders]
     assert configs[0] == configs[1]
+
+
+def test_keras_baseline_rows_pair_with_the_runs_they_mirror():
+    def keras(seed, run, accuracy):
+        return {"kind": "keras", "seed": seed, "run": run, "val_accuracy": accuracy, "wall_seconds": 2.0}
+
+    records = [
+        {"kind": "source", "seed": 0, "val_accuracy": 0.9, "wall_seconds": 30.0},
+        *({**finetune(*args), "wall_seconds": 1.0} for args in (
+            (0, "transfer", "conv1-2", 0.8, 1.0), (1, "transfer", "conv1-2", 0.6, 1.0), (0, "scratch", "none", 0.5, 1.0))),
+        keras(0, "source", 0.7), keras(0, "transfer", 0.4), keras(1, "transfer", 0.2), keras(0, "scratch", 0.3),
+    ]
+    rows = {row["run"]: row for row in summarize(records)["keras_baseline"]}
+    assert set(rows) == {"source", "transfer", "scratch"}  # no head-only run here
+    assert rows["transfer"]["keras"]["mean"] == pytest.approx(0.3)
+    assert rows["transfer"]["restransfer"]["mean"] == pytest.approx(0.7)
+    assert rows["source"]["restransfer"]["mean"] == pytest.approx(0.9)
+    assert "| transfer | 0.700 +- 0.141 (0.600 .. 0.800) | 1.0 | 0.300 +- 0.141" in markdown_summary(
+        summarize(records))
+
+
+@pytest.mark.tensorflow
+def test_the_plain_keras_resnet20_is_restransfers_cifar_resnet20():
+    import restransfer as rt
+    from restransfer.bench.keras_baseline import resnet20
+
+    ours = rt.create_model("cifar_resnet20", num_classes=10, input_shape=(16, 16, 3))
+    plain = resnet20(10, 0.9, (16, 16))
+    assert plain.count_params() == ours.count_params()
+
+
+@pytest.mark.tensorflow
+def test_a_frozen_stage_of_the_plain_keras_phase_does_not_move():
+    import numpy as np
+
+    from restransfer.bench.keras_baseline import fit_phase, resnet20
+    from restransfer.recipe.schema import PhaseConfig
+
+    model = resnet20(3, 0.9, (8, 8))
+    before = {w.path: np.array(w) for w in model.weights}
+    rng = np.random.default_rng(0)
+    phase = PhaseConfig(epochs=1, optimizer={"name": "adamw", "learning_rate": 0.01})
+    fit_phase(model, phase, 4, rng.uniform(0, 255, (8, 8, 8, 3)).astype("float32"), rng.integers(0, 3, 8), 0,
+              frozen=("conv1", "conv2"))
+    after = {w.path: np.array(w) for w in model.weights}
+    moved = {path for path in before if not np.array_equal(before[path], after[path])}
+    assert moved and not any(path.startswith(("conv1", "conv2")) for path in moved)
+    assert any(path.startswith("conv3") for path in moved)

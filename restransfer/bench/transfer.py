@@ -12,6 +12,9 @@ and the head-only phase is run once more without the feature cache, right after 
 to time the two side by side; the pair is repeated at larger images (``cache_image_sizes``), where
 the frozen convolutions, not Keras' fixed cost per step and epoch, make up an uncached epoch.
 
+With ``keras_baseline``, each seed also runs the same task written as a plain Keras script
+(`restransfer.bench.keras_baseline`): its own source, then transfer, head-only and scratch.
+
 Seeds are independent runs, so results are quoted as mean +- sd over seeds, never the best.
 """
 
@@ -54,6 +57,8 @@ class TransferSettings:
             again at these image sizes (timing pairs only: they are not rows of the accuracy
             table; the source's convolutions apply at any size).
         probe: fit the logistic-regression probe on the source's features.
+        keras_baseline: also run the plain-Keras script of the same task per seed
+            (`restransfer.bench.keras_baseline`).
     """
 
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -64,6 +69,7 @@ class TransferSettings:
     cache_compare: bool = True
     cache_image_sizes: tuple[int, ...] = (32,)
     probe: bool = True
+    keras_baseline: bool = False
 
     def __post_init__(self):
         for name in self.freezes:
@@ -138,6 +144,13 @@ def run_transfer(settings: TransferSettings, workdir: str | Path, *,
                             add(finetune_record(*_train(recipes[init], {**sized, "feature_cache": False},
                                                         folder / f"{init}-{name}{suffix}-uncached"),
                                                 seed=seed, init=init, freeze=name, timing=True))
+            if settings.keras_baseline:
+                from restransfer.bench.keras_baseline import keras_baseline_records
+
+                for record in keras_baseline_records(
+                        {"source": source_recipe, **recipes}, seed,
+                        source_overrides=settings.source_overrides, target_overrides=settings.target_overrides):
+                    add(record)
     return records
 
 
@@ -210,6 +223,9 @@ def _line(record: dict) -> str:
         return f"seed {record['seed']}: source val accuracy {record['val_accuracy']:.3f} ({record['wall_seconds']:.0f} s)"
     if record["kind"] == "probe":
         return f"seed {record['seed']}: probe on {record['stage']} features {record['val_accuracy']:.3f}"
+    if record["kind"] == "keras":
+        return (f"seed {record['seed']}: plain Keras {record['run']:9s} val accuracy {record['val_accuracy']:.3f} "
+                f"({record['wall_seconds']:.1f} s)")
     cache = ", feature cache" if record["feature_cache"] else ""
     if record.get("timing"):
         cache += f", timing at {'x'.join(map(str, record['image_size']))} px"
@@ -242,6 +258,9 @@ def summarize(records: Sequence[dict]) -> dict:
     probes = [r["val_accuracy"] for r in records if r["kind"] == "probe"]
     if probes:
         summary["probe"] = mean_sd(probes)
+    baseline = _keras_baseline_summary(records)
+    if baseline:
+        summary["keras_baseline"] = baseline
     quickstart = _quickstart_seconds(records)
     if quickstart:
         summary["quickstart_runs_seconds"] = mean_sd(quickstart)
@@ -252,6 +271,29 @@ def summarize(records: Sequence[dict]) -> dict:
         summary["feature_cache"] = [{"image_size": list(size), **_cache_summary(pairs)}
                                     for size, pairs in by_size.items()]
     return summary
+
+
+def _keras_baseline_summary(records: Sequence[dict]) -> list[dict]:
+    """Per plain-Keras run, mean +- sd over seeds beside restransfer's run it mirrors (same seeds)."""
+    from restransfer.bench.keras_baseline import MIRRORS, RUNS
+
+    rows = []
+    for run in RUNS:
+        group = [r for r in records if r["kind"] == "keras" and r["run"] == run]
+        if not group:
+            continue
+        seeds = {r["seed"] for r in group}
+        if run == "source":
+            ours = [r for r in records if r["kind"] == "source" and r["seed"] in seeds]
+        else:
+            init, freeze = MIRRORS[run]
+            ours = [r for r in records if r["kind"] == "finetune" and not r.get("timing") and r["seed"] in seeds
+                    and (r["init"], r["freeze"]) == (init, freeze)]
+        rows.append({"run": run, "keras": mean_sd([r["val_accuracy"] for r in group]),
+                     "keras_seconds": mean_sd([r["wall_seconds"] for r in group]),
+                     "restransfer": mean_sd([r["val_accuracy"] for r in ours]) if ours else None,
+                     "restransfer_seconds": mean_sd([r["wall_seconds"] for r in ours]) if ours else None})
+    return rows
 
 
 def _quickstart_seconds(records: Sequence[dict]) -> list[float]:
@@ -318,6 +360,13 @@ def markdown_summary(summary: dict) -> str:
     if "quickstart_runs_seconds" in summary:
         lines += ["", f"The quickstart's three runs (source, transfer conv1-2, scratch): "
                       f"{_cell(summary['quickstart_runs_seconds'], 1)} s per seed."]
+    baseline = summary.get("keras_baseline") or []
+    if baseline:
+        lines += ["", "| run | restransfer val accuracy | s | plain Keras val accuracy | s |", "|---|---|---|---|---|"]
+    for row in baseline:
+        ours = (f"{_cell(row['restransfer'])} | {row['restransfer_seconds']['mean']:.1f}"
+                if row.get("restransfer") else "- | -")
+        lines.append(f"| {row['run']} | {ours} | {_cell(row['keras'])} | {row['keras_seconds']['mean']:.1f} |")
     caches = summary.get("feature_cache") or []
     if isinstance(caches, dict):  # results written before the timing pairs per image size
         caches = [caches]

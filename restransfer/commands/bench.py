@@ -95,6 +95,9 @@ def register(subparsers) -> None:
                           help="also time the cached vs uncached head-only phase at these image sizes "
                                "(default 32; none: only the recipe's)")
     transfer.add_argument("--no-probe", action="store_true", help="skip the logistic-regression probe")
+    transfer.add_argument("--keras-baseline", action="store_true",
+                          help="also run the same task written as a plain Keras script per seed (its own source, "
+                               "transfer, head-only and scratch), for the restransfer vs plain Keras table")
     transfer.add_argument("--smoke", action="store_true",
                           help="tiny settings (one seed, two runs, one epoch of pretraining): checks the code path")
     transfer.add_argument("--workdir", default="runs/bench-transfer", help="run folders (replaced)")
@@ -284,14 +287,14 @@ def _transfer(args) -> int:
     from restransfer.recipe.load import parse_overrides
 
     if args.smoke:
-        settings = SMOKE
+        settings = dataclasses.replace(SMOKE, keras_baseline=args.keras_baseline)
     else:
         settings = TransferSettings(
             seeds=tuple(args.seeds), freezes=tuple(args.freeze), inits=tuple(args.init),
             source_overrides=dict(parse_overrides(args.source_overrides)),
             target_overrides=dict(parse_overrides(args.target_overrides)),
             cache_compare=not args.no_cache_compare, cache_image_sizes=tuple(args.cache_image_sizes),
-            probe=not args.no_probe)
+            probe=not args.no_probe, keras_baseline=args.keras_baseline)
     recorded = {"settings": {**dataclasses.asdict(settings), "workdir": args.workdir, "recipes": recipe_texts()}}
 
     def write(records) -> None:
@@ -314,7 +317,8 @@ _TRANSFER_NOTES = (
     "follows its cached twin directly, so both see the same load; timing records (timing: true) are those "
     "twins and the head-only pairs at other image sizes, not rows of the accuracy table. The probe is a "
     "logistic regression on the source run's pooled last-stage features of the same training images, "
-    "scored on the same validation images."
+    "scored on the same validation images. Records of kind keras (--keras-baseline) are the same task written "
+    "as a plain Keras script (restransfer.bench.keras_baseline), each with its own source run."
 )
 
 
