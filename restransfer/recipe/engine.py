@@ -431,7 +431,8 @@ def _phase_end(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
     """
     from restransfer.recipe.evaluate import evaluation_report, predict_dataset
 
-    probabilities, labels = predict_dataset(model, bundle.val)
+    with session.dist.local(model) as local_model:  # multi_worker: predict() cannot gather spanning arrays
+        probabilities, labels = predict_dataset(local_model, bundle.val)
     report = evaluation_report(probabilities, labels, class_names)
     scores = {"val_accuracy": report["accuracy"], "val_balanced_accuracy": report["balanced_accuracy"],
               "val_loss": report["loss"]}

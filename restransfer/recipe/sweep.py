@@ -137,6 +137,27 @@ def check_space(recipe: str | Path | Mapping[str, Any], base: Mapping[str, Any],
         raise problems_error("Sweep space values the recipe refuses", faults)
 
 
+def sweep_objective(plan: Plan) -> tuple[str, str]:
+    """The validation metric a sweep scores its trials on, and Optuna's direction for it.
+
+    It is the metric the runs keep their epoch by (``checkpoint.monitor``). Where that says ``auto``
+    it depends on the data (balanced accuracy once class weights apply); a study needs one metric for
+    every trial before any data is read, so ``auto`` scores balanced accuracy unless
+    ``data.class_weight`` is ``none``: on balanced data it equals accuracy, on imbalanced data it is
+    what the kept epoch was chosen by.
+
+    Example:
+        >>> sweep_objective(load_plan("recipes/quickstart_target.yaml"))
+        ('val_balanced_accuracy', 'maximize')
+    """
+    from restransfer.training.best_epoch import lower_is_better
+
+    monitor = plan.checkpoint.monitor
+    if monitor == "auto":
+        monitor = "val_accuracy" if plan.data.class_weight == "none" else "val_balanced_accuracy"
+    return monitor, "minimize" if lower_is_better(monitor) else "maximize"
+
+
 def pruning_callback(trial, *, offset: int = 0, monitor: str = "val_accuracy"):
     """A Keras callback reporting ``monitor`` to ``trial`` after each epoch and raising ``TrialPruned``
     when the pruner says so (step = ``offset`` + the run's epoch index, so folds get steps of their own)."""
@@ -188,7 +209,7 @@ def sweep(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str] | Map
     except ImportError:
         raise ConfigError("restransfer sweep needs Optuna: pip install 'restransfer[sweep]'.") from None
     from restransfer.files import FolderLock
-    from restransfer.recipe.engine import MONITOR, train
+    from restransfer.recipe.engine import train
     from restransfer.recipe.load import parse_overrides
 
     say = say or ((lambda line: None) if verbose == 0 else (lambda line: print(line, flush=True)))
@@ -200,6 +221,7 @@ def sweep(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str] | Map
     base = dict(parse_overrides(overrides))
     plan = load_plan(recipe, base)
     check_space(recipe, base, dims)
+    objective_metric, direction = sweep_objective(plan)
     out = Path(out if out is not None else Path("runs") / f"{plan.name}-sweep").expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     lock = FolderLock(out / ".sweep.lock")
@@ -210,7 +232,7 @@ def sweep(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str] | Map
         identity = json.dumps({"recipe": plan.text, "space": [[d.key, d.kind, d.low, d.high, [_text(c) for c in d.choices]]
                                                               for d in dims], "folds": folds})
         study = optuna.create_study(
-            study_name=STUDY, storage=f"sqlite:///{out / 'sweep.db'}", direction="maximize", load_if_exists=True,
+            study_name=STUDY, storage=f"sqlite:///{out / 'sweep.db'}", direction=direction, load_if_exists=True,
             sampler=optuna.samplers.TPESampler(seed=plan.recipe.seed if seed is None else seed),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if prune
             else optuna.pruners.NopPruner())
@@ -224,7 +246,7 @@ def sweep(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str] | Map
         done = _finished_count(study)
         if done:
             say(f"Sweep: resuming {out} with {done} finished trial(s).")
-        say(f"Sweep: {len(dims)} key(s), {trials} trials, objective {MONITOR}"
+        say(f"Sweep: {len(dims)} key(s), {trials} trials, objective {objective_metric}"
             + (f" (mean over {folds} folds)" if folds else "") + f"; study in {out / 'sweep.db'}.")
 
         def objective(trial) -> float:
@@ -239,15 +261,15 @@ def sweep(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str] | Map
                 result = cross_validate(
                     trial_plan, folds=folds, out=run, verbose=verbose, say=say,
                     fold_callbacks=(lambda index, fold: [pruning_callback(
-                        trial, offset=(index - 1) * fold.epochs, monitor=MONITOR)]) if prune else None)
-                value = result.summary[MONITOR]["mean"]
+                        trial, offset=(index - 1) * fold.epochs, monitor=objective_metric)]) if prune else None)
+                value = result.summary[objective_metric]["mean"]
             else:
                 finished = _finished_run(run, trial_plan)
                 metrics = finished if finished is not None else train(
                     trial_plan, out=run, verbose=verbose,
-                    callbacks=[pruning_callback(trial, monitor=MONITOR)] if prune else ()).metrics
-                value = metrics["final"][MONITOR]
-            say(f"Trial {trial.number}: {MONITOR} {value:.4f}.")
+                    callbacks=[pruning_callback(trial, monitor=objective_metric)] if prune else ()).metrics
+                value = metrics["final"][objective_metric]
+            say(f"Trial {trial.number}: {objective_metric} {value:.4f}.")
             return float(value)
 
         remaining = trials - done

@@ -34,13 +34,18 @@ def checkpoint_monitor(monitor: str, *, class_weighted: bool) -> tuple[str, str]
     return "val_accuracy", "auto: no class weights"
 
 
+def lower_is_better(monitor: str) -> bool:
+    """Whether smaller values of ``monitor`` are better (a loss) rather than larger (a score)."""
+    return monitor in _LOWER_IS_BETTER
+
+
 def better(value: float, than: float | None, monitor: str, min_delta: float = 0.0) -> bool:
     """Whether ``value`` improves on ``than`` by more than ``min_delta`` (``than`` None: always)."""
     if value is None or not math.isfinite(value):
         return False
     if than is None:
         return True
-    if monitor in _LOWER_IS_BETTER:
+    if lower_is_better(monitor):
         return value < than - min_delta
     return value > than + min_delta
 

@@ -15,6 +15,7 @@ optuna = pytest.importorskip("optuna")
 from restransfer.cli import main  # noqa: E402
 from restransfer.errors import ConfigError  # noqa: E402
 from restransfer.recipe.load import load_recipe  # noqa: E402
+from restransfer.recipe.plan import load_plan  # noqa: E402
 from restransfer.recipe.sweep import STUDY, check_space, parse_space, pruning_callback  # noqa: E402
 
 TINY = {
@@ -72,7 +73,9 @@ def test_sweep_on_folds_writes_trials_best_yaml_and_resumes_an_interrupted_trial
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
     for trial in study.trials:
         cv = json.loads((out / trial.user_attrs["run"] / "cv.json").read_text())
-        assert trial.value == pytest.approx(cv["summary"]["val_accuracy"]["mean"])
+        # The tiny recipe leaves checkpoint.monitor and data.class_weight at auto: the runs keep their
+        # epoch by balanced accuracy, and the sweep scores the same metric.
+        assert trial.value == pytest.approx(cv["summary"]["val_balanced_accuracy"]["mean"])
         folds = [out / trial.user_attrs["run"] / f"fold-{i}" / "recipe.yaml" for i in (1, 2)]
         assert all(f"learning_rate: {trial.params['phases[0].optimizer.learning_rate']}" in f.read_text()
                    for f in folds)
@@ -97,3 +100,11 @@ def test_sweep_on_folds_writes_trials_best_yaml_and_resumes_an_interrupted_trial
     # Another space in the same folder is refused.
     space.write_text(yaml.safe_dump({"phases[0].weight_decay": {"uniform": [0.0, 0.001]}}))
     assert main(command) == 2
+
+
+def test_the_sweep_objective_is_the_metric_the_runs_keep_their_epoch_by():
+    from restransfer.recipe.sweep import sweep_objective
+
+    assert sweep_objective(load_plan(TINY)) == ("val_balanced_accuracy", "maximize")
+    assert sweep_objective(load_plan(TINY, {"data.class_weight": "none"})) == ("val_accuracy", "maximize")
+    assert sweep_objective(load_plan(TINY, {"checkpoint.monitor": "val_loss"})) == ("val_loss", "minimize")
