@@ -147,7 +147,7 @@ def sweep_objective(plan: Plan) -> tuple[str, str]:
     what the kept epoch was chosen by.
 
     Example:
-        >>> sweep_objective(load_plan("recipes/quickstart_target.yaml"))
+        >>> sweep_objective(load_plan("recipes/quickstart_source.yaml"))
         ('val_balanced_accuracy', 'maximize')
     """
     from restransfer.training.best_epoch import lower_is_better
