@@ -17,6 +17,7 @@ layer all write and read through it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -179,6 +180,15 @@ def regular_file_problem(path: str | os.PathLike, max_bytes: int | None = None,
         return (f"{format_size(st.st_size)}, above the limit of {format_size(max_bytes)} for "
                 "one file")
     return None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file's bytes, read in blocks (any size, constant memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:

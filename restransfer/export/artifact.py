@@ -25,11 +25,13 @@ import numpy as np
 
 from restransfer.errors import ConfigError, RestransferError
 from restransfer.export.formats import FORMATS, QUANTIZATIONS
-from restransfer.files import FileReadError, FolderLock, format_size, read_json
+from restransfer.files import FileReadError, FolderLock, format_size, read_json, sha256_file
 
 MANIFEST = "export.json"
 SAMPLES_DIR = "samples"
 REFERENCE = "reference.npz"
+# export.json's key for the SHA-256 of the .keras file the export was made from.
+SOURCE_DIGEST = "source_sha256"
 # Largest allowed |probability difference| to the Keras model, per numeric precision of the artifact.
 # float32 artifacts run the same float32 math in another kernel order; quantised ones do not.
 TOLERANCES = {"float32": 1e-4, "float16": 2e-2, "dynamic": 1e-1}
@@ -163,6 +165,19 @@ def read_manifest(directory: str | os.PathLike) -> dict:
         raise ExportError(f"'{path}' holds a JSON {type(manifest).__name__}, not an export's "
                           "manifest; re-export the model.")
     return manifest
+
+
+def made_from(directory: str | os.PathLike, model_file: str | os.PathLike) -> bool:
+    """Whether the export in ``directory`` was made from ``model_file`` as it is now (by digest).
+
+    False for an export without a readable manifest or digest (made by an older version): it
+    cannot be proven to belong to the model.
+    """
+    try:
+        recorded = read_manifest(directory).get(SOURCE_DIGEST)
+        return isinstance(recorded, str) and recorded == sha256_file(model_file)
+    except (ExportError, OSError):
+        return False
 
 
 def file_sizes(directory: Path, names: Sequence[str]) -> dict[str, int]:

@@ -13,6 +13,7 @@ from restransfer.data.schema import DEFAULT_RESIZE, RESIZE_METHODS
 from restransfer.data.sources import MAX_IMAGE_PIXELS, class_name_problem
 from restransfer.errors import ConfigError
 from restransfer.export.artifact import (
+    SOURCE_DIGEST,
     TOLERANCES,
     ExportError,
     ExportResult,
@@ -25,6 +26,7 @@ from restransfer.export.artifact import (
     write_reference,
     write_samples,
 )
+from restransfer.files import sha256_file
 
 NUM_SAMPLES = 8
 SampleSource = Sequence[str | os.PathLike] | np.ndarray | object | None
@@ -125,20 +127,40 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
 
 def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike | None = None, *,
                quantize: str | None = None, verify: bool = True, samples: SampleSource = None,
-               max_pixels: int = MAX_IMAGE_PIXELS) -> ExportResult:
+               max_pixels: int = MAX_IMAGE_PIXELS, holding_lock: bool = False) -> ExportResult:
     """Export a run folder's ``model.keras`` (default to ``RUN/export/<format>``).
 
     The resolved recipe and the metrics ship with the export. Sample images for verification
-    come from ``samples``, else from the recipe's validation data, else are synthetic.
+    come from ``samples``, else from the recipe's validation data, else are synthetic. The export
+    holds the run folder's lock (``holding_lock``: the caller already holds it), so a ``train``
+    into the folder cannot replace model.keras while it is exported; export.json records the
+    model file's SHA-256.
 
     Example:
         >>> export_run("runs/flowers", "tflite", quantize="float16")
     """
-    from restransfer.recipe.plan import run_plan
-    from restransfer.runs import RunFolder
+    from restransfer.runs import RunFolder, RunInUseError
 
     check_format(format, quantize)
     folder = RunFolder(run_dir)
+    lock = None
+    if not holding_lock and folder.path.is_dir():
+        try:
+            lock = folder.lock()
+        except (RunInUseError, ConfigError) as error:
+            raise ExportError(f"Cannot export {folder.path} now: {error}") from None
+        except OSError:
+            pass  # a read-only run folder: no train can write it either
+    try:
+        return _export_run(folder, format, out, quantize, verify, samples, max_pixels)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _export_run(folder, format, out, quantize, verify, samples, max_pixels) -> ExportResult:
+    from restransfer.recipe.plan import run_plan
+
     try:
         folder.require_model()
         model = folder.load_model()
@@ -258,7 +280,8 @@ def _manifest(model, format, class_names, image_size, precision, samples, sample
         "files": files, "precision": precision,
         "tolerances": {name: TOLERANCES[p] for name, p in precision.items()},
         "samples": samples, "samples_source": samples_source,
-        "source_model": str(Path(source_model).absolute()) if source_model else None, "versions": versions,
+        "source_model": str(Path(source_model).absolute()) if source_model else None,
+        SOURCE_DIGEST: sha256_file(source_model) if source_model else None, "versions": versions,
     }
 
 

@@ -634,12 +634,20 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
         say(f"Report: {run_report(folder.path)} (top losses in {folder.plots / 'top_losses.png'}).")
     for fmt in plan.exports if session.dist.is_chief else ():
         from restransfer.export import export_run
+        from restransfer.export.artifact import made_from
 
         target = folder.path / "export" / fmt
-        if (target / "export.json").is_file():  # made (and verified) before a kill: this model's
-            say(f"Export {fmt}: {target} was already written and verified; kept.")
+        if made_from(target, folder.model_file):  # made (and verified) for this very model.keras before a kill
+            say(f"Export {fmt}: {target} was already written and verified for this model.keras; kept.")
             continue
-        say(f"Export {fmt}: {export_run(folder.path, format=fmt)}")
+        if os.path.lexists(target):
+            # A late `export RUN`, or one of an earlier model.keras: it cannot be served as this model.
+            say(f"Export {fmt}: {target} was not made from this model.keras; it is removed and rebuilt.")
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        say(f"Export {fmt}: {export_run(folder.path, format=fmt, holding_lock=True)}")
     if session.tracker is not None:
         session.tracker.finish(metrics)
     # Last: a run killed while exporting is not finished, so the same command makes the exports.

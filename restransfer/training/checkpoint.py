@@ -13,7 +13,6 @@ previous epoch instead of failing.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zipfile
 from pathlib import Path
@@ -22,7 +21,7 @@ import keras
 import numpy as np
 
 from restransfer.errors import TrainingError
-from restransfer.files import atomic_write, read_json, remove_temporaries, write_json, write_text
+from restransfer.files import atomic_write, read_json, remove_temporaries, sha256_file, write_json, write_text
 
 __all__ = ["BEST", "STATE", "KEEP", "WEIGHTS", "atomic_write", "write_text", "write_json", "read_json",
            "save_checkpoint", "save_weights", "load_weights", "find_resumable", "load_state", "restore_weights",
@@ -120,11 +119,7 @@ def _save_npz(path: Path, store: dict) -> None:
 
 
 def _fingerprint(path: Path) -> dict:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def find_resumable(folder: Path) -> tuple[dict | None, list[str]]:
