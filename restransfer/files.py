@@ -182,6 +182,39 @@ def regular_file_problem(path: str | os.PathLike, max_bytes: int | None = None,
     return None
 
 
+def printable(name: str) -> str:
+    """``name`` safe to print on one terminal line: control characters, line breaks and bytes
+    that were not UTF-8 (surrogate escapes from ``os.listdir``) written as Python escapes.
+
+    A file name may hold a newline (it would split a table row) or an ESC sequence (it would
+    drive the terminal); printed names go through this.
+
+    Example:
+        >>> printable("two\nlines\udcff.jpg")
+        'two\\nlines\\xff.jpg'
+    """
+    if name.isprintable():
+        return name
+    out = []
+    for char in name:
+        if "\udc80" <= char <= "\udcff":  # a byte that was not UTF-8, kept by surrogateescape
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        elif char.isprintable():
+            out.append(char)
+        else:
+            out.append(repr(char)[1:-1] if ord(char) < 0xD800 or ord(char) > 0xDFFF else f"\\u{ord(char):04x}")
+    return "".join(out)
+
+
+def not_utf8(name: str) -> bool:
+    """Whether a name from the file system holds bytes that are not UTF-8 (surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """The hex SHA-256 of a file's bytes, read in blocks (any size, constant memory)."""
     digest = hashlib.sha256()

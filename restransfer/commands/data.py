@@ -17,7 +17,7 @@ def register(subparsers) -> None:
                     "whose data: section is checked. Exit status 1 when training would fail.")
     check.add_argument("path", help="folder, CSV file or recipe .yaml")
     check.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
-    check.add_argument("--limit", type=int, default=50, help="rows per table (default 50)")
+    check.add_argument("--limit", type=_row_limit, default=50, help="rows per table (default 50)")
     check.set_defaults(handler=_check)
 
 
@@ -30,8 +30,28 @@ def _check(args) -> int:
     if args.json is not None:
         import json
 
-        args.json.write_text(json.dumps(report.to_json(), indent=2))
+        from restransfer.errors import ConfigError
+        from restransfer.files import printable
+
+        try:
+            args.json.write_text(json.dumps(report.to_json(), indent=2))
+        except OSError as error:
+            raise ConfigError(f"Cannot write the --json report to {printable(str(args.json))}: "
+                              f"{error.strerror or error}. Give a file path in a writable folder with space "
+                              "left (the report above is complete).") from None
     return 0 if report.ok else 1
+
+
+def _row_limit(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of rows, 0 or more; received {text!r}")
+    return value
 
 
 def listing_for(path: Path):

@@ -28,7 +28,7 @@ import numpy as np
 from restransfer.data.sources import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, Listing
 from restransfer.data.webp import ANIMATED_WEBP_PROBLEM, animated_webp
 from restransfer.errors import DataError
-from restransfer.files import FileReadError, read_regular_file, regular_file_problem
+from restransfer.files import FileReadError, printable, read_regular_file, regular_file_problem
 
 # Bump when decoding or the checks change, so cached verdicts are recomputed.
 CHECK_VERSION = 3
@@ -397,18 +397,22 @@ def render_report(report: DataReport, limit: int = 50, root: Path | None = None)
     from rich.markup import escape
     from rich.table import Table
 
-    # Paths, class names and problems come from the user's files: never read as markup.
+    def shown(text: str) -> str:
+        # Paths, class names and problems come from the user's files: never read as markup, and
+        # a line break or an ESC sequence in a name is printed as an escape, not obeyed.
+        return escape(printable(relative_to_root(text, root)))
+
     counts = Table(title="images per class")
     counts.add_column("class")
     parts = list(report.counts)
     for part in parts:
         counts.add_column(part, justify="right")
     for i, name in enumerate(report.class_names):
-        counts.add_row(escape(name), *(str(report.counts[p][i]) for p in parts))
+        counts.add_row(shown(name), *(str(report.counts[p][i]) for p in parts))
     counts.add_row("[bold]total", *(f"[bold]{sum(report.counts[p])}" for p in parts))
     renderables: list[Any] = [counts]
     if root is not None and str(root) not in ("", ".") and (report.bad or report.skipped or report.warnings):
-        renderables.append(escape(f"paths relative to {root}{os.sep}"))
+        renderables.append(escape(printable(f"paths relative to {root}{os.sep}")))
     for title, items, style in (("problems (training would fail)", report.bad, "red"),
                                 ("skipped (skip_bad)", report.skipped, "yellow"),
                                 ("warnings", report.warnings, "yellow")):
@@ -419,8 +423,7 @@ def render_report(report: DataReport, limit: int = 50, root: Path | None = None)
         table.add_column("split", no_wrap=True)
         table.add_column("problem")
         for issue in items[:limit]:
-            table.add_row(escape(relative_to_root(issue.path, root)), escape(issue.part),
-                          escape(relative_to_root(issue.problem, root)))
+            table.add_row(shown(issue.path), shown(issue.part), shown(issue.problem))
         if len(items) > limit:
             table.add_row(f"... {len(items) - limit} more", "", "")
         renderables.append(table)

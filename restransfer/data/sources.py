@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from restransfer.errors import DataError, OptionError
-from restransfer.files import regular_file_problem
+from restransfer.files import not_utf8, printable, regular_file_problem
 
 # Extensions that `decode_image` reads; anything else in a class folder is ignored and counted.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -101,7 +101,15 @@ def scan_folder(root: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]
         if entry.name.startswith("."):
             ignored["hidden"].append(entry.path)
             continue
-        if not entry.is_dir():
+        try:
+            is_dir = entry.is_dir()
+        except OSError as error:  # a symbolic link loop (ELOOP), a vanished or unreadable entry
+            raise DataError(f"{printable(entry.path)} in the data folder cannot be read: {error.strerror or error}. "
+                            "Remove it, or make it a real class folder.") from None
+        if is_dir and not_utf8(entry.name):
+            raise DataError(f"The class folder name {printable(entry.name)!r} in {printable(str(root))} is not UTF-8 "
+                            "text; class names are written to run folders and exports. Rename the folder.")
+        if not is_dir:
             reason = ("outside a class folder" if entry.name.lower().endswith(IMAGE_EXTENSIONS)
                       else "not an image")
             ignored.setdefault(reason, []).append(entry.path)
@@ -114,6 +122,8 @@ def scan_folder(root: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]
                 path = os.path.join(folder, name)
                 if name.startswith("."):
                     ignored["hidden"].append(path)
+                elif not_utf8(path):
+                    ignored.setdefault("name not UTF-8 (rename it)", []).append(path)
                 elif not name.lower().endswith(IMAGE_EXTENSIONS):
                     ignored["not an image"].append(path)
                 else:
@@ -208,17 +218,26 @@ def read_csv(path: Path) -> tuple[list[str], list[str]]:
     problem = regular_file_problem(path, MAX_CSV_BYTES)
     if problem:
         raise DataError(f"CSV file {path} cannot be read: {problem}.")
-    with open(path, newline="", encoding="utf-8") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            if not row or not "".join(row).strip() or row[0].startswith("#"):
-                continue
-            if number == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
-                continue
-            if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                raise DataError(f"{path}, line {number}: expected 'path,label', got {row!r}.")
-            file = Path(row[0].strip())
-            paths.append(str(file if file.is_absolute() else base / file))
-            labels.append(row[1].strip())
+    # utf-8-sig: a byte order mark (Excel writes one) is not part of the header's first name.
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        try:
+            rows = list(csv.reader(handle))
+        except UnicodeDecodeError as error:
+            raise DataError(f"CSV file {path} is not UTF-8 text (byte {error.start}: "
+                            f"{error.object[error.start:error.start + 1]!r}); save it as UTF-8.") from None
+    for number, row in enumerate(rows, start=1):
+        if not row or not "".join(row).strip() or row[0].startswith("#"):
+            continue
+        if number == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise DataError(f"{path}, line {number}: expected 'path,label', got {row!r}.")
+        if "\0" in row[0] or "\0" in row[1]:
+            raise DataError(f"{path}, line {number}: a NUL character (\\x00) in {printable(','.join(row[:2]))!r}; "
+                            "no file name or label holds one. Fix that row.")
+        file = Path(row[0].strip())
+        paths.append(str(file if file.is_absolute() else base / file))
+        labels.append(row[1].strip())
     if not paths:
         raise DataError(f"{path} has no 'path,label' rows.")
     return paths, labels
