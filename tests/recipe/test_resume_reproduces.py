@@ -31,6 +31,8 @@ def _weights(run_dir: Path) -> list[np.ndarray]:
     return keras.models.load_model(run_dir / "model.keras", safe_mode=True).get_weights()
 
 
+@pytest.mark.xfail(strict=True, reason="issue 27 item 7: the epoch after a resume reshuffles and redraws "
+                                       "augmentation and dropout from their starting state")
 def test_a_run_resumed_after_an_epoch_ends_with_the_uninterrupted_weights(tmp_path):
     import restransfer
 
