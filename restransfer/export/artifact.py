@@ -115,9 +115,13 @@ def staged_directory(out: str | os.PathLike) -> Iterator[Path]:
         ) from None
     try:
         yield staging
-        if out.is_dir():
-            out.rmdir()
-        staging.rename(out)
+        try:
+            if out.is_dir():
+                out.rmdir()
+            staging.rename(out)
+        except OSError:  # another export to the same target landed while this one ran
+            check_target(out)
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         lock.release(remove=True)

@@ -11,13 +11,16 @@ classes are further apart than twice the tolerance (closer ones are ties at that
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +28,12 @@ import numpy as np
 
 from restransfer.errors import DataError
 from restransfer.export.artifact import TOLERANCES, ExportError, call_model, read_manifest, read_samples
+from restransfer.files import FolderLock
 
 FRESH_PROCESS_TIMEOUT_S = 600
+SCRATCH_PREFIX = "restransfer-verify-"
+# A scratch folder without a lock file (written by older versions) is stale after this long.
+UNLOCKED_SCRATCH_AGE_S = 3600
 
 _SCRIPT = r'''
 import json, os, sys, threading, time
@@ -226,6 +233,50 @@ def _compare(artifact: str, signature: str, out: dict, reference: np.ndarray, cl
     return Check(artifact, signature, n, diff, tolerance, int(agree.sum()), int((~decisive).sum()), problems)
 
 
+@contextlib.contextmanager
+def verify_scratch() -> Iterator[Path]:
+    """A temporary folder for the fresh process's inputs, spec and script, removed afterwards.
+
+    A lock file beside it is held while it is in use; a verification killed on the way
+    (``kill -9``) leaves both, and the next verification removes them (see
+    `remove_stale_scratch`).
+    """
+    remove_stale_scratch(Path(tempfile.gettempdir()))
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    lock = FolderLock(scratch.with_name(scratch.name + ".lock"))
+    lock.acquire()
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        lock.release(remove=True)
+
+
+def remove_stale_scratch(root: Path) -> list[Path]:
+    """Delete this user's verification scratch folders under ``root`` whose process is gone."""
+    removed = []
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    with contextlib.suppress(OSError):
+        for path in root.glob(f"{SCRATCH_PREFIX}*"):
+            try:
+                if path.suffix == ".lock" or path.is_symlink() or not path.is_dir() or \
+                        (uid is not None and path.stat().st_uid != uid):
+                    continue
+                lock = FolderLock(path.with_name(path.name + ".lock"))
+                if lock.path.exists():
+                    if not lock.acquire():
+                        continue  # a verification running now
+                elif time.time() - path.stat().st_mtime < UNLOCKED_SCRATCH_AGE_S:
+                    continue
+                shutil.rmtree(path, ignore_errors=True)
+                lock.release(remove=True)
+                lock.path.unlink(missing_ok=True)
+                removed.append(path)
+            except OSError:
+                continue
+    return removed
+
+
 def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLike] | None = None,
                   model=None) -> VerifyReport:
     """Reload an export in a fresh process and compare it with the Keras model.
@@ -261,8 +312,7 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
     tensor_inputs = read_images(files, image_size, manifest.get("resize", DEFAULT_RESIZE))
     reference = samples.reference if not images else _keras_reference(model, manifest, directory, tensor_inputs)
 
-    with tempfile.TemporaryDirectory(prefix="restransfer-verify-") as scratch:
-        scratch = Path(scratch)
+    with verify_scratch() as scratch:
         np.savez(scratch / "inputs.npz", images=tensor_inputs)
         spec = {
             "format": manifest["format"], "directory": str(directory),

@@ -53,3 +53,42 @@ def test_a_kept_export_of_another_model_is_rebuilt(exports, tmp_path):
     assert len(served) == len(manifest["samples"])
     assert "rebuilt" in (run.run_dir / "train.log").read_text()
     np.testing.assert_allclose(np.load(target / "samples" / "reference.npz")["probabilities"].sum(axis=1), 1, atol=1e-5)
+
+
+def test_scratch_left_by_a_killed_verification_is_removed_by_the_next(exports, tmp_path, monkeypatch):
+    """A verification killed with -9 leaves its scratch folder; the next verification removes it."""
+    import tempfile
+
+    from restransfer.export.verify import verify_export
+    from restransfer.files import FolderLock
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / "restransfer-verify-dead0001"
+    dead.mkdir()
+    (dead / "inputs.npz").write_bytes(b"left by a kill")
+    (tmp_path / "restransfer-verify-dead0001.lock").write_text("{}")  # its process is gone: no flock
+    live = tmp_path / "restransfer-verify-live0001"
+    live.mkdir()
+    holder = FolderLock(tmp_path / "restransfer-verify-live0001.lock")
+    assert holder.acquire()  # a verification running now
+    try:
+        assert verify_export(exports["keras"].path).passed
+    finally:
+        holder.release()
+    assert not dead.exists() and not (tmp_path / "restransfer-verify-dead0001.lock").exists()
+    assert live.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["restransfer-verify-live0001",
+                                                         "restransfer-verify-live0001.lock"]
+
+
+def test_an_export_that_lands_second_on_one_target_is_refused_not_a_traceback(tmp_path):
+    from restransfer.export.artifact import staged_directory
+
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="already exists and is not empty; nothing was overwritten"):
+        with staged_directory(out) as stage:
+            (stage / "mine.txt").write_text("second")
+            out.mkdir()
+            (out / "theirs.txt").write_text("first")  # another export to the same target landed meanwhile
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
