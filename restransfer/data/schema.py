@@ -165,7 +165,8 @@ class FoldConfig(_Strict):
         return self
 
 
-def _resolve_path(value: Path | None, info: ValidationInfo, *, must_exist: bool = True) -> Path | None:
+def _resolve_path(value: Path | None, info: ValidationInfo, *, must_exist: bool = True,
+                  kind: Literal["folder", "file"] | None = None) -> Path | None:
     if value is None:
         return None
     path = Path(value).expanduser()
@@ -177,6 +178,14 @@ def _resolve_path(value: Path | None, info: ValidationInfo, *, must_exist: bool 
         where = (info.context or {}).get("base_dir")
         hint = f" (relative paths are resolved against {where})" if where is not None else ""
         raise ValueError(f"{info.field_name} '{value}' does not exist: looked for {path}{hint}")
+    if must_exist and (info.context or {}).get("check_paths", True) and kind is not None:
+        # /dev/zero exists too: a folder source walks class folders, a CSV source reads a table.
+        if kind == "folder" and not path.is_dir():
+            raise ValueError(f"{info.field_name} '{value}' is not a folder; source: folder reads one "
+                             f"subfolder per class (for a table of path,label rows use source: csv)")
+        if kind == "file" and not path.is_file():
+            raise ValueError(f"{info.field_name} '{value}' is not a regular file; source: csv reads a "
+                             f"table of path,label rows (for class subfolders use source: folder)")
     return path
 
 
@@ -248,11 +257,21 @@ class FolderData(_FileData):
 
     source: Literal["folder"] = "folder"
 
+    @field_validator("path", "val_path", "test_path")
+    @classmethod
+    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve_path(value, info, kind="folder")
+
 
 class CsvData(_FileData):
     """A CSV of ``path,label`` rows; image paths are relative to the CSV file."""
 
     source: Literal["csv"] = "csv"
+
+    @field_validator("path", "val_path", "test_path")
+    @classmethod
+    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve_path(value, info, kind="file")
 
 
 class TfdsData(_Common):

@@ -89,3 +89,20 @@ def test_json_report_to_a_folder_or_a_full_device_is_a_message(tmp_path, capsys,
         pytest.skip("no /dev/full here")
     code, out, err = _check([str(root), "--json", path], capsys)
     assert code == 2 and f"Cannot write the --json report to {path}" in err
+
+
+@pytest.mark.parametrize("source,path,message", [
+    ("folder", "/dev/zero", "is not a folder"),
+    ("csv", "/dev/zero", "is not a regular file"),
+    ("folder", "FILE", "is not a folder"),
+    ("csv", "DIR", "is not a regular file"),
+])
+def test_validate_refuses_a_data_path_of_the_wrong_kind(tmp_path, capsys, source, path, message):
+    (tmp_path / "labels.csv").write_text("path,label\n")
+    path = {"FILE": str(tmp_path / "labels.csv"), "DIR": str(tmp_path)}.get(path, path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: {{name: cifar_resnet20}}\nphases: [{{epochs: 1}}]\n"
+                      f"data: {{source: {source}, path: {path}, validation_split: 0.2, image_size: 16}}\n")
+    assert main(["validate", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"data.path: path '{path}' {message}" in err
