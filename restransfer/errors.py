@@ -92,6 +92,17 @@ def short_repr(value: Any, limit: int = 80, _depth: int = 0) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def clip(text: str, limit: int = 120) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was when cut (for echoing
+    what a user typed: a 100 KB key is named by its start and length, not printed whole).
+
+    Example:
+        >>> clip("k" * 1000, 10)
+        'kkkkkkkkkk... (1,000 characters)'
+    """
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def as_sentence(text: object, limit: int = 300) -> str:
     """An error's text for the middle of a message: one line, at most ``limit`` characters, ending
     with exactly one period (Keras' messages end with their own; ``f"{error}."`` doubled it).

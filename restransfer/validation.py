@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, RootModel, ValidationError
 
-from restransfer.errors import ConfigError, did_you_mean, short_repr
+from restransfer.errors import ConfigError, clip, did_you_mean, short_repr
 
 
 def key_path(loc: Sequence) -> str:
@@ -76,14 +76,14 @@ def describe(error: ValidationError, root: type[BaseModel], prefix: Sequence = (
     lines = []
     for item in error.errors(include_url=False):
         parent, clean = _walk(root, item["loc"])
-        path = key_path((*prefix, *clean))
+        path = clip(key_path((*prefix, *clean)))
         value = item.get("input")
         kind = item["type"]
         message = item["msg"].removeprefix("Value error, ")
         if kind == "extra_forbidden":
             key = clean[-1]
             allowed = sorted(parent.model_fields) if parent is not None else []
-            line = f"{path}: unknown key '{key}'." + did_you_mean(str(key), allowed)
+            line = f"{path}: unknown key '{clip(str(key))}'." + did_you_mean(str(key)[:200], allowed)
             if allowed:
                 line += f" Allowed keys here: {', '.join(allowed)}."
         elif kind == "union_tag_invalid":

@@ -102,6 +102,7 @@ def _check_expansion(root: yaml.Node) -> None:
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
     on_path: set[int] = set()
+    shared = False  # some node is reached twice: an alias
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
@@ -111,21 +112,27 @@ def _check_expansion(root: yaml.Node) -> None:
             on_path.discard(key)
             size[key] = 1 + sum(size[id(c)] for c in children)
             depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
-            if size[key] > MAX_VALUES:
+            if size[key] > MAX_VALUES and shared:
                 raise _Refused(
                     f"its anchors and aliases expand to more than {MAX_VALUES:,} values (an alias "
                     "bomb); write the values out or use fewer nested aliases", node.start_mark)
+            if size[key] > MAX_VALUES:
+                raise _Refused(
+                    f"it holds more than {MAX_VALUES:,} values, without aliases: far more than any "
+                    "recipe needs; is it the right file?", node.start_mark)
             if depth[key] > MAX_DEPTH:
                 raise _Refused(f"once its aliases are expanded, values are nested more than "
                                f"{MAX_DEPTH} levels deep", node.start_mark)
             continue
         if key in size:
+            shared = True
             continue
         if key in on_path:
             raise _Refused("an alias refers to a value that contains it (a value that would be "
                            "infinitely deep)", node.start_mark)
         on_path.add(key)
         stack.append((node, True))
+        shared = shared or any(id(child) in size for child in children)
         stack.extend((child, False) for child in children if id(child) not in size)
 
 

@@ -104,3 +104,20 @@ def test_short_repr_is_bounded_whatever_the_value():
     assert short_repr(10 ** 6000) == "<an integer of about 6,001 digits>"
     assert len(short_repr("a" * 500, 40)) <= 40
     assert short_repr("line\nbreak") == "'line\\nbreak'"
+
+
+def test_a_huge_document_without_aliases_is_not_called_an_alias_bomb():
+    text = "phases:\n" + "".join(f"  - {{name: p{i}, epochs: 1, freeze: none}}\n" for i in range(20_000))
+    message = refused(text, "more than 100,000 values", "without aliases")
+    assert "alias bomb" not in message
+
+
+@pytest.mark.parametrize("item", ["k" * 100_000 + "=1", "phases[0].epochs=[" + "1," * 50_000 + "",
+                                  "=" + "v" * 100_000,
+                                  "phases[0]." + "k" * 100_000 + ".x=1"])
+def test_a_huge_set_key_or_value_is_not_echoed_whole(item):
+    from restransfer.recipe.load import load_recipe
+
+    with pytest.raises(ConfigError) as caught:
+        load_recipe("recipes/quickstart_scratch.yaml", [item])
+    assert len(str(caught.value)) < 2000, str(caught.value)[:300]

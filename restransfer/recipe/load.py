@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from restransfer import yaml_io
-from restransfer.errors import ConfigError
+from restransfer.errors import ConfigError, clip, short_repr
 from restransfer.recipe.schema import Recipe
 from restransfer.validation import config_error
 
@@ -45,14 +45,14 @@ def parse_key_path(path: str) -> list[str | int]:
     for part in path.split("."):
         match_end = 0
         if not part:
-            raise ConfigError(f"Override key '{path}' has an empty part; write keys like phases[0].epochs.")
+            raise ConfigError(f"Override key '{clip(path)}' has an empty part; write keys like phases[0].epochs.")
         for match in _TOKEN.finditer(part):
             if match.start() != match_end or (match_end == 0 and match.group(2) is not None and not tokens):
                 break
             tokens.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
             match_end = match.end()
         if match_end != len(part):
-            raise ConfigError(f"Override key '{path}' is not a key path; write keys like "
+            raise ConfigError(f"Override key '{clip(path)}' is not a key path; write keys like "
                               "model.name or phases[0].optimizer.learning_rate.")
         position += len(part) + 1
     return tokens
@@ -67,12 +67,12 @@ def set_key(tree: dict, path: str, value: Any) -> None:
         where = _join(tokens[: i + 1])
         if isinstance(token, int):
             if not isinstance(node, list):
-                raise ConfigError(f"Override {path}: {_join(tokens[:i])} is not a list.")
+                raise ConfigError(f"Override {clip(path)}: {clip(_join(tokens[:i]))} is not a list.")
             if token >= len(node):
-                raise ConfigError(f"Override {path}: {_join(tokens[:i])} has {len(node)} items, "
+                raise ConfigError(f"Override {clip(path)}: {clip(_join(tokens[:i]))} has {len(node)} items, "
                                   f"so index {token} is out of range.")
         elif not isinstance(node, dict):
-            raise ConfigError(f"Override {path}: {_join(tokens[:i]) or 'the recipe'} is not a mapping.")
+            raise ConfigError(f"Override {clip(path)}: {clip(_join(tokens[:i])) or 'the recipe'} is not a mapping.")
         if last:
             node[token] = value
         else:
@@ -80,7 +80,7 @@ def set_key(tree: dict, path: str, value: Any) -> None:
                 node[token] = {}
             node = node[token]
             if not isinstance(node, (dict, list)):
-                raise ConfigError(f"Override {path}: {where} holds {node!r}, not a mapping or list.")
+                raise ConfigError(f"Override {clip(path)}: {clip(where)} holds {short_repr(node)}, not a mapping or list.")
 
 
 def _join(tokens: Sequence[str | int]) -> str:
@@ -100,8 +100,8 @@ def parse_overrides(overrides: Sequence[str] | Mapping[str, Any] | None) -> list
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"Override '{item}' must look like KEY=VALUE, e.g. phases[0].epochs=3.")
-        value = yaml_io.parse_yaml(text, source=f"Override '{item}'") if text.strip() else ""
+            raise ConfigError(f"Override '{clip(item)}' must look like KEY=VALUE, e.g. phases[0].epochs=3.")
+        value = yaml_io.parse_yaml(text, source=f"Override '{clip(item)}'") if text.strip() else ""
         pairs.append((key.strip(), value))
     return pairs
 
