@@ -66,8 +66,13 @@ def listing_for(path: Path):
         from restransfer.recipe.plan import load_plan
 
         # The recipe's Plan: the same folders, resolved the same way, as `train RECIPE` reads.
+        from restransfer.training.task import task_data_problem
+
         plan = load_plan(path)
-        return make_listing(plan.data, plan.recipe.seed)
+        listing = make_listing(plan.data, plan.recipe.seed)
+        if problem := task_data_problem(plan.task, listing.multi_label, f"The {plan.data.source} data"):
+            raise DataError(problem)
+        return listing
     if path.suffix.lower() == ".csv":
         return csv_listing(path, None, None, None, 0)
     if path.is_dir():

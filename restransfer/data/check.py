@@ -67,6 +67,9 @@ class DataReport:
     skipped: list[Issue] = field(default_factory=list)
     files_checked: int = 0
     files_from_cache: int = 0
+    # Multi-label data: `counts` are images holding each label; `images` the images of each part.
+    multi_label: bool = False
+    images: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -316,7 +319,8 @@ def inspect_listing(listing: Listing,
                     decode_errors: DecodeErrors = file_decode_errors) -> DataReport:
     """Build the full report without raising (what `restransfer data check` prints)."""
     counts = listing.counts()
-    report = DataReport(class_names=listing.class_names, counts=counts, ignored=listing.ignored)
+    report = DataReport(class_names=listing.class_names, counts=counts, ignored=listing.ignored,
+                        multi_label=listing.multi_label, images={n: len(p) for n, p in listing.parts.items()})
     paths = [p for part in listing.parts.values() for p in (part.paths or [])]
     if paths:
         infos, from_cache = inspect_files(paths, decode_errors)
@@ -337,9 +341,34 @@ def inspect_listing(listing: Listing,
                 for name, path in copies[1:]:
                     report.warnings.append(Issue(path, f"duplicate of {copies[0][1]} ({where})",
                                                  name))
+    if listing.multi_label:
+        report.warnings += _label_warnings(listing)
+        return report
     report.bad += _class_problems(counts, listing.class_names)
     report.warnings += _class_warnings(counts, listing.class_names)
     return report
+
+
+def _label_warnings(listing: Listing) -> list[Issue]:
+    """A multi-label table's labels never or always present, and its images without any label.
+
+    None stops training: an image may rightly hold no label, but a label never present (or always
+    present) in a split has no average precision there and teaches the model nothing.
+    """
+    issues = []
+    for part_name, part in listing.parts.items():
+        matrix = part.labels
+        for name, present in zip(listing.class_names, matrix.sum(axis=0).tolist()):
+            if present == 0:
+                issues.append(Issue(name, f"label never present in {part_name}: its average precision there is "
+                                          "undefined", "label"))
+            elif present == len(matrix):
+                issues.append(Issue(name, f"label present on every {part_name} image: nothing to tell apart",
+                                    "label"))
+        empty = int((matrix.sum(axis=1) == 0).sum())
+        if empty:
+            issues.append(Issue(part_name, f"{empty} of {len(matrix)} images have no label", "label"))
+    return issues
 
 
 def _class_problems(counts: dict[str, list[int]], class_names: list[str]) -> list[Issue]:
@@ -402,14 +431,17 @@ def render_report(report: DataReport, limit: int = 50, root: Path | None = None)
         # a line break or an ESC sequence in a name is printed as an escape, not obeyed.
         return escape(printable(relative_to_root(text, root)))
 
-    counts = Table(title="images per class")
-    counts.add_column("class")
+    counts = Table(title="images per label (an image may hold several)" if report.multi_label else "images per class")
+    counts.add_column("label" if report.multi_label else "class")
     parts = list(report.counts)
     for part in parts:
         counts.add_column(part, justify="right")
     for i, name in enumerate(report.class_names):
         counts.add_row(shown(name), *(str(report.counts[p][i]) for p in parts))
-    counts.add_row("[bold]total", *(f"[bold]{sum(report.counts[p])}" for p in parts))
+    if report.multi_label:
+        counts.add_row("[bold]images", *(f"[bold]{report.images.get(p, 0)}" for p in parts))
+    else:
+        counts.add_row("[bold]total", *(f"[bold]{sum(report.counts[p])}" for p in parts))
     renderables: list[Any] = [counts]
     if root is not None and str(root) not in ("", ".") and (report.bad or report.skipped or report.warnings):
         renderables.append(escape(printable(f"paths relative to {root}{os.sep}")))

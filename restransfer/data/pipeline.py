@@ -76,6 +76,8 @@ class DataBundle:
     train_unaugmented: tf.data.Dataset | None = None
     counters: dict[str, _DropCounter] = field(default_factory=dict, repr=False)
     counts: dict[str, list[int]] = field(default_factory=dict)  # part -> images per class, as loaded
+    # Labels are 0/1 rows (several labels per image) rather than one-hot classes.
+    multi_label: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -209,7 +211,8 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
         num_val=len(listing.parts["val"]), num_test=len(listing.parts.get("test", ())),
         report=report, image_size=size, cache={name: plan[0] for name, plan in plans.items()},
         counters={k: v for k, v in counters.items() if v is not None}, paths=_relative_paths(listing),
-        train_batches=batches, train_left_out=left_out, train_unaugmented=unaugmented, counts=listing.counts())
+        train_batches=batches, train_left_out=left_out, train_unaugmented=unaugmented, counts=listing.counts(),
+        multi_label=listing.multi_label)
 
 
 def _relative_paths(listing: Listing) -> dict[str, list[str] | None]:
@@ -284,7 +287,9 @@ def build_dataset(part: Part, load: Callable[[tf.Tensor], tf.Tensor], num_classe
     @do_not_convert
     def finish(images: tf.Tensor, labels: tf.Tensor):
         images = tf.cast(images, tf.float32)
-        labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
+        # Multi-label data arrive as 0/1 rows already; class indices become one-hot rows.
+        labels = (tf.cast(labels, tf.float32) if labels.shape.rank == 2
+                  else tf.one_hot(labels, num_classes, dtype=tf.float32))
         if augment is not None:
             images, labels = augment(images, labels)
         return images, labels

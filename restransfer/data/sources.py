@@ -30,7 +30,10 @@ _LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 
 @dataclass
 class Part:
-    """One split: integer labels plus exactly one of file paths, NumPy images or a dataset."""
+    """One split: labels plus exactly one of file paths, NumPy images or a dataset.
+
+    ``labels`` are integer class indices ``[n]``, or for multi-label data a 0/1 matrix ``[n, labels]``.
+    """
 
     labels: np.ndarray
     paths: list[str] | None = None
@@ -56,9 +59,16 @@ class Listing:
     ignored: dict[str, list[str]] = field(default_factory=dict)  # reason -> paths
     roots: dict[str, Path] = field(default_factory=dict)  # part -> folder or CSV file
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether the labels are a 0/1 matrix (an image may have any set of labels)."""
+        return any(part.labels.ndim == 2 for part in self.parts.values())
+
     def counts(self) -> dict[str, list[int]]:
+        """Images per class of each part; for multi-label data, images holding each label."""
         k = len(self.class_names)
-        return {name: np.bincount(part.labels, minlength=k).tolist()
+        return {name: (part.labels.sum(axis=0).astype(int).tolist() if part.labels.ndim == 2
+                       else np.bincount(part.labels, minlength=k).tolist())
                 for name, part in self.parts.items()}
 
 
@@ -83,6 +93,20 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int,
         val.extend(members[:n_val])
         train.extend(members[n_val:])
     return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
+
+
+def multi_label_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Training indices of a seeded random split of a 0/1 label matrix, ``round(fraction * n)`` to validation.
+
+    Label sets do not stratify as classes do (scikit-learn's ``train_test_split`` refuses a
+    multi-label ``stratify``); a random permutation keeps each label's share in expectation.
+    """
+    n = len(labels)
+    if n < 2:
+        raise DataError(f"validation_split needs at least 2 images; the training CSV lists {n}.")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, round(fraction * n)), n - 1)
+    return np.sort(order[n_val:])
 
 
 # ---------------------------------------------------------------------------------- folders
@@ -204,7 +228,10 @@ def _train_and_split(train: Part, root: Path, validation_split: float | None, se
     """The training part, and a stratified validation part carved from it when asked."""
     if validation_split is None:
         return {"train": train}, {"train": root}
-    train_idx, _ = stratified_split(train.labels, validation_split, seed, class_names)
+    if train.labels.ndim == 2:
+        train_idx = multi_label_split(train.labels, validation_split, seed)
+    else:
+        train_idx, _ = stratified_split(train.labels, validation_split, seed, class_names)
     mask = np.zeros(len(train), bool)
     mask[train_idx] = True
     return {"train": train.subset(mask), "val": train.subset(~mask)}, {"train": root, "val": root}
@@ -212,7 +239,39 @@ def _train_and_split(train: Part, root: Path, validation_split: float | None, se
 
 # ---------------------------------------------------------------------------------- CSV
 def read_csv(path: Path) -> tuple[list[str], list[str]]:
-    """Rows ``path,label`` (an optional header ``path,label``); paths relative to the CSV."""
+    """Rows ``path,label`` (an optional header ``path,label``); paths relative to the CSV.
+
+    A header ``path,labels`` makes it a multi-label table: each label cell holds ``;``-separated
+    names and may be empty (no label); use `read_labels_csv` for it.
+    """
+    paths, labels, multi = _read_table(path)
+    if multi:
+        raise DataError(f"{path} has a 'path,labels' header: a multi-label table. Set task: multi_label in the "
+                        "recipe (or rename the column to 'label' if each image has exactly one class).")
+    return paths, labels
+
+
+def read_labels_csv(path: Path) -> tuple[list[str], list[tuple[str, ...]]] | None:
+    """A multi-label table's paths and label sets (``path,labels`` header), or None for a ``path,label`` one.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> table = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+        >>> _ = table.write_text("path,labels\\na.png,dog; car\\nb.png,\\n")
+        >>> [labels for _, labels in zip(*read_labels_csv(table))]
+        [('car', 'dog'), ()]
+    """
+    paths, cells, multi = _read_table(path)
+    if not multi:
+        return None
+    sets = []
+    for cell in cells:
+        names = sorted({name.strip() for name in cell.split(";") if name.strip()})
+        sets.append(tuple(names))
+    return paths, sets
+
+
+def _read_table(path: Path) -> tuple[list[str], list[str], bool]:
     base = Path(path).parent
     paths, labels = [], []
     problem = regular_file_problem(path, MAX_CSV_BYTES)
@@ -225,13 +284,17 @@ def read_csv(path: Path) -> tuple[list[str], list[str]]:
         except UnicodeDecodeError as error:
             raise DataError(f"CSV file {path} is not UTF-8 text (byte {error.start}: "
                             f"{error.object[error.start:error.start + 1]!r}); save it as UTF-8.") from None
+    multi = False
     for number, row in enumerate(rows, start=1):
         if not row or not "".join(row).strip() or row[0].startswith("#"):
             continue
-        if number == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
+        if number == 1 and [c.strip().lower() for c in row[:2]] in (["path", "label"], ["path", "labels"]):
+            multi = row[1].strip().lower() == "labels"
             continue
-        if len(row) < 2 or not row[0].strip() or not row[1].strip():
-            raise DataError(f"{path}, line {number}: expected 'path,label', got {row!r}.")
+        # A multi-label row may have an empty label cell (an image without any label).
+        if len(row) < 2 or not row[0].strip() or not (multi or row[1].strip()):
+            raise DataError(f"{path}, line {number}: expected {'path,labels' if multi else 'path,label'}, "
+                            f"got {row!r}.")
         if "\0" in row[0] or "\0" in row[1]:
             raise DataError(f"{path}, line {number}: a NUL character (\\x00) in {printable(','.join(row[:2]))!r}; "
                             "no file name or label holds one. Fix that row.")
@@ -239,13 +302,52 @@ def read_csv(path: Path) -> tuple[list[str], list[str]]:
         paths.append(str(file if file.is_absolute() else base / file))
         labels.append(row[1].strip())
     if not paths:
-        raise DataError(f"{path} has no 'path,label' rows.")
-    return paths, labels
+        raise DataError(f"{path} has no {'path,labels' if multi else 'path,label'} rows.")
+    return paths, labels, multi
+
+
+def label_matrix(sets: list[tuple[str, ...]], names: list[str]) -> np.ndarray:
+    """The 0/1 matrix ``[images, labels]`` of label sets over the label names ``names``."""
+    index = {name: i for i, name in enumerate(names)}
+    matrix = np.zeros((len(sets), len(names)), np.int64)
+    for row, labels in enumerate(sets):
+        matrix[row, [index[name] for name in labels]] = 1
+    return matrix
+
+
+def _multi_label_csv_listing(path: Path, val_path: Path | None, test_path: Path | None,
+                             validation_split: float | None, seed: int,
+                             table: tuple[list[str], list[tuple[str, ...]]]) -> Listing:
+    paths, sets = table
+    names = sorted({name for labels in sets for name in labels})
+    label_names = check_class_names(names, f"the labels of {path}")
+    if not label_names:
+        raise DataError(f"{path} lists no label in its 'labels' column; a multi-label table names at least one.")
+    train = Part(labels=label_matrix(sets, label_names), paths=paths)
+    parts, roots = _train_and_split(train, Path(path), validation_split, seed, label_names)
+    for name, extra_path in (("val", val_path), ("test", test_path)):
+        if extra_path is None:
+            continue
+        extra = read_labels_csv(Path(extra_path))
+        if extra is None:
+            raise DataError(f"The {name} CSV {extra_path} has no 'path,labels' header but the training CSV {path} "
+                            "does; give both tables the multi-label header.")
+        _check_classes(f"{name} CSV {extra_path}", sorted({n for labels in extra[1] for n in labels}), label_names)
+        parts[name] = Part(labels=label_matrix(extra[1], label_names), paths=extra[0])
+        roots[name] = Path(extra_path)
+    return Listing(class_names=label_names, parts=parts, roots=roots)
 
 
 def csv_listing(path: Path, val_path: Path | None, test_path: Path | None,
                 validation_split: float | None, seed: int) -> Listing:
-    """Data from CSV files of ``path,label`` rows; classes are the sorted training labels."""
+    """Data from CSV files of ``path,label`` rows; classes are the sorted training labels.
+
+    With a ``path,labels`` header the table is multi-label: the labels are the union of the
+    training table's names, sorted, and each part's labels a 0/1 matrix.
+    """
+    table = read_labels_csv(Path(path))
+    if table is not None:
+        return _multi_label_csv_listing(path, val_path, test_path, validation_split, seed, table)
     paths, names = read_csv(Path(path))
     class_names = check_class_names(sorted(set(names)), f"the labels of {path}")
     if len(class_names) < 2:
@@ -355,9 +457,14 @@ def _check_array_part(name: str, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray
     if np.issubdtype(x.dtype, np.floating) and len(x) and x.max() <= 1.0:
         raise DataError(f"x_{name} looks scaled to 0..1 (max {x.max():.3g}); give 0..255 "
                         "values (multiply by 255): the model normalises its input itself.")
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"y_{name} must be a 1-D array of integer class indices; received "
-                        f"shape {y.shape}, dtype {y.dtype}.")
+    if y.ndim == 2 and len(y) and not np.isin(y, (0, 1)).all():
+        raise DataError(f"y_{name} is 2-D, so it must be a 0/1 label matrix [images, labels] (multi-label); "
+                        f"it holds other values, e.g. {y[~np.isin(y, (0, 1))][:3].tolist()}.")
+    if y.ndim == 2:
+        y = y.astype(np.int64)
+    elif y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"y_{name} must be a 1-D array of integer class indices, or a 2-D 0/1 label matrix "
+                        f"for multi-label data; received shape {y.shape}, dtype {y.dtype}.")
     if len(x) != len(y):
         raise DataError(f"x_{name} has {len(x)} images but y_{name} has {len(y)} labels.")
     if x.shape[-1] == 1:
@@ -376,6 +483,8 @@ def arrays_listing(x_train: Any, y_train: Any, x_val: Any, y_val: Any,
             continue
         images, labels = _check_array_part(name, x, y)
         parts[name] = Part(labels=labels, images=images)
+    if any(p.labels.ndim == 2 for p in parts.values()):
+        return _multi_label_arrays(parts, class_names)
     num = int(max(p.labels.max(initial=-1) for p in parts.values())) + 1
     if class_names is None:
         class_names = [str(i) for i in range(num)]
@@ -384,6 +493,18 @@ def arrays_listing(x_train: Any, y_train: Any, x_val: Any, y_val: Any,
         raise DataError(f"labels must be in 0..{len(class_names) - 1} for the "
                         f"{len(class_names)} class_names; found labels up to {num - 1}.")
     return Listing(class_names=class_names, parts=parts)
+
+
+def _multi_label_arrays(parts: dict[str, Part], class_names: list[str] | None) -> Listing:
+    widths = {name: part.labels.shape[1] if part.labels.ndim == 2 else None for name, part in parts.items()}
+    if len(set(widths.values())) != 1:
+        raise DataError(f"Every y must be a 0/1 matrix with the same number of labels for multi-label data; "
+                        f"received label columns {widths} (None: a 1-D array).")
+    width = next(iter(widths.values()))
+    class_names = [str(i) for i in range(width)] if class_names is None else [str(c) for c in class_names]
+    if len(class_names) != width:
+        raise DataError(f"class_names names {len(class_names)} labels but the label matrices have {width} columns.")
+    return Listing(class_names=check_class_names(class_names, "class_names"), parts=parts)
 
 
 # ---------------------------------------------------------------------------------- TFDS

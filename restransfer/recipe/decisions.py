@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from restransfer.models.stages import HEAD
+from restransfer.training.task import head_activation, loss_name, metric_names
 
 if TYPE_CHECKING:
     import keras
@@ -141,6 +142,12 @@ class RunDecisions:
     class_weights: Decision[Mapping[str, float] | None] | None = None
     # The validation metric that picks the kept epoch and stops phases early.
     checkpoint_monitor: Decision[str] | None = None
+    # The head's output activation: softmax (one class per image) or sigmoid (labels independent).
+    head_activation: Decision[str] | None = None
+    # The training loss (each phase's label smoothing applies to it).
+    loss: Decision[str] | None = None
+    # The metrics every epoch reports (Keras history names, before the val_ prefix).
+    metrics: Decision[tuple[str, ...]] | None = None
 
     def complete(self) -> bool:
         return all(value is not None for value in _decisions(self).values())
@@ -168,6 +175,9 @@ def decide(plan: Plan, facts: DataFacts | None = None, *, model: keras.Model | N
         steps_per_epoch=_steps_per_epoch(facts),
         class_weights=(weights := _class_weights(plan, facts)),
         checkpoint_monitor=_checkpoint_monitor(plan, weights),
+        head_activation=Decision(*head_activation(plan.task)),
+        loss=Decision(*loss_name(plan.task)),
+        metrics=_metrics(plan, facts),
     )
     phases = tuple(dataclasses.replace(phase, decisions=PhaseDecisions(
         learning_rate=_learning_rate(phase, run.lr_scale),
@@ -281,6 +291,8 @@ def _class_weights(plan: Plan, facts: DataFacts | None) -> Decision[Mapping[str,
     setting = plan.data.class_weight
     if setting == "none":
         return Decision(None, "data.class_weight: none")
+    if plan.task == "multi_label":  # resolve refuses any other setting for multi_label
+        return Decision(None, "task multi_label: per-label weights are not implemented, every image weighs 1")
     if facts is None or not facts.train_counts:
         return None
     decided = decide_class_weights(setting, facts.train_counts, facts.class_names)
@@ -293,7 +305,15 @@ def _checkpoint_monitor(plan: Plan, weights: Decision | None) -> Decision[str] |
     monitor = plan.checkpoint.monitor
     if monitor == "auto" and weights is None:
         return None
-    return Decision(*checkpoint_monitor(monitor, class_weighted=weights is not None and weights.value is not None))
+    return Decision(*checkpoint_monitor(monitor, class_weighted=weights is not None and weights.value is not None,
+                                        task=plan.task))
+
+
+def _metrics(plan: Plan, facts: DataFacts | None) -> Decision[tuple[str, ...]] | None:
+    task = plan.task
+    if task == "single_label" and facts is None:
+        return None  # top-5 accuracy needs the class count
+    return Decision(*metric_names(task, len(facts.class_names) if facts is not None else None))
 
 
 def _steps_per_epoch(facts: DataFacts | None) -> Decision[int] | None:

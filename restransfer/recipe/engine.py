@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from restransfer.errors import ConfigError, TrainingError
+from restransfer.errors import ConfigError, DataError, TrainingError
 from restransfer.models.heads import classifier
 from restransfer.models.registry import create_model
 from restransfer.models.stages import freeze_stages
@@ -43,6 +43,7 @@ from restransfer.training.optimizers import build_optimizer, stage_multipliers
 from restransfer.training.precise_bn import precise_bn, precise_bn_steps, trainable_batch_norms
 from restransfer.training.precision import describe_precision, dtype_policy
 from restransfer.training.schedules import WarmupSchedule
+from restransfer.training.task import task_data_problem
 from restransfer.training.tracing import build_before_fit
 
 
@@ -194,6 +195,12 @@ def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
         plan = recipe
     else:
         plan = load_plan(recipe, overrides)
+    if plan.decisions.loss.value != "categorical_crossentropy":
+        # The data, the check and the Plan read multi-label tables; the sigmoid head, the per-label
+        # evaluation and the exports are not wired yet, and a softmax over label sets would train wrong.
+        raise ConfigError(f"Recipe {plan.source}: task multi_label cannot train yet: its data load and check, but "
+                          "the sigmoid head, the per-label evaluation and the exports are still missing (issue 28). "
+                          "Use task: single_label.")
     # Before anything runs on the backend: JAX's multi-process start must come first.
     dist = setup_distribution(plan.strategy)
     session = _open_session(plan, RunFolder(out if out is not None else Path("runs") / plan.name), force, dist,
@@ -315,6 +322,8 @@ def _load_data(session: _Session):
 
     plan, folder = session.plan, session.folder
     bundle = load_data(**plan.data_options(), run_dir=folder.path)
+    if problem := task_data_problem(plan.task, bundle.multi_label, f"The {plan.data.source} data"):
+        raise DataError(problem)
     class_names = list(bundle.class_names)
     names_file = folder.path / "class_names.json"
     stored = folder.class_names() if os.path.lexists(names_file) else class_names  # bounded, checked

@@ -138,6 +138,11 @@ class Plan:
         return self.recipe.image_size
 
     @property
+    def task(self) -> str:
+        """``single_label`` or ``multi_label`` (its consequences are in ``decisions``)."""
+        return self.recipe.task
+
+    @property
     def epochs(self) -> int:
         return self.phases[-1].end_epoch
 
@@ -200,6 +205,7 @@ def resolve(recipe: Recipe, *, source: str = "(mapping)", name: str = "run", che
     phases = tuple(_phase_plans(recipe, stages, faults)) if stages else ()
     _check(faults, "data.", lambda: _check_data(recipe))
     _check(faults, "distribution.", lambda: _check_distribution(recipe))
+    faults += _task_faults(recipe)
     if recipe.head.init == "probe" and recipe.head.hidden:
         faults.append("head.init: probe fits a linear classifier on the pooled features, so it needs a head without "
                       "a hidden layer; remove head.hidden or use head.init: zeros.")
@@ -208,6 +214,26 @@ def resolve(recipe: Recipe, *, source: str = "(mapping)", name: str = "run", che
     # Without data: the decisions the recipe alone allows (`decide` takes the rest when training).
     return decide(Plan(recipe=recipe, source=source, name=name, model=model, phases=phases,
                        text=dump_recipe(recipe)))
+
+
+def _task_faults(recipe: Recipe) -> list[str]:
+    """What ``task`` forbids elsewhere in the recipe: a source, a monitor, class weights."""
+    from restransfer.training.best_epoch import monitor_problem
+    from restransfer.training.task import task_source_problem
+
+    faults = []
+    data = recipe.data.root
+    if problem := task_source_problem(recipe.task, data.source):
+        faults.append(f"task: {problem}")
+    if problem := monitor_problem(recipe.checkpoint.monitor, recipe.task):
+        faults.append(f"checkpoint.monitor: {problem}")
+    if recipe.task == "multi_label" and data.class_weight not in ("auto", "none"):
+        # Per-label positive weights (binary cross-entropy's pos_weight) are not implemented: Keras'
+        # BinaryCrossentropy has no such argument, and a sample weight cannot weigh one label of an image.
+        faults.append(f"data.class_weight: a multi_label run does not weigh its labels yet (received "
+                      f"{data.class_weight!r}); per-label positive weights are not implemented. Use none or auto "
+                      "(auto is none for multi_label), and judge the rare labels by their per-label AP.")
+    return faults
 
 
 def _check(faults: list[str], prefix: str, check: Callable[[], Any], keys: Mapping[str, str] | None = None):

@@ -34,6 +34,7 @@ from restransfer.training.head_init import HEAD_INITS
 from restransfer.training.optimizers import OPTIMIZERS
 from restransfer.training.precision import PRECISIONS
 from restransfer.training.schedules import DECAYS
+from restransfer.training.task import TASKS
 
 # Numbers in a recipe: YAML ints are accepted where floats are, but a string or a bool never is.
 Number = StrictFloat | StrictInt
@@ -189,7 +190,8 @@ class TrackingConfig(_Strict):
 class CheckpointConfig(_Strict):
     """Which epoch the run keeps: ``keep: best`` (the epoch with the best ``monitor``; ``model.keras``,
     the final metrics, the report and the exports come from it) or ``last``. ``monitor: auto`` is
-    ``val_balanced_accuracy`` when class weights apply, else ``val_accuracy`` (`checkpoint_monitor`)."""
+    ``val_balanced_accuracy`` when class weights apply, else ``val_accuracy``; ``val_map`` for a
+    multi-label task (`checkpoint_monitor`)."""
 
     monitor: Literal[MONITORS] = "auto"
     keep: Literal[KEEPS] = "best"
@@ -206,6 +208,9 @@ class TtaConfig(_Strict):
 class Recipe(_Strict):
     """A whole training run: model, head, data, phases, precision, XLA, seed and exports."""
 
+    task: Literal[TASKS] = Field(
+        "single_label", description="single_label: one class per image (softmax); multi_label: any set of labels "
+        "per image (sigmoids, binary cross-entropy; data from a csv `labels` column or an arrays 0/1 matrix)")
     model: ModelConfig
     head: HeadConfig = Field(default_factory=HeadConfig)
     data: DataConfig

@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-MONITORS = ("auto", "val_accuracy", "val_balanced_accuracy", "val_loss")
+MONITORS = ("auto", "val_accuracy", "val_balanced_accuracy", "val_map", "val_loss")
+# The monitors of each task (`restransfer.training.task`): a multi-label run has no accuracy.
+TASK_MONITORS = {"single_label": ("val_accuracy", "val_balanced_accuracy", "val_loss"),
+                 "multi_label": ("val_map", "val_loss")}
 KEEPS = ("best", "last")
 # Metrics where lower is better; every other monitor is higher-is-better.
 _LOWER_IS_BETTER = ("val_loss",)
 
 
-def checkpoint_monitor(monitor: str, *, class_weighted: bool) -> tuple[str, str]:
+def checkpoint_monitor(monitor: str, *, class_weighted: bool, task: str = "single_label") -> tuple[str, str]:
     """The metric ``checkpoint.monitor`` stands for, and why.
 
     Example:
@@ -29,9 +32,28 @@ def checkpoint_monitor(monitor: str, *, class_weighted: bool) -> tuple[str, str]
     """
     if monitor != "auto":
         return monitor, f"checkpoint.monitor: {monitor}"
+    if task == "multi_label":
+        return "val_map", "auto: task multi_label (mean average precision over labels)"
     if class_weighted:
         return "val_balanced_accuracy", "auto: class weights apply"
     return "val_accuracy", "auto: no class weights"
+
+
+def monitor_problem(monitor: str, task: str) -> str | None:
+    """Why ``checkpoint.monitor`` cannot pick ``task``'s epochs, or None.
+
+    Example:
+        >>> monitor_problem("val_accuracy", "multi_label")[:70]
+        'val_accuracy is a single-label figure; a multi_label run keeps its epo'
+        >>> monitor_problem("auto", "multi_label") is None
+        True
+    """
+    allowed = TASK_MONITORS[task]
+    if monitor == "auto" or monitor in allowed:
+        return None
+    kind = "multi-label" if task == "single_label" else "single-label"
+    return (f"{monitor} is a {kind} figure; a {task} run keeps its epoch by {' or '.join(allowed)} "
+            "(or auto).")
 
 
 def lower_is_better(monitor: str) -> bool:
