@@ -233,7 +233,7 @@ def sweep(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str] | Map
                                                               for d in dims], "folds": folds})
         study = optuna.create_study(
             study_name=STUDY, storage=f"sqlite:///{out / 'sweep.db'}", direction=direction, load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=plan.recipe.seed if seed is None else seed),
+            sampler=seeded_sampler(base_seed := plan.recipe.seed if seed is None else seed, 0),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if prune
             else optuna.pruners.NopPruner())
         known = study.user_attrs.get("identity")
@@ -254,7 +254,14 @@ def sweep(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str] | Map
             run = out / trial.user_attrs.get("run", f"trial-{trial.number}")
             trial.set_user_attr("run", run.name)
             say(f"Trial {trial.number}: " + ", ".join(f"{k}={_text(v)}" for k, v in values.items()))
-            trial_plan = load_plan(recipe, {**base, **values})
+            try:
+                return _score(trial, run, {**base, **values})
+            except optuna.TrialPruned as pruned:
+                say(f"Trial {trial.number}: {pruned}.")
+                raise
+
+        def _score(trial, run: Path, values: Mapping[str, Any]) -> float:
+            trial_plan = load_plan(recipe, values)
             if folds:
                 from restransfer.recipe.cross_validation import cross_validate
 
@@ -272,12 +279,32 @@ def sweep(recipe: str | Path | Mapping[str, Any], overrides: Sequence[str] | Map
             say(f"Trial {trial.number}: {objective_metric} {value:.4f}.")
             return float(value)
 
-        remaining = trials - done
-        if remaining > 0:
-            study.optimize(objective, n_trials=remaining, catch=(TrainingError,))
+        optimize(study, objective, trials, base_seed, catch=(TrainingError,))
         return _finish(study, out, recipe, base, say)
     finally:
         lock.release()
+
+
+def seeded_sampler(seed: int, finished: int):
+    """The TPE sampler for the trial that starts after ``finished`` ended trials of a sweep seeded ``seed``."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=seed + finished)
+
+
+def optimize(study, objective, trials: int, seed: int, *, catch: tuple = ()) -> None:
+    """Run ``objective`` until ``trials`` trials have ended, reseeding the sampler before each.
+
+    A sampler seeded once draws from one random stream that a killed sweep loses: the resumed
+    process would start that stream again and suggest the first trials' values a second time.
+    Seeded by the count of ended trials instead, trial ``n`` draws the same values whether the
+    sweep ran through or was killed and resumed (TPE also sees the same ended trials then).
+    """
+    while (done := _finished_count(study)) < trials:
+        study.sampler = seeded_sampler(seed, done)
+        study.optimize(objective, n_trials=1, catch=catch)
+        if _finished_count(study) == done:  # a trial that ended without a state we count: stop, not loop
+            break
 
 
 def _finished_run(run: Path, plan: Plan) -> dict | None:
@@ -356,4 +383,5 @@ def _table(text: str) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-__all__ = ["Dimension", "KINDS", "SweepResult", "check_space", "parse_space", "pruning_callback", "read_space", "sweep"]
+__all__ = ["Dimension", "KINDS", "SweepResult", "check_space", "optimize", "parse_space", "pruning_callback", "read_space",
+           "seeded_sampler", "sweep"]

@@ -108,3 +108,33 @@ def test_the_sweep_objective_is_the_metric_the_runs_keep_their_epoch_by():
     assert sweep_objective(load_plan(TINY)) == ("val_balanced_accuracy", "maximize")
     assert sweep_objective(load_plan(TINY, {"data.class_weight": "none"})) == ("val_accuracy", "maximize")
     assert sweep_objective(load_plan(TINY, {"checkpoint.monitor": "val_loss"})) == ("val_loss", "minimize")
+
+
+def test_a_killed_and_resumed_sweep_suggests_what_an_uninterrupted_one_would(tmp_path):
+    from restransfer.recipe.sweep import _requeue_killed, optimize, seeded_sampler
+
+    dims = parse_space(SPACE)
+
+    def objective(trial):
+        return {d.key: d.suggest(trial) for d in dims}["phases[0].optimizer.learning_rate"]
+
+    def study(name):
+        return optuna.create_study(study_name=STUDY, storage=f"sqlite:///{tmp_path / name}", direction="maximize",
+                                   load_if_exists=True)
+
+    optimize(study("through.db"), objective, 5, seed=3)
+    killed = study("killed.db")
+    optimize(killed, objective, 2, seed=3)
+    killed.sampler = seeded_sampler(3, 2)  # trial 2 draws its values, then the process dies
+    running = killed.ask()
+    [d.suggest(running) for d in dims]
+    resumed = study("killed.db")  # a new process
+    _requeue_killed(resumed, say=lambda line: None)
+    optimize(resumed, objective, 5, seed=3)
+
+    def complete(name):
+        return [t.params for t in study(name).trials if t.state.name == "COMPLETE"]
+
+    rates = [p["phases[0].optimizer.learning_rate"] for p in complete("killed.db")]
+    assert len(set(rates)) == 5  # every trial draws new values
+    assert complete("killed.db") == complete("through.db")
