@@ -19,6 +19,19 @@ def register(subparsers) -> None:
     check.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     check.add_argument("--limit", type=_row_limit, default=50, help="rows per table (default 50)")
     check.set_defaults(handler=_check)
+    grid = sub.add_parser(
+        "grid", help="write a multi-label task made offline: 2x2 grids of scikit-learn digits",
+        description="Writes OUT/train|val|test/*.png and OUT/train.csv, val.csv, test.csv (path,labels rows): "
+                    "each 32x32 image is a 2x2 grid whose cells are blank or hold a digit; its labels are the "
+                    "digits present. The splits draw from disjoint digit images. recipes/multilabel_digits.yaml "
+                    "trains on it.")
+    grid.add_argument("out", type=Path, help="a new (or empty) folder")
+    grid.add_argument("--digits", default="012345", help="the digits that may appear, e.g. 012345 (default)")
+    grid.add_argument("--counts", type=int, nargs=3, default=(600, 200, 200), metavar=("TRAIN", "VAL", "TEST"),
+                      help="grids per split (default 600 200 200)")
+    grid.add_argument("--blank", type=float, default=0.3, help="chance a cell is blank (default 0.3)")
+    grid.add_argument("--seed", type=int, default=0, help="seed of the digit shares and the grids")
+    grid.set_defaults(handler=_grid)
 
 
 def _check(args) -> int:
@@ -40,6 +53,20 @@ def _check(args) -> int:
                               f"{error.strerror or error}. Give a file path in a writable folder with space "
                               "left (the report above is complete).") from None
     return 0 if report.ok else 1
+
+
+def _grid(args) -> int:
+    from restransfer.data.grid import write_grid
+    from restransfer.errors import DataError
+
+    if not args.digits.isdigit():
+        raise DataError(f"--digits takes the digits as one word, e.g. 0123; received {args.digits!r}.")
+    if min(args.counts) < 1:
+        raise DataError(f"--counts must be positive; received {list(args.counts)}.")
+    tables = write_grid(args.out, counts=args.counts, digits=[int(d) for d in args.digits], blank=args.blank,
+                        seed=args.seed)
+    console(args).print(f"Wrote {sum(args.counts)} grids; tables: {', '.join(str(t) for t in tables.values())}.")
+    return 0
 
 
 def _row_limit(text: str) -> int:

@@ -102,7 +102,8 @@ class DataReport:
                 "bad": issues(self.bad), "warnings": issues(self.warnings),
                 "skipped": issues(self.skipped),
                 "ignored": {k: len(v) for k, v in self.ignored.items()},
-                "files_checked": self.files_checked}
+                "files_checked": self.files_checked,
+                **({"multi_label": True, "images": self.images} if self.multi_label else {})}
 
     def error_message(self, limit: int = 20) -> str:
         """One paragraph for `DataError`: the bad files (first ``limit``) and the fix."""
