@@ -86,7 +86,7 @@ def heldout_record(run) -> dict:
     """Calibration of a finished digits run on its classes' digits outside its training and validation splits."""
     from restransfer.data import load_data
     from restransfer.data.sources import digits_indices, digits_split, optical_counts_to_rgb
-    from restransfer.recipe.evaluate import predict_dataset
+    from restransfer.diagnostics.evaluation import predict_dataset
     from restransfer.training.calibration import (
         expected_calibration_error,
         logits_model,

@@ -143,18 +143,16 @@ def run_imbalance(settings: ImbalanceSettings, workdir: str | Path, *, progress:
 def _test_reports(run, test_folder: Path, tta_crops: int):
     """``(tta, report)`` of the run's kept model on the test folder, without and with TTA."""
     from restransfer.data import load_data
-    from restransfer.recipe.evaluate import evaluation_report, predict_dataset
-    from restransfer.recipe.tta import predict_dataset_tta, views_of
+    from restransfer.diagnostics.evaluation import evaluate_model
+    from restransfer.recipe.tta import views_of
 
     data = run.plan.data
     bundle = load_data(source="folder", path=test_folder, val_path=test_folder, image_size=list(run.plan.image_size),
                        resize=data.resize, batch_size=data.batch_size, cache="none")
     if list(bundle.class_names) != list(run.class_names):
         raise ConfigError(f"The test folder's classes {bundle.class_names} differ from the run's {run.class_names}.")
-    plain = predict_dataset(run.model, bundle.val)
-    yield False, evaluation_report(*plain, run.class_names)
-    augmented = predict_dataset_tta(run.model, bundle.val, views_of(True, tta_crops or None))
-    yield True, evaluation_report(*augmented, run.class_names)
+    yield False, evaluate_model(run.model, bundle.val, run.class_names)[0]
+    yield True, evaluate_model(run.model, bundle.val, run.class_names, views_of(True, tta_crops or None))[0]
 
 
 def target_overrides_for(data: Mapping[str, Path]) -> dict[str, Any]:

@@ -391,7 +391,7 @@ def plot_summary(summary: dict, path: str | Path | None = None, *,
     probe as a band; a matplotlib Figure made without pyplot (``path`` saves a PNG)."""
     from matplotlib.figure import Figure
 
-    from restransfer.diagnostics.plots import finish_figure
+    from restransfer.training.plots import finish_figure
 
     fig = Figure(figsize=(7, 3.8))
     ax = fig.subplots()

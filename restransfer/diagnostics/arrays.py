@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from restransfer.diagnostics.probe import class_ids
+from restransfer.training.linear_probe import class_ids
 
 
 def dataset_arrays(dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from restransfer.diagnostics.plots import finish_figure
 from restransfer.errors import ConfigError, DataError
 from restransfer.files import FileReadError, read_text
+from restransfer.training.plots import finish_figure
 
 HISTORY_FILE = "history.csv"
 
@@ -91,7 +91,7 @@ def plot_curves(runs: Mapping[str, Any], metrics: Sequence[str] = ("loss",), *, 
         >>> plot_curves({"plain-20": "runs/plain20", "plain-56": "runs/plain56"},
         ...             metrics=("loss", "val_accuracy"), path="degradation.png")
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     histories = {label: load_history(source) for label, source in runs.items()}
     for label, history in histories.items():
@@ -100,7 +100,8 @@ def plot_curves(runs: Mapping[str, Any], metrics: Sequence[str] = ("loss",), *, 
             raise ConfigError(
                 f"Run '{label}' has no metric {missing}; it logged {sorted(history)}."
             )
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    fig = Figure(figsize=(5 * len(metrics), 3.6))
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for label, history in histories.items():
             values = history[metric]
@@ -146,7 +147,7 @@ def train_curves(models: Mapping[str, Any], x_train, y_train, x_val=None, y_val=
     import numpy as np
 
     from restransfer.diagnostics.normalization import set_bn_momentum
-    from restransfer.diagnostics.probe import class_ids
+    from restransfer.training.linear_probe import class_ids
 
     y_train = class_ids(y_train)
     validation = None if x_val is None else (np.asarray(x_val, "float32"), class_ids(y_val))

@@ -23,7 +23,7 @@ def plot_fold_spread(rows: Sequence[Mapping[str, Any]], path: Path, metric: str 
     """One dot per fold of ``metric``, with the mean and +- one sd."""
     from matplotlib.figure import Figure
 
-    from restransfer.training.plots import save_png
+    from restransfer.training.plots import save_figure
 
     values = np.array([row[metric] for row in rows], float)
     fig = Figure(figsize=(max(4.0, 0.5 * len(values) + 2), 3.6))
@@ -38,7 +38,7 @@ def plot_fold_spread(rows: Sequence[Mapping[str, Any]], path: Path, metric: str 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    save_png(fig, Path(path))
+    save_figure(fig, Path(path))
     return Path(path)
 
 

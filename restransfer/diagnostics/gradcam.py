@@ -165,7 +165,7 @@ def save_explanation(image: np.ndarray, heatmap: np.ndarray, path: str | Path, *
     """Save the image and its Grad-CAM overlay side by side as a PNG."""
     from matplotlib.figure import Figure
 
-    from restransfer.training.plots import save_png
+    from restransfer.training.plots import save_figure
 
     fig = Figure(figsize=(6.4, 3.6))
     for ax, picture, name in zip(fig.subplots(1, 2), (np.clip(image, 0, 255).astype(np.uint8),
@@ -176,7 +176,7 @@ def save_explanation(image: np.ndarray, heatmap: np.ndarray, path: str | Path, *
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return save_png(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def explain_files(model: keras.Model, images: Sequence[str | Path], *, class_names: Sequence[str],

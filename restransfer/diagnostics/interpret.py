@@ -1,8 +1,9 @@
 """What a classifier gets wrong: the images with the highest loss and the most confused class pairs.
 
 Everything here takes NumPy arrays (probabilities, integer labels, images) and plain names, so
-a notebook can call it on any model's predictions; ``restransfer evaluate`` calls it on a run's
-validation data and writes ``plots/top_losses.png``, ``plots/top_losses.csv`` and
+a notebook can call it on any model's predictions; training's end and ``restransfer evaluate``
+call :func:`write_evaluation_plots` on a run's validation data, which writes
+``plots/confusion_matrix.png``, ``plots/top_losses.png``, ``plots/top_losses.csv`` and
 ``plots/most_confused.csv``.
 """
 
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from restransfer.diagnostics.evaluation import confusion_matrix, per_image_loss, predict_dataset
 from restransfer.errors import ConfigError
+from restransfer.files import write_text
 
 TOP_LOSSES_COLUMNS = ("rank", "path", "true", "predicted", "probability", "true_probability", "loss")
 MOST_CONFUSED_COLUMNS = ("true", "predicted", "count", "share_of_true")
@@ -57,17 +60,6 @@ class Interpretation:
     top_losses: list[TopLoss]
     most_confused: list[tuple[str, str, int]]
     files: dict[str, Path] = field(default_factory=dict)
-
-
-def per_image_loss(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Cross-entropy of each image, ``-log p(true class)`` (probabilities clipped at 1e-7 as Keras does)."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
-    if probabilities.ndim != 2 or len(probabilities) != len(labels):
-        raise ConfigError(f"probabilities [N, C] and labels [N] must match; received shapes "
-                          f"{probabilities.shape} and {labels.shape}.")
-    picked = probabilities[np.arange(len(labels)), labels]
-    return -np.log(np.clip(picked, 1e-7, 1.0))
 
 
 def top_losses(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *, n: int = 16,
@@ -113,13 +105,6 @@ def most_confused(confusion: np.ndarray, class_names: Sequence[str], *, min_coun
     return [(str(class_names[t]), str(class_names[p]), count) for count, t, p in pairs]
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts ``[true, predicted]``."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(labels, np.int64), np.asarray(predicted, np.int64)), 1)
-    return matrix
-
-
 def top_losses_csv(rows: Sequence[TopLoss]) -> str:
     """The rows as CSV text with a header (``TOP_LOSSES_COLUMNS``)."""
     buffer = io.StringIO()
@@ -154,7 +139,7 @@ def plot_top_losses(rows: Sequence[TopLoss], images: np.ndarray, path: str | Pat
     """
     from matplotlib.figure import Figure
 
-    from restransfer.training.plots import save_png
+    from restransfer.training.plots import save_figure
 
     if len(images) != len(rows):
         raise ConfigError(f"{len(images)} images for {len(rows)} top-loss rows; give one image per row.")
@@ -172,7 +157,7 @@ def plot_top_losses(rows: Sequence[TopLoss], images: np.ndarray, path: str | Pat
     if not rows:
         axes[0].text(0.5, 0.5, "no images", ha="center", va="center")
     fig.suptitle(title or "top losses: true / predicted / probability", fontsize=10)
-    return save_png(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def dataset_images(dataset, indices: Sequence[int]) -> np.ndarray:
@@ -209,8 +194,6 @@ def interpret_model(model, dataset, class_names: Sequence[str], *, out_dir: str 
         >>> result = interpret_model(model, data.val, data.class_names, out_dir="plots")
         >>> result.top_losses[0].loss
     """
-    from restransfer.recipe.evaluate import predict_dataset
-
     probabilities, labels = predict_dataset(model, dataset)
     return interpret_predictions(probabilities, labels, class_names,
                                  images=lambda idx: dataset_images(dataset, idx), out_dir=out_dir, paths=paths,
@@ -220,7 +203,7 @@ def interpret_model(model, dataset, class_names: Sequence[str], *, out_dir: str 
 def interpret_predictions(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
               images: np.ndarray | Callable[[Sequence[int]], np.ndarray], out_dir: str | Path,
               paths: Sequence[str] | None = None, n: int = 16, split: str = "val",
-              suffix: str = "") -> Interpretation:
+              suffix: str = "", confusion: np.ndarray | None = None) -> Interpretation:
     """Top losses (PNG and CSV) and the most confused pairs (CSV) of one evaluation, written to ``out_dir``.
 
     Args:
@@ -232,6 +215,7 @@ def interpret_predictions(probabilities: np.ndarray, labels: np.ndarray, class_n
         paths: each image's file, relative to the dataset root; else ``"val[index]"``.
         n: how many top losses.
         suffix: added to the file names (``top_losses-test.png``), as evaluation does per split.
+        confusion: the evaluation's confusion matrix when it has one (else computed here).
 
     Returns:
         An :class:`Interpretation` with the rows and the files written.
@@ -243,9 +227,9 @@ def interpret_predictions(probabilities: np.ndarray, labels: np.ndarray, class_n
                       split=split)
     indices = [row.index for row in rows]
     picked = images(indices) if callable(images) else np.asarray(images)[indices]
-    confusion = confusion_matrix(labels, np.asarray(probabilities).argmax(axis=-1), len(class_names))
+    if confusion is None:
+        confusion = confusion_matrix(labels, np.asarray(probabilities).argmax(axis=-1), len(class_names))
     pairs = most_confused(confusion, class_names)
-    from restransfer.training.checkpoint import write_text
 
     files = {"top_losses_png": out_dir / f"top_losses{suffix}.png",
              "top_losses_csv": out_dir / f"top_losses{suffix}.csv",
@@ -254,3 +238,24 @@ def interpret_predictions(probabilities: np.ndarray, labels: np.ndarray, class_n
     write_text(files["top_losses_csv"], top_losses_csv(rows))
     write_text(files["most_confused_csv"], most_confused_csv(pairs, confusion, class_names))
     return Interpretation(top_losses=rows, most_confused=pairs, files=files)
+
+
+def write_evaluation_plots(report: dict, probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                           *, dataset, out_dir: str | Path, paths: Sequence[str] | None = None, title: str = "",
+                           n: int = 16, split: str = "val", suffix: str = "") -> Interpretation:
+    """The files of one evaluation in ``out_dir``: the confusion matrix PNG and :func:`interpret_predictions`'.
+
+    Args:
+        report: from ``restransfer.diagnostics.evaluation.evaluation_report`` of ``probabilities``
+            and ``labels``; its confusion matrix is the one drawn and ranked.
+        dataset: the unshuffled dataset that was predicted (the top-loss images are read from it).
+        title: the confusion matrix's title.
+        suffix: added to every file name (``confusion_matrix-test.png``).
+    """
+    from restransfer.training.plots import plot_confusion_matrix
+
+    out_dir = Path(out_dir)
+    confusion = np.asarray(report["confusion_matrix"])
+    plot_confusion_matrix(confusion, class_names, out_dir / f"confusion_matrix{suffix}.png", title=title)
+    return interpret_predictions(probabilities, labels, class_names, images=lambda i: dataset_images(dataset, i),
+                                 out_dir=out_dir, paths=paths, n=n, split=split, suffix=suffix, confusion=confusion)

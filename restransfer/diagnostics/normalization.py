@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from restransfer.diagnostics.probe import class_ids
 from restransfer.errors import ConfigError
 from restransfer.models.blocks import NORMS
 from restransfer.models.registry import create_model
 from restransfer.models.resnet import build_resnet
 from restransfer.models.specs import ResNetSpec
+from restransfer.training.linear_probe import class_ids
 
 BATCH_SIZES = (2, 4, 8, 16, 32, 64)
 NORM_CHOICES = ("batch", "group", "layer", "instance")

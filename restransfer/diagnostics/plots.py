@@ -1,6 +1,8 @@
 """Plots of the diagnostics; every function returns a matplotlib Figure and can save a PNG.
 
-matplotlib is imported inside the functions so importing the diagnostics stays cheap.
+Figures are made without pyplot (no global figure state, no display needed) and saved by
+``restransfer.training.plots.save_figure``, the package's one figure saver; matplotlib is
+imported inside the functions so importing the diagnostics stays cheap.
 """
 
 from __future__ import annotations
@@ -9,24 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from restransfer.errors import ConfigError
-
-
-def save_figure(fig, path: str | Path) -> Path:
-    """Save a figure (format from the extension), creating the parent folder; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
-
-
-def finish_figure(fig, path, title):
-    """Title, tight layout, and a PNG when ``path`` is given; returns the figure."""
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+from restransfer.training.plots import finish_figure, save_figure
 
 
 def plot_gradient_flow(flow: Mapping[str, Mapping[str, float]], *, path: str | Path | None = None,
@@ -38,9 +23,10 @@ def plot_gradient_flow(flow: Mapping[str, Mapping[str, float]], *, path: str | P
         path: save a PNG here when given.
         log_y: logarithmic y axis; vanishing gradients span orders of magnitude.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    fig = Figure(figsize=(9, 3.8))
+    ax = fig.subplots()
     names = [list(norms) for norms in flow.values()]
     same_groups = all(n == names[0] for n in names)
     for label, norms in flow.items():
@@ -69,15 +55,16 @@ def plot_stage_bars(tables: Mapping[str, Sequence], *, value: str = "params", pa
     Args:
         tables: ``{label: stage_table(model)}``.
     """
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
     if value not in ("params", "macs"):
         raise ConfigError(f"value must be 'params' or 'macs'. Received value={value!r}.")
     stages: list[str] = []
     for rows in tables.values():
         stages += [r.stage for r in rows if r.stage not in stages]
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots()
     width = 0.8 / max(len(tables), 1)
     for i, (label, rows) in enumerate(tables.items()):
         by_stage = {r.stage: getattr(r, "trainable_params" if value == "params" else "macs") for r in rows}
@@ -93,9 +80,10 @@ def plot_stage_bars(tables: Mapping[str, Sequence], *, value: str = "params", pa
 def plot_norm_comparison(results: Sequence, *, path: str | Path | None = None,
                          title: str | None = "Validation accuracy vs training batch size"):
     """Accuracy against batch size (log scale), one line per normalisation (``compare_norms``)."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
     for norm in dict.fromkeys(r.norm for r in results):
         points = sorted((r.batch_size, r.accuracy) for r in results if r.norm == norm)
         ax.plot([b for b, _ in points], [a for _, a in points], marker="o", label=norm)
@@ -110,9 +98,10 @@ def plot_norm_comparison(results: Sequence, *, path: str | Path | None = None,
 def plot_probe(probes: Mapping[str, Sequence], *, path: str | Path | None = None,
                title: str | None = "Linear-probe accuracy per stage"):
     """Accuracy (with its cross-validation spread) per stage, one line per model (``linear_probe``)."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
     for label, rows in probes.items():
         ax.errorbar([r.stage for r in rows], [r.accuracy for r in rows], yerr=[r.std for r in rows],
                     marker="o", capsize=3, label=label)
@@ -126,9 +115,10 @@ def plot_probe(probes: Mapping[str, Sequence], *, path: str | Path | None = None
 def plot_tradeoff(points: Mapping[str, tuple[float, float]], *, xlabel: str, ylabel: str,
                   path: str | Path | None = None, title: str | None = None, log_x: bool = False):
     """Labelled scatter plot, e.g. parameters vs multiply-adds or accuracy per configuration."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
     for label, (x, y) in points.items():
         ax.scatter([x], [y])
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
@@ -138,3 +128,7 @@ def plot_tradeoff(points: Mapping[str, tuple[float, float]], *, xlabel: str, yla
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     return finish_figure(fig, path, title)
+
+
+__all__ = ["finish_figure", "plot_gradient_flow", "plot_norm_comparison", "plot_probe", "plot_stage_bars",
+           "plot_tradeoff", "save_figure"]

@@ -3,7 +3,8 @@
 Each stage's output is frozen, global-average pooled and fed to a cross-validated logistic
 regression (scikit-learn). High accuracy at an early stage means its features already serve
 the target task: freezing up to there should cost little (Yosinski et al. 2014 measured the
-same question by retraining; a linear probe answers it in seconds).
+same question by retraining; a linear probe answers it in seconds). The probe's fit is
+``restransfer.training.linear_probe``'s, the one a classifier head can start from.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from restransfer.errors import ConfigError
 from restransfer.models.stages import HEAD, INPUT, model_stages
+from restransfer.training.linear_probe import class_ids, fit_softmax_probe
 
 
 @dataclass
@@ -26,16 +28,6 @@ class ProbeRow:
     features: int
     accuracy: float
     std: float
-
-
-def class_ids(labels) -> np.ndarray:
-    """Integer class ids from one-hot ``[N, classes]`` or integer ``[N]`` labels."""
-    labels = np.asarray(labels)
-    if labels.ndim == 2:
-        return labels.argmax(axis=-1)
-    if labels.ndim == 1:
-        return labels.astype(np.int64)
-    raise ConfigError(f"labels must be one-hot [N, classes] or integer [N]. Received shape {labels.shape}.")
 
 
 def stage_features(model: keras.Model, images, stages: Sequence[str] | None = None, *,
@@ -92,43 +84,6 @@ def probe_accuracy(features, labels, *, folds: int = 5, seed: int = 0, c: float 
     return float(scores.mean()), float(scores.std())
 
 
-def fit_softmax_probe(features, labels, num_classes: int, *, c: float = 1.0,
-                      class_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Fit a logistic regression on standardised features; return it as one Dense layer's weights.
-
-    The scaler is folded into the weights, so ``softmax(features @ kernel + bias)`` gives the
-    fitted probabilities on the raw features: a classifier head can start from it (LP-FT,
-    Kumar et al. 2022). Binary problems become the equivalent two-class softmax.
-
-    Args:
-        features: ``[N, D]`` pooled features.
-        labels: one-hot ``[N, classes]`` or integer ``[N]``.
-        num_classes: classes of the head; every one must occur in ``labels``.
-        c: inverse L2 regularisation strength (scikit-learn's ``C``).
-        class_weight: a weight per class (the run's class weights), or None.
-
-    Returns:
-        ``(kernel [D, num_classes], bias [num_classes])`` as float32.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
-    labels = class_ids(labels)
-    missing = sorted(set(range(num_classes)) - set(labels.tolist()))
-    if missing:
-        raise ConfigError(f"A probe needs training images of every class; classes {missing} have none.")
-    scaler = StandardScaler().fit(features)
-    weights = None if class_weight is None else {i: float(w) for i, w in enumerate(class_weight)}
-    fitted = LogisticRegression(C=c, max_iter=5000, class_weight=weights).fit(scaler.transform(features), labels)
-    coef, intercept = fitted.coef_, fitted.intercept_
-    if num_classes == 2:  # one logit difference -> two logits with the same softmax
-        coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
-    kernel = (coef / scaler.scale_).T
-    bias = intercept - kernel.T @ scaler.mean_
-    return kernel.astype(np.float32), bias.astype(np.float32)
-
-
 def holdout_probe_accuracy(train_features, train_labels, val_features, val_labels, *, c: float = 1.0) -> float:
     """Accuracy on ``val`` of the logistic regression `fit_softmax_probe` fits on ``train``.
 
@@ -167,3 +122,7 @@ def linear_probe(model: keras.Model, images, labels, *, stages: Sequence[str] | 
             mean, std = holdout_probe_accuracy(values, labels, held_out[stage], val[1]), 0.0
         rows.append(ProbeRow(stage=stage, features=values.shape[-1], accuracy=mean, std=std))
     return rows
+
+
+__all__ = ["ProbeRow", "class_ids", "fit_softmax_probe", "holdout_probe_accuracy", "linear_probe", "probe_accuracy",
+           "stage_features"]

@@ -158,7 +158,7 @@ def _gather(out: Path, plans: Mapping[int, Plan], splits, pool, class_names: lis
             repeats: int) -> CrossValidation:
     from restransfer.data import load_data
     from restransfer.diagnostics.cv_report import write_cv_report
-    from restransfer.recipe.evaluate import evaluation_report, predict_dataset
+    from restransfer.diagnostics.evaluation import evaluation_report, predict_dataset
     from restransfer.training import checkpoint
 
     rows, probabilities, labels, oof_rows = [], [], [], []

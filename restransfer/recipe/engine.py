@@ -25,6 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from restransfer.diagnostics.evaluation import evaluate_model, predict_dataset
 from restransfer.errors import ConfigError, DataError, TrainingError
 from restransfer.models.heads import classifier
 from restransfer.models.registry import create_model
@@ -438,11 +439,8 @@ def _phase_end(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
     statistics recomputed, competes with the epochs' own scores. Returns ``(best, whether the
     phase's end is it)``.
     """
-    from restransfer.recipe.evaluate import evaluation_report, predict_dataset
-
     with session.dist.local(model) as local_model:  # multi_worker: predict() cannot gather spanning arrays
-        probabilities, labels = predict_dataset(local_model, bundle.val)
-    report = evaluation_report(probabilities, labels, class_names)
+        report, _, _ = evaluate_model(local_model, bundle.val, class_names)
     scores = {"val_accuracy": report["accuracy"], "val_balanced_accuracy": report["balanced_accuracy"],
               "val_loss": report["loss"]}
     session.phase_reports[phase.index] = {
@@ -596,19 +594,15 @@ def _feature_cache(session: _Session, model: keras.Model, phase: PhasePlan, bund
 def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, class_names: list[str],
             history: list[dict], best: dict) -> Run:
     """Evaluate on the whole validation set, write metrics, plots and ``model.keras``, then export."""
-    from restransfer.diagnostics.interpret import dataset_images, interpret_predictions
-    from restransfer.recipe.evaluate import evaluation_report, predict_dataset
-    from restransfer.recipe.tta import describe_views, predict_dataset_tta, views_of
+    from restransfer.diagnostics.interpret import write_evaluation_plots
+    from restransfer.recipe.tta import describe_views, views_of
 
     plan, folder, say = session.plan, session.folder, session.say
     calibration = calibrate(model, evaluation_data, plan.calibration, folder.plots, say)
     views = views_of(plan.tta)
     if views:
-        probabilities, labels = predict_dataset_tta(model, evaluation_data, views)
         say(f"Test-time augmentation (tta): {describe_views(views)}.")
-    else:
-        probabilities, labels = predict_dataset(model, evaluation_data)
-    report = evaluation_report(probabilities, labels, class_names)
+    report, probabilities, labels = evaluate_model(model, evaluation_data, class_names, views)
     _record_drops(session, bundle)
     metrics = _metrics(plan, report, history, best, bundle, session.outcomes)
     if calibration is not None:
@@ -626,11 +620,8 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     metrics["checkpoint"] = {"monitor": decisions.checkpoint_monitor.value, "keep": plan.checkpoint.keep}
     checkpoint.write_json(folder.path / "metrics.json", metrics)
     plots.plot_history(history, folder.plots / "training_curves.png", title=f"{plan.model.name}: {folder.path.name}")
-    plots.plot_confusion_matrix(np.asarray(report["confusion_matrix"]), class_names,
-                                folder.plots / "confusion_matrix.png",
-                                title=f"validation: accuracy {report['accuracy']:.3f}")
-    interpret_predictions(probabilities, labels, class_names, images=lambda i: dataset_images(evaluation_data, i),
-                          out_dir=folder.plots, paths=bundle.paths.get("val"))
+    write_evaluation_plots(report, probabilities, labels, class_names, dataset=evaluation_data, out_dir=folder.plots,
+                           paths=bundle.paths.get("val"), title=f"validation: accuracy {report['accuracy']:.3f}")
     save_inference_model(model, folder.model_file)
     final = metrics["final"]
     say(f"Finished: val_accuracy {final['val_accuracy']:.4f}, val_balanced_accuracy "
@@ -672,7 +663,6 @@ def calibrate(model: keras.Model, data, method: str, plots_dir: Path, say=print)
     """
     if method == "none":
         return None
-    from restransfer.recipe.evaluate import predict_dataset
     from restransfer.training.calibration import (
         fit_temperature,
         fold_temperature,

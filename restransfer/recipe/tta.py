@@ -38,23 +38,6 @@ def describe_views(views: Sequence | None) -> str:
     return "off" if not views else f"mean of {len(views)} views ({', '.join(v.name for v in views)})"
 
 
-def predict_dataset_tta(model, dataset, views: Sequence) -> tuple[np.ndarray, np.ndarray]:
-    """``(probabilities [N, C], labels [N])``: the mean over ``views`` of the model's probabilities.
-
-    Each view runs as one ``predict`` over the whole (unshuffled) dataset, as plain evaluation
-    does, so a distribution strategy splits it the same way.
-    """
-    from restransfer.data.memory_store import do_not_convert
-    from restransfer.recipe.evaluate import predict_dataset, quiet_predict
-
-    probabilities, labels = predict_dataset(model, dataset.map(
-        do_not_convert(lambda images, targets: (views[0].apply(images), targets))))
-    for view in views[1:]:
-        images = dataset.map(do_not_convert(lambda images, targets, view=view: view.apply(images)))
-        probabilities = probabilities + np.asarray(quiet_predict(model, images), np.float32)
-    return probabilities / len(views), labels
-
-
 def predict_batch_tta(model, images: np.ndarray, views: Sequence | None) -> np.ndarray:
     """Probabilities of one batch of images, averaged over ``views`` (plain prediction without)."""
     if not views:

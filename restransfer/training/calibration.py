@@ -180,7 +180,7 @@ def plot_reliability(probabilities: Sequence[np.ndarray], labels: np.ndarray, pa
     """A reliability diagram: accuracy against confidence per bin, one bar set per ``probabilities``."""
     from matplotlib.figure import Figure
 
-    from restransfer.training.plots import save_png
+    from restransfer.training.plots import save_figure
 
     fig = Figure(figsize=(5 * len(probabilities), 4.6))
     axes = np.atleast_1d(fig.subplots(1, len(probabilities)))
@@ -202,7 +202,7 @@ def plot_reliability(probabilities: Sequence[np.ndarray], labels: np.ndarray, pa
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    save_png(fig, Path(path))
+    save_figure(fig, Path(path))
     return Path(path)
 
 

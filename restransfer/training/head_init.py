@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from restransfer.errors import ConfigError
+from restransfer.training.linear_probe import class_ids, fit_softmax_probe
 
 HEAD_INITS = ("auto", "zeros", "random", "probe")
 # The new head's learning rate over the phase's: the classic fine-tuning rule for new layers
@@ -122,8 +123,6 @@ def init_head_from_probe(model: keras.Model, data, *, c: float = 1.0,
     Raises:
         ConfigError: the head has a hidden layer (the probe is linear), or a class has no image.
     """
-    from restransfer.diagnostics.probe import class_ids, fit_softmax_probe
-
     layer = _classifier(model)
     if any(existing.name == "head_hidden" for existing in model.layers):
         raise ConfigError("head.init: probe fits a linear classifier on the pooled features, so it needs a head "

@@ -62,7 +62,7 @@ class LRFindResult:
         """
         from matplotlib.figure import Figure
 
-        from restransfer.diagnostics.plots import finish_figure
+        from restransfer.training.plots import finish_figure
 
         fig = Figure(figsize=(6, 3.8))
         ax = fig.subplots()

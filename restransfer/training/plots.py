@@ -1,7 +1,8 @@
-"""Training curves and confusion matrices as PNG files.
+"""Training curves and confusion matrices as PNG files, and the package's one way to save a figure.
 
 Figures are drawn on ``matplotlib.figure.Figure`` directly, never through pyplot, so saving
-them needs no display and leaves a notebook's inline backend alone.
+them needs no display and leaves a notebook's inline backend alone. Every figure the package
+writes goes through :func:`save_figure`: atomically, so a folder never holds half a picture.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restransfer.training import checkpoint
+from restransfer.files import atomic_write
 
 
 def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
@@ -37,8 +38,7 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    save_png(fig, path)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> Path:
@@ -55,11 +55,26 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    save_png(fig, path)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure atomically (format from the extension, PNG without one); returns the path.
+
+    The parent folder is created; a reader of ``path`` sees the old file or the new one, never half.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix[1:].lower() or "png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format=fmt, bbox_inches="tight"))
     return path
 
 
-def save_png(fig, path: Path) -> Path:
-    """Save a figure as a PNG atomically (the run folder never holds half a file)."""
-    checkpoint.atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    return Path(path)
+def finish_figure(fig, path: str | Path | None, title: str | None):
+    """Title, tight layout, and the file (:func:`save_figure`) when ``path`` is given; returns the figure."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restransfer.diagnostics.interpret import (
-    confusion_matrix,
-    interpret_predictions,
-    most_confused,
-    per_image_loss,
-    top_losses,
-)
+from restransfer.diagnostics.evaluation import confusion_matrix, per_image_loss
+from restransfer.diagnostics.interpret import interpret_predictions, most_confused, top_losses
 from restransfer.errors import ConfigError
 
 NAMES = ["cat", "dog", "fox"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import restransfer as rt
+from restransfer.diagnostics.evaluation import predict_dataset
 from restransfer.recipe.engine import build_model
-from restransfer.recipe.evaluate import predict_dataset
 from restransfer.runs import RunFolder
 from restransfer.training import checkpoint
 from restransfer.training.calibration import fit_temperature, logits_model, softmax

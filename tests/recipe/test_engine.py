@@ -128,8 +128,16 @@ def test_model_keras_reloads_in_safe_mode_with_identical_outputs(finished):
 
 
 def test_evaluate_matches_training_metrics(finished):
+    # One evaluation path: `evaluate RUN` on the saved model.keras gives the numbers training's end wrote.
     report = rt.evaluate(finished.run_dir)
-    assert report["accuracy"] == pytest.approx(finished.metrics["final"]["val_accuracy"])
+    metrics = json.loads((finished.run_dir / "metrics.json").read_text())
+    final = metrics["final"]
+    assert (report["accuracy"], report["balanced_accuracy"], report["macro_f1"]) == (
+        final["val_accuracy"], final["val_balanced_accuracy"], final["val_macro_f1"])
+    assert report["loss"] == pytest.approx(final["val_loss"], rel=1e-6)
+    assert report["ece"] == pytest.approx(final["val_ece"], rel=1e-6, abs=1e-7)
+    assert report["per_class"] == final["per_class"] == metrics["per_class"]
+    assert report["confusion_matrix"] == metrics["confusion_matrix"]
     assert report["num_images"] == 18 and set(report["per_class"]) == {"0", "1", "2"}
     assert np.sum(report["confusion_matrix"]) == 18
     assert (finished.run_dir / "evaluation.json").is_file()

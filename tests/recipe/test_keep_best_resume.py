@@ -56,7 +56,7 @@ def test_kill_9_and_resume_keeps_patience_best_epoch_and_class_weights(tmp_path)
 
     import restransfer.models.layers  # noqa: F401
     from restransfer.data import load_data
-    from restransfer.recipe.evaluate import predict_dataset
+    from restransfer.diagnostics.evaluation import predict_dataset
 
     counts = (8, 4, 2)
     data = write_digit_folders(tmp_path / "data", counts, val_per_class=3, digits=(5, 6, 7))

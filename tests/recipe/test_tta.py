@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from restransfer.data.tta import tta_views
-from restransfer.recipe.evaluate import predict_dataset
-from restransfer.recipe.tta import predict_batch_tta, predict_dataset_tta, views_of
+from restransfer.diagnostics.evaluation import predict, predict_dataset
+from restransfer.recipe.tta import predict_batch_tta, views_of
 
 pytestmark = pytest.mark.tensorflow
 
@@ -31,7 +31,7 @@ def test_identity_alone_is_plain_prediction(model_and_data):
     plain, labels = predict_dataset(model, dataset)
     views = tta_views(flip=False, crops=0)
     assert [v.name for v in views] == ["identity"]
-    ours, same_labels = predict_dataset_tta(model, dataset, views)
+    ours, same_labels = predict(model, dataset, views)
     np.testing.assert_array_equal(ours, plain)
     np.testing.assert_array_equal(labels, same_labels)
     np.testing.assert_array_equal(predict_batch_tta(model, images, views), predict_batch_tta(model, images, None))
@@ -42,7 +42,7 @@ def test_flip_is_the_mean_over_flipped_copies(model_and_data):
     expected = (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1, :].copy(), verbose=0)) / 2
     views = views_of(True)
     assert [v.name for v in views] == ["identity", "flip"]
-    ours, _ = predict_dataset_tta(model, dataset, views)
+    ours, _ = predict(model, dataset, views)
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predict_batch_tta(model, images, views), expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(ours, model.predict(images, verbose=0))

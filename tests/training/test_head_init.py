@@ -16,7 +16,7 @@ def small_classifier(hidden=None):
 
 
 def test_probe_init_gives_the_probes_predictions_and_keeps_the_backbone():
-    from restransfer.diagnostics.probe import fit_softmax_probe
+    from restransfer.training.linear_probe import fit_softmax_probe
 
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, size=(24, 32, 32, 3)).astype("float32")
