@@ -278,23 +278,29 @@ def _train(session: _Session) -> Run:
         _init_head(session, model, bundle)
     history, best = session.start.history, session.start.best
     session.phase_reports = _read_phase_reports(session)
+    # A checkpoint saved after its phase's end (precise BN, its scoring) marks it: a rerun (a kill
+    # while exporting) must not redo that end, which would change a finished phase's weights.
+    ended = bool((session.start.state or {}).get("phase_ended"))
     for phase in plan.phases:
         if session.start.epochs_done < phase.end_epoch:
             best, optimizer, cached = _fit_phase(session, model, phase, bundle, history, best,
                                                  num_classes=len(class_names), jit_compile=jit_compile)
+            _record_phase(session, phase, feature_cache=cached)
             precise = _precise_bn(session, model, phase, bundle, None, None)
             best, improved = _phase_end(session, model, phase, bundle, class_names, best, history, precise)
+            _record_phase(session, phase, precise_bn=precise)
             if precise or improved:
                 checkpoint.save_checkpoint(model, session.folder.checkpoints, {
                     "phase": phase.index, "phase_name": phase.name, "epoch": phase.end_epoch, "history": history,
-                    "best": best}, optimizer=optimizer)
+                    "best": best, "phase_ended": True}, optimizer=optimizer)
             session.outcomes[phase.index] = PhaseOutcome(optimizer=optimizer, feature_cache=cached,
                                                          precise_bn=precise)
-        elif session.start.epochs_done == phase.end_epoch:
+        elif session.start.epochs_done == phase.end_epoch and not ended:
             # Stopped between the phase's last epoch and its pass: the pass depends only on the
             # weights and the data, so running it again gives the same statistics.
             precise = _precise_bn(session, model, phase, bundle, None, None)
             best, _ = _phase_end(session, model, phase, bundle, class_names, best, history, precise)
+            _record_phase(session, phase, precise_bn=precise)
             session.outcomes[phase.index] = PhaseOutcome(precise_bn=precise)
     _keep_best(session, model, bundle, history, best)
     with session.dist.local(model) as local_model:
@@ -443,9 +449,9 @@ def _phase_end(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
         report, _, _ = evaluate_model(local_model, bundle.val, class_names)
     scores = {"val_accuracy": report["accuracy"], "val_balanced_accuracy": report["balanced_accuracy"],
               "val_loss": report["loss"]}
-    session.phase_reports[phase.index] = {
+    session.phase_reports.setdefault(phase.index, {}).update({
         "val_balanced_accuracy": report["balanced_accuracy"], "val_macro_f1": report["macro_f1"],
-        "per_class": report["per_class"]}
+        "per_class": report["per_class"]})
     checkpoint.write_json(session.folder.checkpoints / _PHASE_REPORTS, session.phase_reports)
     rows = [row for row in history if row["phase"] == phase.index]
     monitor = session.plan.decisions.checkpoint_monitor.value
@@ -455,6 +461,13 @@ def _phase_end(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
             **scores}
     checkpoint.atomic_write(session.folder.checkpoints / checkpoint.BEST, model.save_weights)
     return best, True
+
+
+def _record_phase(session: _Session, phase: PhasePlan, **facts: Any) -> None:
+    """Keep what a phase did (precise BN, the feature cache) with its checkpoints, so that
+    metrics.json still says it when a later phase is resumed in another process."""
+    session.phase_reports.setdefault(phase.index, {}).update(facts)
+    checkpoint.write_json(session.folder.checkpoints / _PHASE_REPORTS, session.phase_reports)
 
 
 def _keep_best(session: _Session, model: keras.Model, bundle, history: list[dict], best: dict) -> None:
