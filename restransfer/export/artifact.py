@@ -34,7 +34,9 @@ REFERENCE = "reference.npz"
 SOURCE_DIGEST = "source_sha256"
 # Largest allowed |probability difference| to the Keras model, per numeric precision of the artifact.
 # float32 artifacts run the same float32 math in another kernel order; quantised ones do not.
-TOLERANCES = {"float32": 1e-4, "float16": 2e-2, "dynamic": 1e-1}
+# Full-integer int8 rounds every activation to 256 levels: its bound is loose, and its accuracy on
+# the validation images (export.json's "scores") is the number to judge it by.
+TOLERANCES = {"float32": 1e-4, "float16": 2e-2, "dynamic": 1e-1, "int8": 2.5e-1}
 
 
 class ExportError(RestransferError):

@@ -29,6 +29,8 @@ from restransfer.export.artifact import (
 from restransfer.files import sha256_file
 
 NUM_SAMPLES = 8
+# Calibration images for full-integer quantisation: TFLite's guides suggest a few hundred.
+REPRESENTATIVE_COUNT = 200
 SampleSource = Sequence[str | os.PathLike] | np.ndarray | object | None
 
 
@@ -36,13 +38,15 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
                  image_size: Sequence[int] | None = None, samples: SampleSource = None,
                  assets: Mapping[str, str | os.PathLike] | None = None, quantize: str | None = None,
                  verify: bool = True, source_model: str | os.PathLike | None = None,
-                 resize: str = DEFAULT_RESIZE, max_pixels: int = MAX_IMAGE_PIXELS) -> ExportResult:
+                 resize: str = DEFAULT_RESIZE, max_pixels: int = MAX_IMAGE_PIXELS,
+                 representative: np.ndarray | object | None = None,
+                 representative_count: int = REPRESENTATIVE_COUNT) -> ExportResult:
     """Export a Keras classifier (float32 RGB 0..255 in, probabilities out) to ``out``.
 
     Args:
         model: the Keras model, with its ``Preprocess`` layer inside.
         out: the export directory; must not exist or be empty (nothing is overwritten).
-        format: ``"saved_model"``, ``"keras"`` or ``"tflite"``.
+        format: ``"saved_model"``, ``"keras"``, ``"tflite"`` or ``"onnx"``.
         class_names: one name per output unit.
         image_size: ``(height, width)``; default the model's input size.
         samples: images stored with the export for verification: image file paths, an array
@@ -50,7 +54,8 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
             default synthetic images.
         assets: extra files to ship (SavedModel ``assets/``, else next to the model), e.g.
             ``{"recipe": "run/recipe.yaml"}``.
-        quantize: TFLite only: also write a ``"float16"`` or ``"dynamic"``-range quantised model.
+        quantize: TFLite only: also write a ``"float16"``, ``"dynamic"``-range or full-integer
+            ``"int8"`` quantised model (uint8 RGB 0..255 in, int8 weights and activations).
         verify: reload in a fresh process and compare with ``model`` (raises on mismatch).
         source_model: the ``.keras`` file ``model`` came from, recorded so that ``export verify``
             can compare against it on new images.
@@ -58,6 +63,11 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
             ``"bilinear"``: the run's ``data.resize``, so serving equals evaluation.
         max_pixels: the SavedModel's bytes signature refuses images whose header declares more
             pixels (width x height), before decoding them; default 50,000,000.
+        representative: ``quantize="int8"`` only: images to calibrate activation ranges with,
+            an array ``[N, h, w, 3]`` in 0..255 or a ``tf.data.Dataset`` of ``(images, labels)``
+            batches, un-augmented and resized as in training (``export_run`` takes the run's
+            training images).
+        representative_count: how many of ``representative`` to use.
 
     Returns:
         An ``ExportResult`` (path, file sizes, verification report).
@@ -81,6 +91,10 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
         raise ExportError(f"resize must be one of {list(RESIZE_METHODS)}; received {resize!r}.")
     assets = {key: Path(path) for key, path in (assets or {}).items() if Path(path).is_file()}
     encoded, samples_source = _encode_samples(samples, image_size, resize)
+    calibration = None
+    if quantize == "int8":
+        calibration = _representative_images(representative, representative_count, image_size)
+    extra: dict = {}
 
     with staged_directory(out) as stage:
         if format == "saved_model":
@@ -94,11 +108,19 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
 
             artifacts = [write_keras(model, stage)]
             precision = {artifacts[0]: "float32"}
-        else:
+        elif format == "tflite":
             from restransfer.export.tflite import tflite_files, write_tflite
 
-            artifacts = write_tflite(model, stage, class_names, image_size, quantize)
+            artifacts = write_tflite(model, stage, class_names, image_size, quantize, calibration)
             precision = tflite_files(quantize)
+            if calibration is not None:
+                extra["int8"] = {"representative_images": len(calibration), "input_dtype": "uint8",
+                                 "representative_source": _describe(representative)}
+        else:
+            from restransfer.export.onnx import write_onnx
+
+            artifacts, extra["onnx"] = write_onnx(model, stage, image_size)
+            precision = {artifacts[0]: "float32"}
         if format != "saved_model":
             for path in assets.values():
                 shutil.copyfile(path, stage / path.name)
@@ -111,6 +133,7 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
                              source_model, file_sizes(stage, artifacts), resize)
         if format == "saved_model":
             manifest["max_pixels"] = max_pixels
+        manifest.update(extra)
         write_manifest(stage, manifest)
         report = None
         if verify:
@@ -127,14 +150,16 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
 
 def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike | None = None, *,
                quantize: str | None = None, verify: bool = True, samples: SampleSource = None,
-               max_pixels: int = MAX_IMAGE_PIXELS, holding_lock: bool = False) -> ExportResult:
+               max_pixels: int = MAX_IMAGE_PIXELS, holding_lock: bool = False,
+               representative_count: int = REPRESENTATIVE_COUNT) -> ExportResult:
     """Export a run folder's ``model.keras`` (default to ``RUN/export/<format>``).
 
     The resolved recipe and the metrics ship with the export. Sample images for verification
     come from ``samples``, else from the recipe's validation data, else are synthetic. The export
     holds the run folder's lock (``holding_lock``: the caller already holds it), so a ``train``
     into the folder cannot replace model.keras while it is exported; export.json records the
-    model file's SHA-256.
+    model file's SHA-256. ``quantize="int8"`` calibrates on ``representative_count`` of the run's
+    training images, un-augmented and resized as in training.
 
     Example:
         >>> export_run("runs/flowers", "tflite", quantize="float16")
@@ -152,13 +177,14 @@ def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike |
         except OSError:
             pass  # a read-only run folder: no train can write it either
     try:
-        return _export_run(folder, format, out, quantize, verify, samples, max_pixels)
+        return _export_run(folder, format, out, quantize, verify, samples, max_pixels, representative_count)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _export_run(folder, format, out, quantize, verify, samples, max_pixels) -> ExportResult:
+def _export_run(folder, format, out, quantize, verify, samples, max_pixels,
+                representative_count) -> ExportResult:
     from restransfer.recipe.plan import run_plan
 
     try:
@@ -171,12 +197,35 @@ def _export_run(folder, format, out, quantize, verify, samples, max_pixels) -> E
     out = check_target(out if out is not None else folder.path / "export" / format)
     if samples is None:
         samples = _validation_samples(plan)
+    representative = _run_images(plan, "train") if quantize == "int8" else None
     return export_model(
         model, out, format, class_names, image_size=plan.image_size, samples=samples, quantize=quantize,
         verify=verify, resize=plan.data.resize, max_pixels=max_pixels,
         assets={"recipe": folder.recipe_file, "metrics": folder.path / "metrics.json"},
-        source_model=folder.model_file,
+        source_model=folder.model_file, representative=representative,
+        representative_count=representative_count,
     )
+
+
+def _representative_images(representative, count: int, image_size) -> np.ndarray:
+    """Up to ``count`` calibration images ``[N, h, w, 3]`` float32 0..255; a clear error without any."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ExportError(f"representative_count must be a positive whole number; received {count!r}.")
+    if representative is None:
+        raise ExportError("Full-integer (int8) quantisation calibrates on representative images, and none "
+                          "were given: export from a run folder whose training data is readable here, or "
+                          "pass representative=images.")
+    if hasattr(representative, "unbatch"):  # a tf.data.Dataset of (images, labels) batches
+        representative = [np.asarray(x) for x, _ in representative.unbatch().take(count)]
+    images = np.asarray(representative, np.float32)[:count]
+    if images.ndim != 4 or images.shape[1:] != (*image_size, 3) or not len(images):
+        raise ExportError(f"Representative images must be [N, {image_size[0]}, {image_size[1]}, 3] with N >= 1; "
+                          f"got shape {images.shape}.")
+    return images
+
+
+def _describe(source) -> str:
+    return "dataset" if hasattr(source, "unbatch") else "image array"
 
 
 def _image_size(model, image_size) -> tuple[int, int]:
@@ -241,13 +290,18 @@ def _validation_samples(plan):
 
     Synthetic images still verify the export's numerics; the manifest records which were used.
     """
+    return _run_images(plan, "val")
+
+
+def _run_images(plan, split: str):
+    """The run's un-augmented ``split`` dataset, or None when its data is not readable here."""
     from restransfer.data import load_data
     from restransfer.errors import RestransferError
 
     if plan.data.source == "arrays":
         return None
     try:
-        return load_data(**plan.data_options(augment={})).val
+        return getattr(load_data(**plan.data_options(augment={})), split)
     except RestransferError:
         return None
 

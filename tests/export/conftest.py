@@ -58,3 +58,17 @@ def exports(run_dir):
         "keras": export_run(run_dir, "keras"),
         "tflite": export_run(run_dir, "tflite", quantize="dynamic"),
     }
+
+
+@pytest.fixture(scope="session")
+def new_exports(tmp_path_factory, trained_model):
+    """ONNX and full-integer TFLite exports of the trained model, verified in a fresh process."""
+    from restransfer.export import export_model
+
+    out = tmp_path_factory.mktemp("new_exports")
+    images, _ = colour_images(48, seed=1)
+    return {
+        "onnx": export_model(trained_model, out / "onnx", "onnx", CLASS_NAMES, samples=images[:8]),
+        "int8": export_model(trained_model, out / "int8", "tflite", CLASS_NAMES, samples=images[:8],
+                             quantize="int8", representative=images, representative_count=32),
+    }
