@@ -42,8 +42,8 @@ def test_not_a_run_folder_and_bad_options(tmp_path, run_dir):
     (tmp_path / "half" / "run.json").write_text(json.dumps({"status": "running"}))
     with pytest.raises(ExportError, match=r"has no model.keras \(status: running\)"):
         export_run(tmp_path / "half", "keras")
-    with pytest.raises(ConfigError, match="Unknown export format 'onnx'"):
-        export_run(run_dir, "onnx")
+    with pytest.raises(ConfigError, match="Unknown export format 'coreml'"):
+        export_run(run_dir, "coreml")
     with pytest.raises(ConfigError, match="Quantisation applies to TFLite only"):
         export_run(run_dir, "saved_model", quantize="float16")
 

@@ -47,7 +47,7 @@ def error_of(overrides, base=BASE, **kwargs):
     ("data.augment.flp=true", ["data.augment", "flp", "Did you mean 'flip'"]),
     ("jit_compile=maybe", ["jit_compile", "auto, true or false", "'maybe'"]),
     ("precision=float16", ["precision", "'float16' is not allowed", "mixed_float16"]),
-    ("export=[onnx]", ["export[0]", "'onnx' is not allowed", "saved_model, keras, tflite"]),
+    ("export=[coreml]", ["export[0]", "'coreml' is not allowed", "saved_model, keras, tflite, onnx"]),
     ("modle.name=x", ["modle", "unknown key 'modle'", "Did you mean 'model'"]),
     ("model.weights=missing.safetensors", ["model.weights", "missing.safetensors do not exist"]),
     ("model.weights=imagenet", ["model.weights", "weights='imagenet' exists for", "resnet50"]),
