@@ -8,6 +8,7 @@ instant (tests/test_cli.py checks that building the parser loads no Keras, Tenso
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -48,6 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What the machine, not the input, refuses: a read-only file system, a full disk or quota.
+_DISK_ERRNOS = {errno.EROFS: "choose a writable folder (train --out, report --out, --json)",
+                errno.ENOSPC: "free some space, then rerun the same command (a run resumes from its last "
+                              "complete epoch)",
+                errno.EDQUOT: "free some space under your quota, then rerun the same command (a run resumes "
+                              "from its last complete epoch)"}
+
+
+def disk_error_message(error: OSError) -> str | None:
+    """One paragraph for a read-only file system or a full disk (naming the file), else None."""
+    hint = _DISK_ERRNOS.get(error.errno)
+    if hint is None:
+        return None
+    from restransfer.files import printable
+
+    where = f" '{printable(str(error.filename))}'" if error.filename else ""
+    return f"cannot write{where}: {error.strerror or error}; {hint}."
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous, warnings.showwarning = warnings.showwarning, show_warning
@@ -61,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 print("interrupted", file=sys.stderr)
                 return 130
+            except OSError as error:
+                message = disk_error_message(error)
+                if message is None:
+                    raise
+                print(f"error: {message}", file=sys.stderr)
+                return 1
     finally:
         warnings.showwarning = previous
 

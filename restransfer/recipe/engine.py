@@ -223,7 +223,10 @@ def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
             session.tracker.fail()
         raise
     except BaseException as error:
-        folder.write_info(status=FAILED, error=str(error).splitlines()[0] if str(error) else type(error).__name__)
+        try:
+            folder.write_info(status=FAILED, error=str(error).splitlines()[0] if str(error) else type(error).__name__)
+        except OSError:
+            pass  # the disk that failed the run cannot take run.json either: report the first error
         if session.tracker is not None:
             session.tracker.fail()
         raise
