@@ -34,7 +34,6 @@ from restransfer.recipe.plan import PhasePlan, Plan, load_plan
 from restransfer.recipe.schema import PhaseConfig, Recipe
 from restransfer.runs import FAILED, FINISHED, NEW, RUNNING, RunFolder, Start, start_from
 from restransfer.training import checkpoint, plots
-from restransfer.training.balanced_accuracy import BalancedAccuracy
 from restransfer.training.best_epoch import better
 from restransfer.training.callbacks import EpochLine, EpochRecorder, epoch_tensorboard
 from restransfer.training.class_weights import weigh_batches
@@ -44,7 +43,7 @@ from restransfer.training.optimizers import build_optimizer, stage_multipliers
 from restransfer.training.precise_bn import precise_bn, precise_bn_steps, trainable_batch_norms
 from restransfer.training.precision import describe_precision, dtype_policy
 from restransfer.training.schedules import WarmupSchedule
-from restransfer.training.task import task_data_problem
+from restransfer.training.task import make_loss, make_metrics, metric_names, task_data_problem
 from restransfer.training.tracing import build_before_fit
 
 
@@ -85,7 +84,8 @@ def build_model(plan: Plan, num_classes: int, *, load_weights: bool = True) -> k
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = spec.bn_momentum
     head = plan.head
-    outputs = classifier(backbone.output, num_classes, dropout=head.dropout, hidden=head.hidden)
+    outputs = classifier(backbone.output, num_classes, dropout=head.dropout, hidden=head.hidden,
+                         activation=plan.decisions.head_activation.value)
     return keras.Model(backbone.inputs, outputs, name=spec.name)
 
 
@@ -100,14 +100,18 @@ def phase_optimizer(model: keras.Model, phase: PhaseConfig | PhasePlan, learning
     )
 
 
-def phase_loss(phase: PhaseConfig | PhasePlan) -> keras.losses.Loss:
-    return keras.losses.CategoricalCrossentropy(label_smoothing=phase.label_smoothing)
+def phase_loss(phase: PhaseConfig | PhasePlan, loss: str = "categorical_crossentropy") -> keras.losses.Loss:
+    """The decided ``loss`` (`RunDecisions.loss`) with the phase's label smoothing."""
+    return make_loss(loss, phase.label_smoothing)
 
 
 def compile_phase(model: keras.Model, phase: PhaseConfig | PhasePlan, *, frozen: Sequence[str], steps_per_epoch: int,
                   num_classes: int, jit_compile: bool, learning_rate: float | None = None,
-                  lr_multipliers: Mapping[str, float] | None = None, trainer: keras.Model | None = None) -> None:
+                  lr_multipliers: Mapping[str, float] | None = None, trainer: keras.Model | None = None,
+                  loss: str = "categorical_crossentropy", metrics: Sequence[str] | None = None) -> None:
     """Freeze ``frozen`` stages and compile with the phase's optimizer, schedule and loss.
+
+    ``loss`` and ``metrics`` are the run's decisions (default: single-label's).
 
     ``learning_rate`` is the schedule's peak (default: the phase's own, unscaled);
     ``lr_multipliers`` are per-stage factors (default: the phase's own, without the head's).
@@ -122,12 +126,10 @@ def compile_phase(model: keras.Model, phase: PhaseConfig | PhasePlan, *, frozen:
         min_lr=phase.schedule.min_lr, gamma=phase.schedule.gamma,
         milestones=[round(m * steps_per_epoch) for m in phase.schedule.milestones],
     )
-    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"), BalancedAccuracy(num_classes)]
-    if num_classes > 5:
-        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    names = metric_names("single_label", num_classes)[0] if metrics is None else metrics
     trainer = trainer or model
     trainer.compile(optimizer=phase_optimizer(model, phase, schedule, lr_multipliers),
-                    loss=phase_loss(phase), metrics=metrics, jit_compile=jit_compile)
+                    loss=phase_loss(phase, loss), metrics=make_metrics(names, num_classes), jit_compile=jit_compile)
     build_before_fit(trainer)
 
 
@@ -392,7 +394,12 @@ def init_head(model: keras.Model, bundle, init: str, class_weight: np.ndarray | 
         zero_classifier(model)
         return "zero kernel and bias (uniform predictions)"
     if init == "probe":
-        probe = init_head_from_probe(model, bundle.train_unaugmented, class_weight=class_weight)
+        # The data's kind matches the decided head (`task_data_problem` refused any other).
+        multi = bool(getattr(bundle, "multi_label", False))
+        probe = init_head_from_probe(model, bundle.train_unaugmented, class_weight=class_weight, multi_label=multi)
+        if multi:
+            return (f"one logistic regression per label fitted on the pooled features of the {probe.images} training "
+                    f"images (their exact-match ratio {probe.train_accuracy:.3f})")
         return (f"a logistic-regression probe fitted on the pooled features of the {probe.images} training images "
                 f"(their accuracy {probe.train_accuracy:.3f})")
     return "Glorot-uniform kernel, zero bias"
@@ -523,7 +530,8 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
     with session.dist.scope():
         compile_phase(model, phase, frozen=phase.frozen, steps_per_epoch=plan.decisions.steps_per_epoch.value,
                       num_classes=num_classes, jit_compile=jit_compile, learning_rate=decisions.learning_rate.value,
-                      lr_multipliers=multipliers, trainer=trainer)
+                      lr_multipliers=multipliers, trainer=trainer, loss=plan.decisions.loss.value,
+                      metrics=plan.decisions.metrics.value)
         if start.state and phase.start_epoch < start.epochs_done:
             checkpoint.restore_optimizer(trainer, session.run.checkpoints, start.state)
     _print_stage_table(model, say, title=f"{phase.name}: frozen {list(phase.frozen) or 'nothing'}")

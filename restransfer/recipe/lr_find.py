@@ -80,5 +80,5 @@ def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: fl
             f"rate {min_lr:g} -> {max_lr:g} in {steps} steps, frozen {list(step.frozen) or 'nothing'}, "
             f"batch {plan.data.batch_size}" + (f", lr multipliers {multipliers}" if multipliers else "") + ".")
         return lr_find(trainer, data, optimizer=lambda rate: phase_optimizer(model, step, rate, multipliers),
-                       loss=phase_loss(step), min_lr=min_lr, max_lr=max_lr, steps=steps, beta=beta,
+                       loss=phase_loss(step, decisions.loss.value), min_lr=min_lr, max_lr=max_lr, steps=steps, beta=beta,
                        divergence=divergence, jit_compile=decisions.jit_compile.value)

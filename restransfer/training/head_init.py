@@ -35,7 +35,7 @@ import keras
 import numpy as np
 
 from restransfer.errors import ConfigError
-from restransfer.training.linear_probe import class_ids, fit_softmax_probe
+from restransfer.training.linear_probe import class_ids, fit_sigmoid_probe, fit_softmax_probe
 
 HEAD_INITS = ("auto", "zeros", "random", "probe")
 # The new head's learning rate over the phase's: the classic fine-tuning rule for new layers
@@ -110,7 +110,7 @@ def zero_classifier(model: keras.Model) -> None:
 
 
 def init_head_from_probe(model: keras.Model, data, *, c: float = 1.0,
-                         class_weight: np.ndarray | None = None) -> ProbeInit:
+                         class_weight: np.ndarray | None = None, multi_label: bool = False) -> ProbeInit:
     """Start the classifier from a logistic regression on the pooled features of ``data``.
 
     Args:
@@ -119,6 +119,9 @@ def init_head_from_probe(model: keras.Model, data, *, c: float = 1.0,
             without augmentation); labels one-hot or integer.
         c: inverse L2 strength of the logistic regression (scikit-learn's ``C``).
         class_weight: a weight per class (the run's class weights), or None.
+        multi_label: the labels are 0/1 rows and the head ends in sigmoids: one logistic
+            regression per label (`fit_sigmoid_probe`); ``train_accuracy`` is then the
+            exact-match ratio at 0.5.
 
     Raises:
         ConfigError: the head has a hidden layer (the probe is linear), or a class has no image.
@@ -132,8 +135,14 @@ def init_head_from_probe(model: keras.Model, data, *, c: float = 1.0,
     features, labels = [], []
     for images, batch_labels in batches:
         features.append(np.asarray(features_of.predict_on_batch(images)))
-        labels.append(class_ids(np.asarray(batch_labels)))
+        labels.append(np.asarray(batch_labels) if multi_label else class_ids(np.asarray(batch_labels)))
     features, labels = np.concatenate(features), np.concatenate(labels)
+    if multi_label:
+        kernel, bias = fit_sigmoid_probe(features, labels, c=c)
+        layer.kernel.assign(kernel)
+        layer.bias.assign(bias)
+        exact = np.all(((features @ kernel + bias) > 0) == (labels > 0.5), axis=-1)
+        return ProbeInit(train_accuracy=float(np.mean(exact)), images=len(labels))
     num_classes = int(layer.units)
     kernel, bias = fit_softmax_probe(features, labels, num_classes, c=c, class_weight=class_weight)
     layer.kernel.assign(kernel)

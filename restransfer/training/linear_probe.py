@@ -58,4 +58,42 @@ def fit_softmax_probe(features, labels, num_classes: int, *, c: float = 1.0,
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-__all__ = ["class_ids", "fit_softmax_probe"]
+def fit_sigmoid_probe(features, labels, *, c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """One logistic regression per label on standardised features, as one sigmoid Dense layer's weights.
+
+    ``sigmoid(features @ kernel + bias)[:, j]`` is label ``j``'s fitted probability (the scaler is
+    folded in, as in `fit_softmax_probe`). A label that every training image has, or none has,
+    cannot be fitted; its column keeps a zero kernel and the bias of its training rate (clipped
+    away from 0 and 1), so the head starts at what the data say about it.
+
+    Args:
+        features: ``[N, D]`` pooled features.
+        labels: the 0/1 label matrix ``[N, labels]``.
+        c: inverse L2 regularisation strength (scikit-learn's ``C``).
+
+    Returns:
+        ``(kernel [D, labels], bias [labels])`` as float32.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    labels = np.asarray(labels) > 0.5
+    scaler = StandardScaler().fit(features)
+    scaled = scaler.transform(features)
+    coef = np.zeros((labels.shape[1], features.shape[1]))
+    intercept = np.zeros(labels.shape[1])
+    for j in range(labels.shape[1]):
+        column = labels[:, j]
+        if column.all() or not column.any():
+            rate = np.clip(column.mean(), 1e-3, 1 - 1e-3)
+            intercept[j] = np.log(rate / (1 - rate))
+            continue
+        fitted = LogisticRegression(C=c, max_iter=5000).fit(scaled, column)
+        coef[j], intercept[j] = fitted.coef_[0], fitted.intercept_[0]
+    kernel = (coef / scaler.scale_).T
+    bias = intercept - kernel.T @ scaler.mean_
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+__all__ = ["class_ids", "fit_sigmoid_probe", "fit_softmax_probe"]

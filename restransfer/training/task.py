@@ -92,10 +92,40 @@ def make_loss(name: str, label_smoothing: float = 0.0):
     return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
 
+def make_metrics(names: Sequence[str], num_classes: int) -> list:
+    """The Keras metrics named by :func:`metric_names`, built for a head of ``num_classes`` outputs.
+
+    ``map`` is Keras' area under each label's precision-recall curve (``AUC(curve="PR",
+    multi_label=True)``), averaged over labels: the per-epoch estimate of mean average precision
+    that picks the kept epoch; the final figures are scikit-learn's ``average_precision_score``.
+    """
+    import keras
+
+    from restransfer.training.balanced_accuracy import BalancedAccuracy
+
+    makers = {
+        "accuracy": lambda: keras.metrics.CategoricalAccuracy(name="accuracy"),
+        "balanced_accuracy": lambda: BalancedAccuracy(num_classes),
+        "top5_accuracy": lambda: keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"),
+        "map": lambda: keras.metrics.AUC(curve="PR", multi_label=True, num_labels=num_classes, name="map",
+                                         num_thresholds=400),
+        "exact_match": lambda: keras.metrics.MeanMetricWrapper(exact_match, name="exact_match"),
+    }
+    return [makers[name]() for name in names]
+
+
+def exact_match(y_true, y_pred):
+    """Per image, 1 when every label's probability is on its true side of 0.5 (soft targets: of 0.5 too)."""
+    from keras import ops
+
+    same = ops.equal(ops.greater(y_true, 0.5), ops.greater(y_pred, 0.5))
+    return ops.cast(ops.all(same, axis=-1), "float32")
+
+
 def labels_text(names: Sequence[str]) -> str:
     """A multi-label cell as the CSV writes it: the names joined by ``;`` (empty: no label)."""
     return ";".join(names)
 
 
 __all__ = ["MULTI_LABEL_SOURCES", "TASKS", "head_activation", "labels_text", "loss_name", "make_loss",
-           "metric_names", "task_data_problem", "task_source_problem"]
+           "make_metrics", "metric_names", "task_data_problem", "task_source_problem"]
