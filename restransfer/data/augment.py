@@ -48,7 +48,7 @@ def build_augment(augment: AugmentConfig, image_size: Sequence[int],
                   seed: int = 0) -> Callable[[tf.Tensor, tf.Tensor], Batch] | None:
     """Return ``f(images, labels) -> (images, labels)`` for batches, or ``None`` when off.
 
-    Images are float32 ``[B, h, w, 3]`` in 0..255 and stay so; labels are one-hot float32 and
+    Images are float32 ``[B, h, w, 3]`` in 0..255 and stay so; labels are one-hot (or 0/1 multi-label) float32 and
     are mixed by MixUp/CutMix (one of the two per batch, chosen at random, when both are set).
     """
     if not augment.enabled:

@@ -75,3 +75,31 @@ def test_an_arrays_matrix_reaches_the_pipeline_as_float_rows():
         load_data(source="arrays", x_train=x, y_train=y * 2, x_val=x, y_val=y)
     with pytest.raises(DataError, match="class_names names 2 labels"):
         load_data(source="arrays", x_train=x, y_train=y, x_val=x, y_val=y, class_names=["r", "g"])
+
+
+@pytest.mark.parametrize("mixer", [{"mixup": 0.4}, {"cutmix": 1.0}])
+def test_mixup_and_cutmix_mix_label_vectors(mixer):
+    import tensorflow as tf
+
+    from restransfer.data.augment import build_augment
+    from restransfer.data.schema import AugmentConfig
+
+    rows = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0], [1, 1, 1]], np.float32)
+    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32))
+    _, mixed = build_augment(AugmentConfig(**mixer), (16, 16), seed=3)(images, tf.constant(rows))
+    mixed = mixed.numpy()
+    assert mixed.shape == rows.shape and not np.array_equal(mixed, rows)
+
+    def blend_of_two_rows(labels):
+        # Every label of a mixed vector takes one share lam of one image's row and 1 - lam of another's.
+        for a in range(4):
+            for b in range(4):
+                differ = np.flatnonzero(rows[a] != rows[b])
+                if not len(differ):
+                    continue
+                lam = (labels[differ[0]] - rows[b][differ[0]]) / (rows[a][differ[0]] - rows[b][differ[0]])
+                if 0 <= lam <= 1 and np.allclose(labels, lam * rows[a] + (1 - lam) * rows[b], atol=1e-5):
+                    return True
+        return any(np.allclose(labels, row) for row in rows)
+
+    assert all(blend_of_two_rows(labels) for labels in mixed)
