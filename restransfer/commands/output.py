@@ -18,6 +18,16 @@ from typing import Any
 LOG_WIDTH = 10_000
 
 
+def shown(text: object) -> str:
+    """User-given text (a path, a class or phase name) ready for a rich console: never read as
+    markup, and control characters (a newline, an ESC sequence) printed as escapes."""
+    from rich.markup import escape
+
+    from restransfer.files import printable
+
+    return escape(printable(str(text)))
+
+
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     """Give ``--quiet`` to every command that runs something (each parser with a handler)."""
     for action in parser._actions:

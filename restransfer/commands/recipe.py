@@ -64,18 +64,18 @@ def _train(args) -> int:
 
 def _validate(args) -> int:
     from rich.console import Console
-    from rich.markup import escape
 
+    from restransfer.commands.output import shown
     from restransfer.recipe.plan import load_plan
 
     plan = load_plan(args.recipe, args.overrides)
     console = Console()
-    console.print(f"[green]OK[/green] {escape(str(args.recipe))}: {plan.model.name} "
-                  f"(weights {escape(str(plan.model.weights))}), data source {plan.data.source}, "
+    console.print(f"[green]OK[/green] {shown(str(args.recipe))}: {plan.model.name} "
+                  f"(weights {shown(str(plan.model.weights))}), data source {plan.data.source}, "
                   f"{plan.image_size[0]}x{plan.image_size[1]} px, precision {plan.precision}, "
                   f"jit_compile {plan.recipe.jit_compile}.")
     for phase in plan.phases:
-        console.print(f"  phase {phase.index + 1} '{escape(phase.name)}': {phase.epochs} epochs, "
+        console.print(f"  phase {phase.index + 1} '{shown(phase.name)}': {phase.epochs} epochs, "
                       f"{phase.optimizer.name} lr {phase.optimizer.learning_rate:g}, "
                       f"frozen {list(phase.frozen) or 'nothing'}")
     if args.explain:
@@ -84,15 +84,15 @@ def _validate(args) -> int:
 
         console.print("Decisions on this machine, without the data:")
         for line in explain(decide(plan, accelerator=has_accelerator())):
-            console.print("  " + escape(line), highlight=False, soft_wrap=True)
+            console.print("  " + shown(line), highlight=False, soft_wrap=True)
     return 0
 
 
 def _evaluate(args) -> int:
-    from rich.markup import escape
     from rich.table import Table
 
     from restransfer.commands.output import console as make_console
+    from restransfer.commands.output import shown
     from restransfer.recipe.evaluate import evaluate
 
     report = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size,
@@ -102,13 +102,13 @@ def _evaluate(args) -> int:
                f"loss {report['loss']:.4f}")
     if "top5_accuracy" in report:
         summary += f", top-5 accuracy {report['top5_accuracy']:.4f}"
-    console.print(f"{escape(report['data'])}: {report['num_images']} images, {summary}, "
+    console.print(f"{shown(report['data'])}: {report['num_images']} images, {summary}, "
                   f"macro F1 {report['macro_f1']:.4f}" + (f"; TTA: {', '.join(report['tta'])}" if report.get("tta") else ""))
     table = Table(title="per class")
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, scores in report["per_class"].items():
-        table.add_row(escape(name), f"{scores['precision']:.3f}", f"{scores['recall']:.3f}",
+        table.add_row(shown(name), f"{scores['precision']:.3f}", f"{scores['recall']:.3f}",
                       f"{scores['f1']:.3f}",
                       str(scores["support"]))
     console.print(table)
@@ -121,10 +121,9 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from pathlib import Path
 
-    from rich.markup import escape
     from rich.table import Table
 
-    from restransfer.commands.output import console
+    from restransfer.commands.output import console, shown
     from restransfer.errors import ConfigError
 
     if args.out is not None and not args.explain:
@@ -144,7 +143,7 @@ def _predict(args) -> int:
     table.add_column("top predictions (probability)")
     options = {"tta": args.tta, "tta_crops": args.tta_crops} if args.tta or args.tta_crops else {}
     for result in predict(args.run, args.images, top_k=args.top_k, **options):
-        table.add_row(escape(result["image"]), escape(", ".join(f"{label} {p:.3f}" for label, p in result["top"])))
+        table.add_row(shown(result["image"]), shown(", ".join(f"{label} {p:.3f}" for label, p in result["top"])))
     console().print(table)
     if args.explain:
         from restransfer.recipe.predict import explain

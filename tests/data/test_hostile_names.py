@@ -106,3 +106,12 @@ def test_validate_refuses_a_data_path_of_the_wrong_kind(tmp_path, capsys, source
     assert main(["validate", str(recipe)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"data.path: path '{path}' {message}" in err
+
+
+def test_validate_prints_a_phase_name_with_an_esc_sequence_escaped(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text('model: {name: cifar_resnet20}\nphases: [{name: "x\\e[31my", epochs: 1}]\n'
+                      "data: {source: digits, image_size: 16}\n")
+    assert main(["validate", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "x\\x1b[31my" in out
