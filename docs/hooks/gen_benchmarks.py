@@ -321,7 +321,37 @@ def _grouped_conv(data: dict) -> str:
                       "concat", "dense (groups x the FLOPs)"], rows))
 
 
+def _is_imbalance(data: dict) -> bool:
+    summary = (data.get("settings") or {}).get("summary") or {}
+    return isinstance(summary.get("rows"), list) and "weightings" in (data.get("settings") or {})
+
+
+def _imbalance(data: dict) -> str:
+    summary = data["settings"]["summary"]
+    rows = [[f"`{r['class_weight']}`", "on" if r["tta"] else "off", _stats(r["test_balanced_accuracy"]),
+             _stats(r["test_macro_f1"]), _stats(r["test_smallest_class_recall"]), str(len(r["seeds"]))]
+            for r in summary["rows"]]
+    return _table(["data.class_weight", "TTA (flip)", "test balanced accuracy", "test macro F1",
+                   "smallest class recall", "seeds"], rows)
+
+
+def _is_calibration(data: dict) -> bool:
+    summary = (data.get("settings") or {}).get("summary") or {}
+    return "heldout_ece_before" in summary
+
+
+def _calibration(data: dict) -> str:
+    summary = data["settings"]["summary"]
+    rows = [[what, _stats(summary[f"heldout_{key}_before"]), _stats(summary[f"heldout_{key}_after"])]
+            for what, key in (("ECE (15 bins)", "ece"), ("NLL", "nll"))]
+    return (_table(["held-out digits", "before", "after temperature scaling"], rows)
+            + f"\n\nTemperature {_stats(summary['temperature'])}; held-out ECE lower on "
+              f"{summary['seeds_heldout_ece_lower']} of {summary['seeds']} seeds.")
+
+
 RENDERERS: list[tuple[Callable[[dict], bool], Callable[[dict], str]]] = [
+    (_is_imbalance, _imbalance),
+    (_is_calibration, _calibration),
     (_is_transfer, _transfer),
     (_is_quickstart_seeds, _quickstart_seeds),
     (_is_head_convergence, _head_convergence),

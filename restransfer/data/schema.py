@@ -203,8 +203,9 @@ class _Common(_Strict):
     skip_bad: bool = False
     fold: FoldConfig | None = None
     class_weight: Literal[CLASS_WEIGHT_MODES] | dict[str, Annotated[float, Field(gt=0, le=1e6)]] = Field(
-        "auto", description="auto (balanced when the largest training class has >= 3x the images of the "
-                            "smallest), balanced (n / (k * n_class)), none, or {label: weight}; see "
+        "auto", description="auto (a logit-adjusted loss when the largest training class has >= 3x the images "
+                            "of the smallest), balanced (weights n / (k * n_class)), logit_adjusted (log class "
+                            "prior added to the logits in the loss), none, or {label: weight}; see "
                             "restransfer.training.class_weights")
 
     @field_validator("class_weight", mode="before")

@@ -140,6 +140,8 @@ class RunDecisions:
     steps_per_epoch: Decision[int] | None = None
     # Class weights {label: weight} of the training loss, or None (every image weighs 1).
     class_weights: Decision[Mapping[str, float] | None] | None = None
+    # The class prior {label: share of the training images} the loss adjusts the logits by, or None.
+    logit_adjustment: Decision[Mapping[str, float] | None] | None = None
     # The validation metric that picks the kept epoch and stops phases early.
     checkpoint_monitor: Decision[str] | None = None
     # The head's output activation: softmax (one class per image) or sigmoid (labels independent).
@@ -174,7 +176,8 @@ def decide(plan: Plan, facts: DataFacts | None = None, *, model: keras.Model | N
         precise_bn=_precise_bn(plan, facts),
         steps_per_epoch=_steps_per_epoch(facts),
         class_weights=(weights := _class_weights(plan, facts)),
-        checkpoint_monitor=_checkpoint_monitor(plan, weights),
+        logit_adjustment=(adjustment := _logit_adjustment(plan, facts)),
+        checkpoint_monitor=_checkpoint_monitor(plan, weights, adjustment),
         head_activation=Decision(*head_activation(plan.task)),
         loss=Decision(*loss_name(plan.task)),
         metrics=_metrics(plan, facts),
@@ -299,14 +302,28 @@ def _class_weights(plan: Plan, facts: DataFacts | None) -> Decision[Mapping[str,
     return Decision(decided.weights, decided.reason)
 
 
-def _checkpoint_monitor(plan: Plan, weights: Decision | None) -> Decision[str] | None:
+def _logit_adjustment(plan: Plan, facts: DataFacts | None) -> Decision[Mapping[str, float] | None] | None:
+    from restransfer.training.class_weights import decide_class_weights
+
+    setting = plan.data.class_weight
+    if setting == "none" or isinstance(setting, Mapping) or setting == "balanced":
+        return Decision(None, f"data.class_weight: {'given per label' if isinstance(setting, Mapping) else setting}")
+    if plan.task == "multi_label":
+        return Decision(None, "task multi_label: the loss is not logit-adjusted")
+    if facts is None or not facts.train_counts:
+        return None
+    decided = decide_class_weights(setting, facts.train_counts, facts.class_names)
+    return Decision(decided.prior, decided.reason)
+
+
+def _checkpoint_monitor(plan: Plan, weights: Decision | None, adjustment: Decision | None) -> Decision[str] | None:
     from restransfer.training.best_epoch import checkpoint_monitor
 
     monitor = plan.checkpoint.monitor
-    if monitor == "auto" and weights is None:
+    if monitor == "auto" and (weights is None or adjustment is None):
         return None
-    return Decision(*checkpoint_monitor(monitor, class_weighted=weights is not None and weights.value is not None,
-                                        task=plan.task))
+    balancing = any(d is not None and d.value is not None for d in (weights, adjustment))
+    return Decision(*checkpoint_monitor(monitor, class_weighted=balancing, task=plan.task))
 
 
 def _metrics(plan: Plan, facts: DataFacts | None) -> Decision[tuple[str, ...]] | None:

@@ -100,15 +100,22 @@ def phase_optimizer(model: keras.Model, phase: PhaseConfig | PhasePlan, learning
     )
 
 
-def phase_loss(phase: PhaseConfig | PhasePlan, loss: str = "categorical_crossentropy") -> keras.losses.Loss:
-    """The decided ``loss`` (`RunDecisions.loss`) with the phase's label smoothing."""
+def phase_loss(phase: PhaseConfig | PhasePlan, loss: str = "categorical_crossentropy",
+               prior: Sequence[float] | None = None) -> keras.losses.Loss:
+    """The decided ``loss`` (`RunDecisions.loss`) with the phase's label smoothing; logit-adjusted by
+    ``prior`` (each class's share of the training images, `RunDecisions.logit_adjustment`) if given."""
+    if prior is not None:
+        from restransfer.training.logit_adjustment import LogitAdjustedCrossentropy
+
+        return LogitAdjustedCrossentropy(prior, label_smoothing=phase.label_smoothing)
     return make_loss(loss, phase.label_smoothing)
 
 
 def compile_phase(model: keras.Model, phase: PhaseConfig | PhasePlan, *, frozen: Sequence[str], steps_per_epoch: int,
                   num_classes: int, jit_compile: bool, learning_rate: float | None = None,
                   lr_multipliers: Mapping[str, float] | None = None, trainer: keras.Model | None = None,
-                  loss: str = "categorical_crossentropy", metrics: Sequence[str] | None = None) -> None:
+                  loss: str = "categorical_crossentropy", metrics: Sequence[str] | None = None,
+                  prior: Sequence[float] | None = None) -> None:
     """Freeze ``frozen`` stages and compile with the phase's optimizer, schedule and loss.
 
     ``loss`` and ``metrics`` are the run's decisions (default: single-label's).
@@ -116,7 +123,7 @@ def compile_phase(model: keras.Model, phase: PhaseConfig | PhasePlan, *, frozen:
     ``learning_rate`` is the schedule's peak (default: the phase's own, unscaled);
     ``lr_multipliers`` are per-stage factors (default: the phase's own, without the head's).
     ``trainer`` is compiled instead of ``model`` when the phase fits a model over some of
-    ``model``'s layers (the feature cache's suffix).
+    ``model``'s layers (the feature cache's suffix). ``prior`` logit-adjusts the loss (`phase_loss`).
     """
     freeze_stages(model, frozen)
     total = phase.epochs * steps_per_epoch
@@ -129,7 +136,8 @@ def compile_phase(model: keras.Model, phase: PhaseConfig | PhasePlan, *, frozen:
     names = metric_names("single_label", num_classes)[0] if metrics is None else metrics
     trainer = trainer or model
     trainer.compile(optimizer=phase_optimizer(model, phase, schedule, lr_multipliers),
-                    loss=phase_loss(phase, loss), metrics=make_metrics(names, num_classes), jit_compile=jit_compile)
+                    loss=phase_loss(phase, loss, prior), metrics=make_metrics(names, num_classes),
+                    jit_compile=jit_compile)
     build_before_fit(trainer)
 
 
@@ -380,15 +388,19 @@ def _init_head(session: _Session, model: keras.Model, bundle) -> None:
     decisions = session.plan.decisions
     weights = decisions.class_weights.value
     how = init_head(model, bundle, decisions.head_init.value,
-                    class_weight=None if weights is None else np.array(list(weights.values()), np.float32))
+                    class_weight=None if weights is None else np.array(list(weights.values()), np.float32),
+                    prior=_prior_vector(session.plan))
     session.say(f"Head ({decisions.head_init.reason}): {how}; learning rate x{decisions.head_lr_multiplier.value:g} "
                 "of each phase's unless the phase sets lr_multipliers.head.")
 
 
-def init_head(model: keras.Model, bundle, init: str, class_weight: np.ndarray | None = None) -> str:
+def init_head(model: keras.Model, bundle, init: str, class_weight: np.ndarray | None = None,
+              prior: Sequence[float] | None = None) -> str:
     """Set the classifier's starting weights as ``init`` (``zeros``, ``probe`` or ``random``) says; how, in words.
 
     ``class_weight`` (one weight per class) weighs the probe's logistic regression as training is weighed.
+    With ``prior`` (a logit-adjusted loss, which adds ``log(prior)`` to the logits), the probe's bias
+    loses ``log(prior)``, so the loss starts where the probe's fit is.
     """
     if init == "zeros":
         zero_classifier(model)
@@ -400,6 +412,9 @@ def init_head(model: keras.Model, bundle, init: str, class_weight: np.ndarray | 
         if multi:
             return (f"one logistic regression per label fitted on the pooled features of the {probe.images} training "
                     f"images (their exact-match ratio {probe.train_accuracy:.3f})")
+        if prior is not None:
+            bias = model.get_layer("predictions").bias
+            bias.assign(np.asarray(bias.numpy(), np.float32) - np.log(np.asarray(prior, np.float32)))
         return (f"a logistic-regression probe fitted on the pooled features of the {probe.images} training images "
                 f"(their accuracy {probe.train_accuracy:.3f})")
     return "Glorot-uniform kernel, zero bias"
@@ -531,7 +546,7 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
         compile_phase(model, phase, frozen=phase.frozen, steps_per_epoch=plan.decisions.steps_per_epoch.value,
                       num_classes=num_classes, jit_compile=jit_compile, learning_rate=decisions.learning_rate.value,
                       lr_multipliers=multipliers, trainer=trainer, loss=plan.decisions.loss.value,
-                      metrics=plan.decisions.metrics.value)
+                      metrics=plan.decisions.metrics.value, prior=_prior_vector(plan))
         if start.state and phase.start_epoch < start.epochs_done:
             checkpoint.restore_optimizer(trainer, session.run.checkpoints, start.state)
     _print_stage_table(model, say, title=f"{phase.name}: frozen {list(phase.frozen) or 'nothing'}")
@@ -588,6 +603,11 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
     return recorder.best, trainer.optimizer, cached
 
 
+def _prior_vector(plan: Plan) -> list[float] | None:
+    prior = plan.decisions.logit_adjustment.value
+    return None if prior is None else list(prior.values())
+
+
 def _class_weight_vector(plan: Plan) -> np.ndarray | None:
     weights = plan.decisions.class_weights.value
     return None if weights is None else np.array(list(weights.values()), np.float32)
@@ -641,6 +661,7 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     decisions = plan.decisions
     metrics["class_weights"] = decisions.class_weights.value
     metrics["class_weights_reason"] = decisions.class_weights.reason
+    metrics["logit_adjustment"] = decisions.logit_adjustment.value
     metrics["checkpoint"] = {"monitor": decisions.checkpoint_monitor.value, "keep": plan.checkpoint.keep}
     checkpoint.write_json(folder.path / "metrics.json", metrics)
     plots.plot_history(history, folder.plots / "training_curves.png", title=f"{plan.model.name}: {folder.path.name}")

@@ -170,7 +170,7 @@ def choose_recipe(data: str | Path, *, val: str | Path | None = None, val_split:
     data_section.update(image_size=image_size, batch_size=batch)
     phases = _phases(pretrained, total, n, reasons)
     ratio = largest / smallest
-    reasons.append(f"class weights: auto, {'balanced' if ratio >= 3 else 'none'}: largest / smallest class = "
+    reasons.append(f"class weights: auto, {'logit-adjusted loss' if ratio >= 3 else 'none'}: largest / smallest class = "
                    f"{largest} / {smallest} = {ratio:.3g} ({'>=' if ratio >= 3 else '<'} 3)")
     reasons.append("checkpoint: keep the best epoch on the validation data (monitor auto)")
     recipe = {"model": {"name": model, **({"weights": weights} if pretrained else {}),

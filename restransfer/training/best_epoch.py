@@ -26,7 +26,7 @@ def checkpoint_monitor(monitor: str, *, class_weighted: bool, task: str = "singl
 
     Example:
         >>> checkpoint_monitor("auto", class_weighted=True)
-        ('val_balanced_accuracy', 'auto: class weights apply')
+        ('val_balanced_accuracy', 'auto: the classes are balanced (class weights or logit adjustment)')
         >>> checkpoint_monitor("val_loss", class_weighted=True)[0]
         'val_loss'
     """
@@ -35,8 +35,8 @@ def checkpoint_monitor(monitor: str, *, class_weighted: bool, task: str = "singl
     if task == "multi_label":
         return "val_map", "auto: task multi_label (mean average precision over labels)"
     if class_weighted:
-        return "val_balanced_accuracy", "auto: class weights apply"
-    return "val_accuracy", "auto: no class weights"
+        return "val_balanced_accuracy", "auto: the classes are balanced (class weights or logit adjustment)"
+    return "val_accuracy", "auto: the classes are not balanced by weights or logit adjustment"
 
 
 def monitor_problem(monitor: str, task: str) -> str | None:

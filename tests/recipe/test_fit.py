@@ -47,9 +47,9 @@ def test_fit_trains_and_its_recipe_reproduces_the_run(folders, tmp_path):
     lines = []
     run = rt.fit(folders["train"], val=folders["val"], epochs=1, out=tmp_path / "run", verbose=0,
                  overrides=["data.batch_size=8"], say=lines.append)
-    assert any("class weights: auto, balanced" in line for line in lines)
+    assert any("class weights: auto, logit-adjusted loss" in line for line in lines)
     metrics = json.loads((tmp_path / "run/metrics.json").read_text())
-    assert metrics["final"]["epochs"] == 1 and metrics["class_weights"] is not None
+    assert metrics["final"]["epochs"] == 1 and metrics["logit_adjustment"] is not None
     recipe_file = tmp_path / "run/recipe.yaml"
     assert load_plan(recipe_file).text == recipe_file.read_text() == run.plan.text
 

@@ -24,7 +24,7 @@ def recipe(data):
     return {
         "model": {"name": "cifar_resnet20", "bn_momentum": 0.9},
         "data": {"source": "folder", "path": str(data["train"]), "val_path": str(data["val"]), "image_size": 16,
-                 "batch_size": 4},
+                 "batch_size": 4, "class_weight": "balanced"},
         "phases": [
             {"name": "head", "epochs": 1, "freeze": "all_but_head"},
             # No epoch can improve accuracy by more than 1: the phase stops after its second epoch (3).
@@ -83,7 +83,7 @@ def test_kill_9_and_resume_keeps_patience_best_epoch_and_class_weights(tmp_path)
     expected = compute_class_weight("balanced", classes=np.arange(3), y=np.repeat(np.arange(3), counts))
     np.testing.assert_allclose(list(metrics["class_weights"].values()), expected)
     assert list(metrics["class_weights"]) == ["5", "6", "7"]
-    assert "class_weights: {5: " in log and "(auto: largest class / smallest = 8 / 2 = 4 >= 3" in log
+    assert "class_weights: {5: " in log and "(data.class_weight: balanced" in log
     assert metrics["checkpoint"] == {"monitor": "val_balanced_accuracy", "keep": "best"}
     best = best_row(history, "val_balanced_accuracy")
     assert metrics["best"]["epoch"] == best["epoch"] == metrics["final"]["epoch"]

@@ -20,16 +20,17 @@ COUNTS = [36, 18, 9, 5, 3]
 def test_balanced_and_auto_equal_scikit_learn():
     y = np.repeat(np.arange(5), COUNTS)
     expected = compute_class_weight("balanced", classes=np.arange(5), y=y)
-    for mode in ("balanced", "auto"):
-        decided = decide_class_weights(mode, COUNTS, NAMES)
-        np.testing.assert_allclose(list(decided.weights.values()), expected)
-        assert list(decided.weights) == NAMES
-    assert "36 / 3 = 12 >= 3" in decide_class_weights("auto", COUNTS, NAMES).reason
+    decided = decide_class_weights("balanced", COUNTS, NAMES)
+    np.testing.assert_allclose(list(decided.weights.values()), expected)
+    assert list(decided.weights) == NAMES
+    auto = decide_class_weights("auto", COUNTS, NAMES)
+    assert "36 / 3 = 12 >= 3" in auto.reason and auto.weights is None
+    np.testing.assert_allclose(list(auto.prior.values()), np.array(COUNTS) / sum(COUNTS))
 
 
 def test_auto_stays_off_below_three_to_one_and_none_is_none():
-    assert decide_class_weights("auto", [29, 10], ["a", "b"]).weights is None
-    assert decide_class_weights("auto", [30, 10], ["a", "b"]).weights is not None
+    assert decide_class_weights("auto", [29, 10], ["a", "b"]).prior is None
+    assert decide_class_weights("auto", [30, 10], ["a", "b"]).prior is not None
     assert decide_class_weights("none", COUNTS, NAMES).vector() is None
 
 
