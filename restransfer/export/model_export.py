@@ -26,11 +26,14 @@ from restransfer.export.artifact import (
     write_reference,
     write_samples,
 )
+from restransfer.export.verify import ACCURACY_LOSS_BOUND
 from restransfer.files import sha256_file
 
 NUM_SAMPLES = 8
 # Calibration images for full-integer quantisation: TFLite's guides suggest a few hundred.
 REPRESENTATIVE_COUNT = 200
+# Validation images each export is scored on at most.
+MAX_SCORE_IMAGES = 2000
 SampleSource = Sequence[str | os.PathLike] | np.ndarray | object | None
 
 
@@ -40,7 +43,8 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
                  verify: bool = True, source_model: str | os.PathLike | None = None,
                  resize: str = DEFAULT_RESIZE, max_pixels: int = MAX_IMAGE_PIXELS,
                  representative: np.ndarray | object | None = None,
-                 representative_count: int = REPRESENTATIVE_COUNT) -> ExportResult:
+                 representative_count: int = REPRESENTATIVE_COUNT,
+                 score_on: object | None = None) -> ExportResult:
     """Export a Keras classifier (float32 RGB 0..255 in, probabilities out) to ``out``.
 
     Args:
@@ -68,6 +72,9 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
             batches, un-augmented and resized as in training (``export_run`` takes the run's
             training images).
         representative_count: how many of ``representative`` to use.
+        score_on: validation images to score every artifact on (accuracy, top-1 agreement and
+            mean absolute probability difference with ``model``, into ``export.json``'s
+            ``"scores"``): ``(images, labels)`` arrays or a ``tf.data.Dataset`` of such batches.
 
     Returns:
         An ``ExportResult`` (path, file sizes, verification report).
@@ -139,7 +146,12 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
         if verify:
             from restransfer.export.verify import verify_export
 
-            report = verify_export(stage)
+            scoring = _scoring_data(score_on, model)
+            report = verify_export(stage, score_on=scoring)
+            if report.scores:
+                manifest["scores"] = report.scores
+                manifest["accuracy_loss_bound"] = ACCURACY_LOSS_BOUND
+                write_manifest(stage, manifest)
             if not report.passed:
                 raise ExportError(f"The export does not reproduce the Keras model; nothing was written.\n{report}")
     out = Path(out).expanduser().absolute()
@@ -197,14 +209,35 @@ def _export_run(folder, format, out, quantize, verify, samples, max_pixels,
     out = check_target(out if out is not None else folder.path / "export" / format)
     if samples is None:
         samples = _validation_samples(plan)
+    validation = _run_images(plan, "val")
     representative = _run_images(plan, "train") if quantize == "int8" else None
     return export_model(
         model, out, format, class_names, image_size=plan.image_size, samples=samples, quantize=quantize,
         verify=verify, resize=plan.data.resize, max_pixels=max_pixels,
         assets={"recipe": folder.recipe_file, "metrics": folder.path / "metrics.json"},
         source_model=folder.model_file, representative=representative,
-        representative_count=representative_count,
+        representative_count=representative_count, score_on=validation,
     )
+
+
+def _scoring_data(score_on, model) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(images, class indices, Keras probabilities) to score the export on, or None."""
+    import keras
+
+    if score_on is None:
+        return None
+    if hasattr(score_on, "unbatch"):  # a tf.data.Dataset of (images, labels) batches
+        pairs = [(np.asarray(x), np.asarray(y)) for x, y in score_on.unbatch().take(MAX_SCORE_IMAGES)]
+        if not pairs:
+            return None
+        images, labels = np.stack([x for x, _ in pairs]), np.stack([y for _, y in pairs])
+    else:
+        images, labels = (np.asarray(part) for part in score_on)
+    labels = np.argmax(labels, -1) if labels.ndim > 1 else labels.astype(int)
+    images = images.astype(np.float32)
+    reference = np.concatenate([keras.ops.convert_to_numpy(call_model(model, images[i:i + 64]))
+                                for i in range(0, len(images), 64)]).astype(np.float32)
+    return images, labels, reference
 
 
 def _representative_images(representative, count: int, image_size) -> np.ndarray:

@@ -32,6 +32,8 @@ from restransfer.files import FolderLock
 
 FRESH_PROCESS_TIMEOUT_S = 600
 INT8_STEP = 2 / 256
+# An export that scores more than this below the Keras model on the validation images is flagged.
+ACCURACY_LOSS_BOUND = 0.02
 SCRATCH_PREFIX = "restransfer-verify-"
 # A scratch folder without a lock file (written by older versions) is stale after this long.
 UNLOCKED_SCRATCH_AGE_S = 3600
@@ -64,6 +66,13 @@ import numpy as np
 images = np.load(spec["tensor_inputs"], allow_pickle=False)["images"]
 contents = [open(path, "rb").read() for path in spec["image_files"]]
 outputs, signatures, runtime = {}, {}, None
+# Validation images to score the export on (export.json's "scores"), run in chunks.
+score_images = np.load(spec["score_inputs"], allow_pickle=False)["images"] if spec.get("score_inputs") else None
+
+def score(artifact, predict):
+    if score_images is not None:
+        chunks = [np.asarray(predict(score_images[i:i + 64])) for i in range(0, len(score_images), 64)]
+        outputs[f"{artifact}|score|score|probabilities"] = np.concatenate(chunks)
 
 def spec_of(tensor_spec):
     if tensor_spec.shape.rank is None:
@@ -88,6 +97,7 @@ if spec["format"] == "saved_model":
     keep("saved_model", "serving_default", "all", serving(image_bytes=tf.constant(contents)))
     keep("saved_model", "serving_default", "1", serving(image_bytes=tf.constant(contents[:1])))
     keep("saved_model", "serve_tensor", "all", loaded.signatures["serve_tensor"](images=tf.constant(images)))
+    score("saved_model", lambda x: loaded.signatures["serve_tensor"](images=tf.constant(x))["probabilities"])
 elif spec["format"] == "keras":
     import keras
     model = keras.saving.load_model(spec["directory"] + "/model.keras", safe_mode=True)
@@ -95,6 +105,7 @@ elif spec["format"] == "keras":
         "inputs": {t.name: [t.dtype, [-1 if d is None else d for d in t.shape]] for t in model.inputs},
         "outputs": {"probabilities": [model.outputs[0].dtype, [-1 if d is None else d for d in model.outputs[0].shape]]}}}
     keep("model.keras", "call", "all", {"probabilities": keras.ops.convert_to_numpy(model(images, training=False))})
+    score("model.keras", lambda x: keras.ops.convert_to_numpy(model(x, training=False)))
 elif spec["format"] == "onnx":
     import onnxruntime
     runtime = "onnxruntime " + onnxruntime.__version__
@@ -105,6 +116,7 @@ elif spec["format"] == "onnx":
             for side, part in (("inputs", session.get_inputs()), ("outputs", session.get_outputs()))}}
         keep(name, "graph", "all", {"probabilities": session.run(["probabilities"], {"images": images})[0]})
         keep(name, "graph", "1", {"probabilities": session.run(["probabilities"], {"images": images[:1]})[0]})
+        score(name, lambda x: session.run(["probabilities"], {"images": x})[0])
 else:
     try:  # LiteRT, the TFLite runtime's new home (the `litert` extra)
         from ai_edge_litert.interpreter import Interpreter
@@ -126,6 +138,7 @@ else:
         # A full-integer model takes uint8 pixels: the 0..255 values, rounded.
         feed = images if dtype == np.float32 else np.clip(np.round(images), 0, 255).astype(dtype)
         keep(name, "serve_tensor", "all", runner(images=feed))
+        score(name, lambda x: runner(images=x if dtype == np.float32 else np.clip(np.round(x), 0, 255).astype(dtype))["probabilities"])
 
 leaked = sorted(m for m in sys.modules if m == "restransfer" or m.startswith("restransfer."))
 np.savez(spec["output"], **outputs)
@@ -161,6 +174,7 @@ class VerifyReport:
     signatures: dict
     images_source: str
     runtime: str | None = None  # TFLite: "ai_edge_litert" or "tf.lite"; ONNX: "onnxruntime X.Y"
+    scores: dict = field(default_factory=dict)  # artifact -> score_artifact's dict
 
     @property
     def passed(self) -> bool:
@@ -191,7 +205,21 @@ class VerifyReport:
                 + (f" ({c.top1_ties} within tolerance of a tie)" if c.top1_ties else "")
             )
             lines += [f"       {problem}" for problem in c.problems]
+        lines += render_scores(self.scores)
         return "\n".join(lines)
+
+
+def render_scores(scores: dict) -> list[str]:
+    """Terminal lines for export.json's "scores"; a loss beyond the bound is shouted."""
+    lines = []
+    for artifact, sc in (scores or {}).items():
+        lines.append(f"  score {artifact} on {sc['images']} validation images: accuracy {sc['accuracy']:.3f} "
+                     f"(Keras {sc['keras_accuracy']:.3f}), top-1 agreement {sc['top1_agreement']:.1%}, "
+                     f"mean |dp| {sc['mean_abs_prob_diff']:.2e}")
+        if not sc["within_bound"]:
+            lines.append(f"  WARNING: {artifact} loses {sc['accuracy_loss']:.3f} accuracy against the Keras "
+                         f"model, more than the bound {ACCURACY_LOSS_BOUND}: check it before deploying it.")
+    return lines
 
 
 def child_sys_path() -> list[str]:
@@ -292,7 +320,7 @@ def remove_stale_scratch(root: Path) -> list[Path]:
 
 
 def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLike] | None = None,
-                  model=None) -> VerifyReport:
+                  model=None, score_on: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> VerifyReport:
     """Reload an export in a fresh process and compare it with the Keras model.
 
     Args:
@@ -300,6 +328,9 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
         images: image files to feed; default the samples stored at export time.
         model: with ``images``, the Keras model (or its ``.keras`` path) to compare with; default
             the run's ``model.keras`` recorded in ``export.json``.
+        score_on: ``(images, labels, keras_probabilities)``: validation images (float32 RGB
+            0..255, the model's size), their class indices and the Keras model's probabilities;
+            each artifact's accuracy and agreement on them lands in ``report.scores``.
 
     Returns:
         A ``VerifyReport``; ``report.passed`` tells whether every check held.
@@ -328,11 +359,14 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
 
     with verify_scratch() as scratch:
         np.savez(scratch / "inputs.npz", images=tensor_inputs)
+        if score_on is not None:
+            np.savez(scratch / "score.npz", images=np.asarray(score_on[0], np.float32))
         spec = {
             "format": manifest["format"], "directory": str(directory),
             "artifacts": list(manifest["precision"]), "image_files": [str(p) for p in files],
             "tensor_inputs": str(scratch / "inputs.npz"), "output": str(scratch / "outputs.npz"),
             "report": str(scratch / "report.json"), "sys_path": child_sys_path(),
+            "score_inputs": str(scratch / "score.npz") if score_on is not None else None,
         }
         (scratch / "spec.json").write_text(json.dumps(spec))
         (scratch / "verify_export.py").write_text(_SCRIPT)
@@ -356,8 +390,13 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
     if report["restransfer_modules"]:
         raise ExportError(f"The verification process imported {report['restransfer_modules']}.")
     grouped: dict[tuple[str, str, str], dict] = {}
+    # Without new validation images, the scores recorded at export time.
+    scores = {} if score_on is not None else dict(manifest.get("scores") or {})
     for key, value in raw.items():
         artifact, signature, batch, output = key.split("|")
+        if signature == "score":
+            scores[artifact] = score_artifact(value, score_on[1], score_on[2])
+            continue
         grouped.setdefault((artifact, signature, batch), {})[output] = value
     checks = []
     for (artifact, signature, _), out in sorted(grouped.items()):
@@ -373,4 +412,20 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
         if found:
             checks.append(Check("saved_model", "graph", 0, 0.0, 0.0, 0, 0,
                                 [f"the graph holds Python-only ops {sorted(found)}; it cannot be served"]))
-    return VerifyReport(directory, manifest["format"], checks, report["signatures"], source, report.get("runtime"))
+    return VerifyReport(directory, manifest["format"], checks, report["signatures"], source, report.get("runtime"),
+                        scores)
+
+
+def score_artifact(probabilities: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> dict:
+    """Accuracy of an artifact's probabilities, the Keras model's, their top-1 agreement and mean |dp|."""
+    probabilities = np.asarray(probabilities, np.float32)
+    labels = np.asarray(labels).reshape(-1)
+    top1 = np.argmax(probabilities, -1)
+    accuracy, keras_accuracy = float(np.mean(top1 == labels)), float(np.mean(np.argmax(reference, -1) == labels))
+    return {
+        "images": int(len(labels)), "accuracy": accuracy, "keras_accuracy": keras_accuracy,
+        "top1_agreement": float(np.mean(top1 == np.argmax(reference, -1))),
+        "mean_abs_prob_diff": float(np.mean(np.abs(probabilities - reference))),
+        "accuracy_loss": keras_accuracy - accuracy,
+        "within_bound": keras_accuracy - accuracy <= ACCURACY_LOSS_BOUND,
+    }

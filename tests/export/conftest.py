@@ -67,8 +67,11 @@ def new_exports(tmp_path_factory, trained_model):
 
     out = tmp_path_factory.mktemp("new_exports")
     images, _ = colour_images(48, seed=1)
+    validation = colour_images(30, seed=2)
     return {
-        "onnx": export_model(trained_model, out / "onnx", "onnx", CLASS_NAMES, samples=images[:8]),
+        "onnx": export_model(trained_model, out / "onnx", "onnx", CLASS_NAMES, samples=images[:8],
+                             score_on=validation),
         "int8": export_model(trained_model, out / "int8", "tflite", CLASS_NAMES, samples=images[:8],
-                             quantize="int8", representative=images, representative_count=32),
+                             quantize="int8", representative=images, representative_count=32,
+                             score_on=validation),
     }

@@ -53,9 +53,13 @@ def test_tampered_onnx_fails_verification(new_exports, tmp_path):
     copy = tmp_path / "onnx"
     shutil.copytree(new_exports["onnx"].path, copy)
     graph = onnx.load(str(copy / "model.onnx"))
-    weights = max(graph.graph.initializer, key=lambda t: len(onnx.numpy_helper.to_array(t).ravel()))
-    array = onnx.numpy_helper.to_array(weights)
-    weights.CopyFrom(onnx.numpy_helper.from_array((array * 0.5).astype(array.dtype), weights.name))
+    # The classifier's weights (last axis: one per class) rolled: every class's score moves.
+    head = [t for t in graph.graph.initializer if onnx.numpy_helper.to_array(t).ndim == 2
+            and onnx.numpy_helper.to_array(t).shape[-1] == len(CLASS_NAMES)]
+    assert head
+    for weights in head:
+        array = onnx.numpy_helper.to_array(weights)
+        weights.CopyFrom(onnx.numpy_helper.from_array(np.roll(array, 1, axis=-1), weights.name))
     onnx.save(graph, str(copy / "model.onnx"))
     report = verify_export(copy)
     assert not report.passed
@@ -85,3 +89,32 @@ def test_int8_needs_representative_images(trained_model, tmp_path):
 def test_int8_only_for_tflite(trained_model, tmp_path):
     with pytest.raises(ConfigError, match="TFLite only"):
         export_model(trained_model, tmp_path / "x", "onnx", CLASS_NAMES, quantize="int8")
+
+
+def test_export_json_scores_each_artifact_on_validation_images(new_exports, trained_model):
+    images, labels = colour_images(30, seed=2)
+    keras_probs = trained_model(images, training=False).numpy()
+    for result in new_exports.values():
+        scores = json.loads((result.path / "export.json").read_text())["scores"]
+        assert set(scores) == {name for name in result.files if name.startswith("model.")}
+        for sc in scores.values():
+            assert sc["images"] == 30
+            assert sc["keras_accuracy"] == pytest.approx(np.mean(keras_probs.argmax(-1) == labels))
+            assert 0 <= sc["accuracy"] <= 1 and 0 <= sc["top1_agreement"] <= 1
+        # `export verify` prints the recorded scores.
+        assert "validation images: accuracy" in str(verify_export(result.path))
+    onnx_score = json.loads((new_exports["onnx"].path / "export.json").read_text())["scores"]["model.onnx"]
+    assert onnx_score["top1_agreement"] == 1.0 and onnx_score["mean_abs_prob_diff"] < 1e-5
+
+
+def test_score_artifact_numbers_and_loud_loss():
+    from restransfer.export.verify import render_scores, score_artifact
+
+    reference = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], np.float32)
+    quantised = np.array([[0.8, 0.2], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7]], np.float32)
+    sc = score_artifact(quantised, np.array([0, 1, 0, 1]), reference)
+    assert sc["keras_accuracy"] == 1.0 and sc["accuracy"] == 0.75 and sc["top1_agreement"] == 0.75
+    assert sc["mean_abs_prob_diff"] == pytest.approx((0.1 * 2 + 0.2 * 2) / 8)
+    assert not sc["within_bound"]
+    assert any(line.startswith("  WARNING: model.int8.tflite loses 0.250 accuracy")
+               for line in render_scores({"model.int8.tflite": sc}))
