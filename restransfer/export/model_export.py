@@ -207,17 +207,27 @@ def _export_run(folder, format, out, quantize, verify, samples, max_pixels,
     except ConfigError as error:
         raise ExportError(f"Cannot export {folder.path}: {error}") from None
     out = check_target(out if out is not None else folder.path / "export" / format)
+    # Sample images: the run's validation images when its data is readable here; else synthetic
+    # images still verify the numerics (the manifest records which were used).
+    data = _run_data(plan)
+    validation = data.val if data is not None else None
     if samples is None:
-        samples = _validation_samples(plan)
-    validation = _run_images(plan, "val")
-    representative = _run_images(plan, "train") if quantize == "int8" else None
-    return export_model(
+        samples = validation
+    representative = None
+    if quantize == "int8" and data is not None:
+        representative = data.train_unaugmented if data.train_unaugmented is not None else data.train
+    result = export_model(
         model, out, format, class_names, image_size=plan.image_size, samples=samples, quantize=quantize,
         verify=verify, resize=plan.data.resize, max_pixels=max_pixels,
         assets={"recipe": folder.recipe_file, "metrics": folder.path / "metrics.json"},
         source_model=folder.model_file, representative=representative,
         representative_count=representative_count, score_on=validation,
     )
+    if result.path.parent == (folder.path / "export").absolute():
+        from restransfer.export.model_card import write_model_card
+
+        write_model_card(folder.path.absolute(), plan.recipe, class_names, data.counts if data is not None else None)
+    return result
 
 
 def _scoring_data(score_on, model) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -318,23 +328,15 @@ def _synthetic_images(image_size, count: int = NUM_SAMPLES) -> np.ndarray:
     return np.clip(fields + rng.normal(0, 12, fields.shape), 0, 255)
 
 
-def _validation_samples(plan):
-    """A few validation images of the run, or None when its data is not readable here (moved, offline).
-
-    Synthetic images still verify the export's numerics; the manifest records which were used.
-    """
-    return _run_images(plan, "val")
-
-
-def _run_images(plan, split: str):
-    """The run's un-augmented ``split`` dataset, or None when its data is not readable here."""
+def _run_data(plan):
+    """The run's un-augmented data, or None when it is not readable here (moved, offline, arrays)."""
     from restransfer.data import load_data
     from restransfer.errors import RestransferError
 
     if plan.data.source == "arrays":
         return None
     try:
-        return getattr(load_data(**plan.data_options(augment={})), split)
+        return load_data(**plan.data_options(augment={}))
     except RestransferError:
         return None
 
