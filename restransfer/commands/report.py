@@ -14,7 +14,7 @@ def register(subparsers) -> None:
 
 
 def _report(args) -> int:
-    from restransfer.diagnostics.report import run_report
+    from restransfer.recipe.report import report
 
-    print(f"wrote {run_report(args.run, args.out)}")
+    print(f"wrote {report(args.run, args.out)}")
     return 0

@@ -223,26 +223,34 @@ def render_report(*, title: str, recipe_text: str, stages: Sequence[StageMarks],
 
 def write_report(path: str | Path, **values: Any) -> Path:
     """Write :func:`render_report` ``(**values)`` to ``path`` atomically; returns the path."""
-    from restransfer.training.checkpoint import write_text
+    from restransfer.files import write_text
 
     path = Path(path)
     write_text(path, render_report(**values))
     return path
 
 
-def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def run_report(run_dir: str | Path, out: str | Path | None = None, *,
+               phases: Sequence[tuple[str, Sequence[str]]], model_name: str, weights: str,
+               precision: str) -> Path:
     """Write ``RUN/report.html`` (or ``out``) from what a finished run folder holds.
 
-    Reads the resolved recipe, ``metrics.json``, ``model.keras`` (for the stage table; the
-    recipe's phases give the frozen marks), the PNGs in ``plots/``, ``plots/top_losses.csv``
-    when ``evaluate`` wrote it, ``data_skipped.json`` and the weights notes in ``train.log``.
+    Reads the recipe text, ``metrics.json``, ``model.keras`` (for the stage table), the PNGs in
+    ``plots/``, ``plots/top_losses.csv`` when ``evaluate`` wrote it, ``data_skipped.json`` and the
+    weights notes in ``train.log``. What the run's recipe decided comes in as plain values (the
+    recipe floor's ``restransfer.recipe.report.report`` reads them from the run's Plan).
+
+    Args:
+        phases: ``(name, frozen stages)`` of each phase, for the stage table's marks.
+        model_name: the model, when ``run.json`` does not name it.
+        weights: where the starting weights came from (``"none"`` without).
+        precision: the recipe's precision, when ``run.json`` does not record it.
     """
     import csv
     import io
 
     from restransfer.diagnostics.complexity import stage_table
     from restransfer.diagnostics.interpret import TopLoss
-    from restransfer.recipe.plan import run_plan
     from restransfer.runs import RunFolder
 
     folder = RunFolder(run_dir)
@@ -250,10 +258,8 @@ def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not metrics_file.is_file():
         raise ConfigError(f"{folder.path} has no metrics.json: a report needs a finished run "
                           "(rerun `restransfer train` with the same recipe to finish it).")
-    plan = run_plan(folder)
     model = folder.load_model()
-    phases = [phase.name for phase in plan.phases]
-    stages = stage_marks(stage_table(model), [phase.frozen for phase in plan.phases])
+    stages = stage_marks(stage_table(model), [list(frozen) for _, frozen in phases])
     top = []
     top_file = folder.plots / "top_losses.csv"
     if top_file.is_file():
@@ -273,12 +279,12 @@ def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                                                          if log.is_file() else [])
              if "skipping it" in line or "keeps its fresh initialisation" in line]
     info = folder.info() or {}
-    facts = {"model": info.get("model", plan.model.name), "weights": plan.recipe.model.weights or "none",
-             "backend": info.get("backend", "?"), "precision": info.get("precision", plan.recipe.precision),
+    facts = {"model": info.get("model", model_name), "weights": weights or "none",
+             "backend": info.get("backend", "?"), "precision": info.get("precision", precision),
              "classes": len(folder.class_names())}
     return write_report(
         Path(out) if out is not None else folder.path / "report.html", title=f"restransfer run {folder.path.name}",
-        recipe_text=folder.recipe_text() or "", stages=stages, phase_names=phases, metrics=folder.read_json("metrics.json"),
+        recipe_text=folder.recipe_text() or "", stages=stages, phase_names=[name for name, _ in phases], metrics=folder.read_json("metrics.json"),
         figures={"training curves": folder.plots / "training_curves.png",
                  "confusion matrix (validation)": folder.plots / "confusion_matrix.png",
                  "top losses (validation)": folder.plots / "top_losses.png",

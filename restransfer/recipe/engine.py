@@ -674,9 +674,9 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
         f"{final['val_loss']:.4f} (epoch {final['epoch']}); {final['epochs']} epochs in {final['seconds']:.1f} s "
         f"({final['images_per_s']:.0f} images/s).")
     if session.dist.is_chief:
-        from restransfer.diagnostics.report import run_report
+        from restransfer.recipe.report import report as run_report
 
-        say(f"Report: {run_report(folder.path)} (top losses in {folder.plots / 'top_losses.png'}).")
+        say(f"Report: {run_report(folder.path, plan=plan)} (top losses in {folder.plots / 'top_losses.png'}).")
     for fmt in plan.exports if session.dist.is_chief else ():
         from restransfer.export import export_run
         from restransfer.export.artifact import made_from
