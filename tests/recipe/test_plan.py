@@ -64,7 +64,7 @@ def _fault(overrides):
     ("distribution.base_batch_size=0", ["distribution.base_batch_size", "greater than or equal to 1"]),
     ("precision=bfloat16", ["precision", "mixed_bfloat16"]),
     ("seed=-1", ["seed", "greater than or equal to 0"]),
-    ("export=[onnx]", ["export[0]", "saved_model, keras, tflite"]),
+    ("export=[coreml]", ["export[0]", "saved_model, keras, tflite, onnx"]),
 ])
 def test_fault_is_refused_at_validate_with_its_key_path(override, expected):
     if expected is None:  # a valid change on its own: group norm with its default groups resolves
