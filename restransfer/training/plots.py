@@ -77,4 +77,17 @@ def finish_figure(fig, path: str | Path | None, title: str | None):
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
+    _displayable_in_notebooks(fig)
     return fig
+
+
+def _displayable_in_notebooks(fig) -> None:
+    """Let IPython show a returned figure: without pyplot, no inline backend registers a formatter for it."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(type(fig), lambda f: print_figure(f, "png"))

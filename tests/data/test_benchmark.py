@@ -29,7 +29,7 @@ def test_pipeline_benchmark_smoke(tmp_path):
         # rate implies lies within both roundings of the stated one, on a fast CPU or a slow one.
         rate, epoch = timing["cold_images_per_s"], timing["cold_epoch_s"]
         assert 40 / (rate + 0.05) - 0.0005 <= epoch <= 40 / (rate - 0.05) + 0.0005
-        assert timing["cold_epoch_s_all"] == [pytest.approx(timing["cold_epoch_s"], abs=0.005)]
+        assert timing["cold_epoch_s_all"] == [pytest.approx(timing["cold_epoch_s"], abs=0.0051)]  # 0.01 vs 0.001 rounding
         assert 0 < timing["first_batch_s"] <= timing["cold_epoch_s"]
         assert ("cached_images_per_s" in timing) == (name != "restransfer_first_run")
         assert timing["cache"] == "memory"

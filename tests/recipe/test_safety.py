@@ -85,7 +85,7 @@ def test_kill_9_during_the_recipes_export_then_the_same_command_makes_it(tmp_pat
     again = subprocess.run(train_command(recipe, out), capture_output=True, text=True, env=ENV, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert (out / "export" / "saved_model" / "saved_model.pb").is_file()
-    assert sorted(p.name for p in (out / "export").iterdir()) == ["saved_model"]
+    assert sorted(p.name for p in (out / "export").iterdir()) == ["MODEL_CARD.md", "saved_model"]
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
 
 
