@@ -82,12 +82,13 @@ def finish_figure(fig, path: str | Path | None, title: str | None):
 
 
 def _displayable_in_notebooks(fig) -> None:
-    """Let IPython show a returned figure: without pyplot, no inline backend registers a formatter for it."""
+    """Show the figure in a Jupyter kernel: drawn without pyplot, no inline backend shows it at the cell's end."""
     try:
         from IPython import get_ipython
         from IPython.core.pylabtools import print_figure
+        from IPython.display import Image, display
     except ImportError:
         return
     shell = get_ipython()
-    if shell is not None:
-        shell.display_formatter.formatters["image/png"].for_type(type(fig), lambda f: print_figure(f, "png"))
+    if shell is not None and hasattr(shell, "kernel"):
+        display(Image(print_figure(fig, "png")))
