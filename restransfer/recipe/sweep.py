@@ -150,11 +150,9 @@ def sweep_objective(plan: Plan) -> tuple[str, str]:
         >>> sweep_objective(load_plan("recipes/quickstart_source.yaml"))
         ('val_balanced_accuracy', 'maximize')
     """
-    from restransfer.training.best_epoch import lower_is_better
+    from restransfer.training.best_epoch import checkpoint_monitor, lower_is_better
 
-    monitor = plan.checkpoint.monitor
-    if monitor == "auto":
-        monitor = "val_accuracy" if plan.data.class_weight == "none" else "val_balanced_accuracy"
+    monitor, _ = checkpoint_monitor(plan.checkpoint.monitor, class_weighted=plan.data.class_weight != "none")
     return monitor, "minimize" if lower_is_better(monitor) else "maximize"
 
 
