@@ -6,7 +6,7 @@ weight loading, export, evaluation and the engine all read run folders through i
 
 ```
 RUN/
-  recipe.yaml  run.json  class_names.json  model.keras  train.log
+  recipe.yaml  run.json  class_names.json  model.keras  train.log  thresholds.json (multi-label)
   checkpoints/ (state.json, last-epochNNNN.*, best.weights.h5, phase_reports.json)
   history.csv  metrics.json  logs/ (TensorBoard)  plots/*.png
 ```
@@ -33,8 +33,8 @@ LOCK = ".lock"
 # A resolved recipe is written by restransfer; recipes it reads are at most 1 MiB (yaml_io).
 MAX_RECIPE_BYTES = 1 << 20
 # Everything a run writes; --force deletes these and nothing else. Files at the top level (patterns):
-RUN_FILES = ("recipe.yaml", "run.json", "class_names.json", "model.keras", "train.log", "history.csv",
-             "metrics.json", "evaluation*.json", "data_skipped.json", "data_dropped.json", "data_report.json",
+RUN_FILES = ("recipe.yaml", "run.json", "class_names.json", "thresholds.json", "model.keras", "train.log",
+             "history.csv", "metrics.json", "evaluation*.json", "data_skipped.json", "data_dropped.json", "data_report.json",
              "report.html", LOCK)
 # Folders, with what a run writes inside them (glob patterns of paths below the folder). An
 # ``export/`` subfolder is a run's when it holds export.json (written last, after verification).
@@ -159,6 +159,24 @@ class RunFolder:
         if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
             raise ConfigError(f"{path} is damaged: it holds {short_repr(names)}, not a list of class names.")
         return names
+
+    def thresholds(self) -> dict[str, float] | None:
+        """A multi-label run's decision threshold per label (``thresholds.json``), None for a run without.
+
+        Checked against ``class_names.json``: one number in [0, 1] per label, in its order.
+        """
+        path = self.path / "thresholds.json"
+        if not os.path.lexists(path):
+            return None
+        found = self._read_json(path)
+        values = found.get("thresholds") if isinstance(found, dict) else None
+        names = self.class_names()
+        if not (isinstance(values, dict) and list(values) == names and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in values.values())):
+            raise ConfigError(f"{path} is damaged: its 'thresholds' must map each of the run's labels {names} (in that "
+                              f"order) to a number in [0, 1]; it holds {short_repr(values)}. Restore it or train the "
+                              "run again.")
+        return {name: float(values[name]) for name in names}
 
     def check_outputs(self, model) -> list[str]:
         """The class names, checked against the model's number of outputs (a shortened or

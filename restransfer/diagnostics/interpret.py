@@ -4,7 +4,9 @@ Everything here takes NumPy arrays (probabilities, integer labels, images) and p
 a notebook can call it on any model's predictions; training's end and ``restransfer evaluate``
 call :func:`write_evaluation_plots` on a run's validation data, which writes
 ``plots/confusion_matrix.png``, ``plots/top_losses.png``, ``plots/top_losses.csv`` and
-``plots/most_confused.csv``.
+``plots/most_confused.csv``. A multi-label evaluation (0/1 label rows) ranks each image by its
+binary cross-entropy summed over the labels and writes ``plots/label_scores.png`` and
+``plots/label_errors.csv`` (false positives and negatives per label) instead of a confusion matrix.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from restransfer.files import write_text
 
 TOP_LOSSES_COLUMNS = ("rank", "path", "true", "predicted", "probability", "true_probability", "loss")
 MOST_CONFUSED_COLUMNS = ("true", "predicted", "count", "share_of_true")
+LABEL_ERRORS_COLUMNS = ("label", "support", "false_positives", "false_negatives", "threshold", "ap")
 
 
 @dataclass
@@ -85,6 +88,80 @@ def top_losses(probabilities: np.ndarray, labels: np.ndarray, class_names: Seque
                     probability=float(probabilities[i, predicted[i]]),
                     true_probability=float(probabilities[i, labels[i]]), loss=float(losses[i]))
             for i in order]
+
+
+def multi_label_top_losses(probabilities: np.ndarray, labels: np.ndarray, label_names: Sequence[str],
+                           thresholds: Sequence[float], *, n: int = 16, paths: Sequence[str] | None = None,
+                           split: str = "val") -> list[TopLoss]:
+    """The ``n`` images with the highest binary cross-entropy summed over their labels, highest first.
+
+    ``true`` and ``predicted`` are label sets as the CSV writes them (``;``-joined, empty for none);
+    ``predicted`` holds the labels at or above their ``thresholds``. ``probability`` is the
+    probability of the image's worst label (the one with the largest loss) and
+    ``true_probability`` what the model gave that label's true side (``p`` if present, else ``1 - p``).
+
+    Example:
+        >>> rows = multi_label_top_losses(np.array([[0.9, 0.8], [0.2, 0.1]]), np.array([[1, 0], [0, 0]]),
+        ...                               ["cat", "dog"], [0.5, 0.5], n=1)
+        >>> rows[0].index, rows[0].true, rows[0].predicted, round(rows[0].probability, 2)
+        (0, 'cat', 'cat;dog', 0.8)
+    """
+    from restransfer.diagnostics.multi_label import per_image_binary_loss
+    from restransfer.training.task import labels_text
+
+    if n < 1:
+        raise ConfigError(f"n must be a positive number of images. Received n={n}.")
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    truth = np.asarray(labels) > 0.5
+    if paths is not None and len(paths) != len(truth):
+        raise ConfigError(f"{len(paths)} paths for {len(truth)} images; give one path per image.")
+    losses = per_image_binary_loss(probabilities, truth)
+    side = np.clip(np.where(truth, probabilities, 1 - probabilities), 1e-7, 1.0)
+    worst = np.argmin(side, axis=1)
+    predicted = probabilities >= np.asarray(thresholds, np.float64)
+    names = list(label_names)
+    return [TopLoss(index=int(i), path=str(paths[i]) if paths is not None else f"{split}[{i}]",
+                    true=labels_text([names[j] for j in np.flatnonzero(truth[i])]),
+                    predicted=labels_text([names[j] for j in np.flatnonzero(predicted[i])]),
+                    probability=float(probabilities[i, worst[i]]), true_probability=float(side[i, worst[i]]),
+                    loss=float(losses[i]))
+            for i in np.argsort(-losses, kind="stable")[:n]]
+
+
+def label_errors_csv(probabilities: np.ndarray, labels: np.ndarray, report: dict) -> str:
+    """Per label (``LABEL_ERRORS_COLUMNS``): its images, false positives and false negatives at the
+    report's threshold, the threshold and the average precision, as CSV text."""
+    truth = np.asarray(labels) > 0.5
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LABEL_ERRORS_COLUMNS)
+    for j, (name, s) in enumerate(report["per_label"].items()):
+        predicted = np.asarray(probabilities)[:, j] >= s["threshold"]
+        writer.writerow([name, int(truth[:, j].sum()), int((predicted & ~truth[:, j]).sum()),
+                         int((~predicted & truth[:, j]).sum()), f"{s['threshold']:.6f}",
+                         "" if s["ap"] is None else f"{s['ap']:.6f}"])
+    return buffer.getvalue()
+
+
+def plot_label_scores(report: dict, path: str | Path, title: str = "") -> Path:
+    """Bars of each label's average precision and F1 (at its threshold) from a multi-label report."""
+    from matplotlib.figure import Figure
+
+    from restransfer.training.plots import save_figure
+
+    names = list(report["per_label"])
+    ap = [report["per_label"][n]["ap"] or 0.0 for n in names]
+    f1 = [report["per_label"][n]["f1"] for n in names]
+    fig = Figure(figsize=(max(4.0, 0.6 * len(names) + 2), 3.5), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, ap, width=0.4, label="average precision")
+    ax.bar(x + 0.2, f1, width=0.4, label="F1 at the label's threshold")
+    ax.set_xticks(x, names, rotation="vertical" if len(names) > 8 else "horizontal")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title or f"per label: mAP {report['map'] or 0:.3f}, macro F1 {report['macro_f1']:.3f}", fontsize=10)
+    return save_figure(fig, Path(path))
 
 
 def most_confused(confusion: np.ndarray, class_names: Sequence[str], *, min_count: int = 1
@@ -152,7 +229,8 @@ def plot_top_losses(rows: Sequence[TopLoss], images: np.ndarray, path: str | Pat
         ax.axis("off")
     for ax, row, image in zip(axes, rows, images):
         ax.imshow(np.clip(np.asarray(image), 0, 255).astype(np.uint8), interpolation="nearest")
-        ax.set_title(f"{row.true} / {row.predicted} / {row.probability:.2f}\nloss {row.loss:.2f}",
+        ax.set_title(f"{row.true or '(none)'} / {row.predicted or '(none)'} / {row.probability:.2f}\n"
+                     f"loss {row.loss:.2f}",
                      fontsize=8, color="black" if row.true == row.predicted else "darkred")
     if not rows:
         axes[0].text(0.5, 0.5, "no images", ha="center", va="center")
@@ -255,7 +333,31 @@ def write_evaluation_plots(report: dict, probabilities: np.ndarray, labels: np.n
     from restransfer.training.plots import plot_confusion_matrix
 
     out_dir = Path(out_dir)
+    if report.get("task") == "multi_label":
+        return _write_multi_label_plots(report, probabilities, labels, class_names, dataset=dataset, out_dir=out_dir,
+                                        paths=paths, title=title, n=n, split=split, suffix=suffix)
     confusion = np.asarray(report["confusion_matrix"])
     plot_confusion_matrix(confusion, class_names, out_dir / f"confusion_matrix{suffix}.png", title=title)
     return interpret_predictions(probabilities, labels, class_names, images=lambda i: dataset_images(dataset, i),
                                  out_dir=out_dir, paths=paths, n=n, split=split, suffix=suffix, confusion=confusion)
+
+
+def _write_multi_label_plots(report: dict, probabilities: np.ndarray, labels: np.ndarray, label_names: Sequence[str],
+                             *, dataset, out_dir: Path, paths, title: str, n: int, split: str,
+                             suffix: str) -> Interpretation:
+    """A multi-label evaluation's files: per-label scores (PNG), label errors (CSV), top losses (PNG, CSV)."""
+    if paths is not None and len(paths) != len(labels):
+        paths = None  # a file dropped while reading (changed on disk): positions would mislead
+    thresholds = [report["thresholds"][name] for name in label_names]
+    rows = multi_label_top_losses(probabilities, labels, label_names, thresholds, n=min(n, max(len(labels), 1)),
+                                  paths=paths, split=split)
+    files = {"label_scores_png": out_dir / f"label_scores{suffix}.png",
+             "label_errors_csv": out_dir / f"label_errors{suffix}.csv",
+             "top_losses_png": out_dir / f"top_losses{suffix}.png",
+             "top_losses_csv": out_dir / f"top_losses{suffix}.csv"}
+    plot_label_scores(report, files["label_scores_png"], title=title)
+    write_text(files["label_errors_csv"], label_errors_csv(probabilities, labels, report))
+    plot_top_losses(rows, dataset_images(dataset, [row.index for row in rows]), files["top_losses_png"],
+                    title="top losses: true / predicted (over thresholds) / probability of the worst label")
+    write_text(files["top_losses_csv"], top_losses_csv(rows))
+    return Interpretation(top_losses=rows, most_confused=[], files=files)

@@ -120,7 +120,40 @@ _PHASE_COLUMNS = (("epochs", "epochs"), ("val_accuracy", "val accuracy"),
                   ("images_per_s", "images/s"))
 
 
+_MULTI_LABEL_PHASE_COLUMNS = (("epochs", "epochs"), ("val_map", "val mAP"), ("val_macro_f1", "val macro F1"),
+                              ("val_micro_f1", "val micro F1"), ("val_exact_match", "val exact match"),
+                              ("best_val_map", "best val mAP"), ("val_loss", "val loss"), ("seconds", "seconds"),
+                              ("images_per_s", "images/s"))
+
+
+def _multi_label_metrics_section(metrics: Mapping[str, Any]) -> str:
+    """A multi-label run's figures: mAP, F1 and exact match per phase and final, per-label scores and thresholds."""
+    digits = {"seconds": 1, "images_per_s": 1}
+    rows = [[_e(phase.get("name", f"phase {i + 1}")),
+             *(_number(phase.get(key), digits.get(key, 4)) for key, _ in _MULTI_LABEL_PHASE_COLUMNS)]
+            for i, phase in enumerate(metrics.get("phases", []))]
+    final = metrics.get("final") or {}
+    if final:
+        values = {**final, "best_val_map": (metrics.get("best") or {}).get("val_map")}
+        rows.append(["<b>final</b>", *(_number(values.get(key), digits.get(key, 4))
+                                       for key, _ in _MULTI_LABEL_PHASE_COLUMNS)])
+    out = _table(["phase", *[label for _, label in _MULTI_LABEL_PHASE_COLUMNS]], rows)
+    out += ("<p>Per-epoch mAP is Keras' area under each label's precision-recall curve; the final figures are "
+            "scikit-learn's. F1 and exact match use each label's threshold: "
+            f"{_e(final.get('thresholds_from', 'see thresholds.json'))}.</p>")
+    per_label = final.get("per_label") or metrics.get("per_label")
+    if per_label:
+        out += "<h3>Per label (validation)</h3>" + _table(
+            ["label", "AP", "precision", "recall", "F1", "threshold", "images"],
+            [[_e(name), _number(s.get("ap"), 3), _number(s.get("precision"), 3), _number(s.get("recall"), 3),
+              _number(s.get("f1"), 3), _number(s.get("threshold"), 3), _number(s.get("support"))]
+             for name, s in per_label.items()])
+    return out
+
+
 def _metrics_section(metrics: Mapping[str, Any]) -> str:
+    if metrics.get("task") == "multi_label":
+        return _multi_label_metrics_section(metrics)
     phases = list(metrics.get("phases", []))
     digits = {"seconds": 1, "images_per_s": 1}
     rows = [[_e(phase.get("name", f"phase {i + 1}")),
@@ -279,14 +312,17 @@ def run_report(run_dir: str | Path, out: str | Path | None = None, *,
                                                          if log.is_file() else [])
              if "skipping it" in line or "keeps its fresh initialisation" in line]
     info = folder.info() or {}
+    metrics = folder.read_json("metrics.json")
+    multi_label = isinstance(metrics, dict) and metrics.get("task") == "multi_label"
     facts = {"model": info.get("model", model_name), "weights": weights or "none",
              "backend": info.get("backend", "?"), "precision": info.get("precision", precision),
-             "classes": len(folder.class_names())}
+             ("labels" if multi_label else "classes"): len(folder.class_names())}
     return write_report(
         Path(out) if out is not None else folder.path / "report.html", title=f"restransfer run {folder.path.name}",
-        recipe_text=folder.recipe_text() or "", stages=stages, phase_names=[name for name, _ in phases], metrics=folder.read_json("metrics.json"),
+        recipe_text=folder.recipe_text() or "", stages=stages, phase_names=[name for name, _ in phases], metrics=metrics,
         figures={"training curves": folder.plots / "training_curves.png",
-                 "confusion matrix (validation)": folder.plots / "confusion_matrix.png",
+                 **({"average precision and F1 per label (validation)": folder.plots / "label_scores.png"}
+                    if multi_label else {"confusion matrix (validation)": folder.plots / "confusion_matrix.png"}),
                  "top losses (validation)": folder.plots / "top_losses.png",
                  **({"reliability diagram (validation, before and after temperature scaling)":
                      folder.plots / "reliability.png"} if (folder.plots / "reliability.png").is_file() else {})},

@@ -103,6 +103,11 @@ def cross_validate(recipe: Plan | str | Path | Mapping[str, Any], overrides: Seq
     plan = recipe if isinstance(recipe, Plan) else load_plan(recipe, overrides)
     if isinstance(recipe, Plan) and overrides:
         raise ConfigError("overrides apply to a recipe file or mapping, not to a resolved Plan.")
+    if plan.task == "multi_label":
+        # Stratified folds need one class per image; a label set needs iterative stratification.
+        raise ConfigError(f"Recipe {plan.source} is task multi_label: cross-validation stratifies its folds by one "
+                          "class per image, which label sets do not have, so it is not available for multi_label "
+                          "yet. Train once with the recipe's validation split (`restransfer train`).")
     if plan.data.fold is not None:
         raise ConfigError(f"Recipe {plan.source} already sets data.fold (one fold of a split); cross-validation "
                           "makes the folds itself. Remove data.fold from the recipe.")

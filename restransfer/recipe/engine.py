@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from restransfer.diagnostics.evaluation import evaluate_model, predict_dataset
+from restransfer.diagnostics.evaluation import evaluate_model, headline, predict_dataset
 from restransfer.errors import ConfigError, DataError, TrainingError
 from restransfer.models.heads import classifier
 from restransfer.models.registry import create_model
@@ -206,12 +206,6 @@ def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
         plan = recipe
     else:
         plan = load_plan(recipe, overrides)
-    if plan.decisions.loss.value != "categorical_crossentropy":
-        # The data, the check and the Plan read multi-label tables; the sigmoid head, the per-label
-        # evaluation and the exports are not wired yet, and a softmax over label sets would train wrong.
-        raise ConfigError(f"Recipe {plan.source}: task multi_label cannot train yet: its data load and check, but "
-                          "the sigmoid head, the per-label evaluation and the exports are still missing (issue 28). "
-                          "Use task: single_label.")
     # Before anything runs on the backend: JAX's multi-process start must come first.
     dist = setup_distribution(plan.strategy)
     session = _open_session(plan, RunFolder(out if out is not None else Path("runs") / plan.name), force, dist,
@@ -471,12 +465,17 @@ def _phase_end(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
     phase's end is it)``.
     """
     with session.dist.local(model) as local_model:  # multi_worker: predict() cannot gather spanning arrays
-        report, _, _ = evaluate_model(local_model, bundle.val, class_names)
-    scores = {"val_accuracy": report["accuracy"], "val_balanced_accuracy": report["balanced_accuracy"],
-              "val_loss": report["loss"]}
-    session.phase_reports.setdefault(phase.index, {}).update({
-        "val_balanced_accuracy": report["balanced_accuracy"], "val_macro_f1": report["macro_f1"],
-        "per_class": report["per_class"]})
+        report, _, _ = evaluate_model(local_model, bundle.val, class_names, task=session.plan.task)
+    if report.get("task") == "multi_label":
+        scores = {"val_map": report["map"], "val_exact_match": report["exact_match"], "val_loss": report["loss"]}
+        phase_report = {"val_map": report["map"], "val_macro_f1": report["macro_f1"],
+                        "val_micro_f1": report["micro_f1"], "per_label": report["per_label"]}
+    else:
+        scores = {"val_accuracy": report["accuracy"], "val_balanced_accuracy": report["balanced_accuracy"],
+                  "val_loss": report["loss"]}
+        phase_report = {"val_balanced_accuracy": report["balanced_accuracy"], "val_macro_f1": report["macro_f1"],
+                        "per_class": report["per_class"]}
+    session.phase_reports.setdefault(phase.index, {}).update(phase_report)
     checkpoint.write_json(session.folder.checkpoints / _PHASE_REPORTS, session.phase_reports)
     rows = [row for row in history if row["phase"] == phase.index]
     monitor = session.plan.decisions.checkpoint_monitor.value
@@ -646,8 +645,14 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     views = views_of(plan.tta)
     if views:
         say(f"Test-time augmentation (tta): {describe_views(views)}.")
-    report, probabilities, labels = evaluate_model(model, evaluation_data, class_names, views)
+    report, probabilities, labels = evaluate_model(model, evaluation_data, class_names, views, task=plan.task)
     _record_drops(session, bundle)
+    multi = report.get("task") == "multi_label"
+    if multi:
+        # Chosen on the validation images by the evaluation above; predict, evaluate and the exports read them.
+        checkpoint.write_json(folder.path / "thresholds.json", {
+            "thresholds": report["thresholds"], "chosen_on": report["thresholds_from"],
+            "images": report["num_images"], "split": "val", "tta": [view.name for view in views] if views else None})
     metrics = _metrics(plan, report, history, best, bundle, session.outcomes)
     if calibration is not None:
         metrics["calibration"] = calibration.as_dict()
@@ -666,13 +671,16 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     checkpoint.write_json(folder.path / "metrics.json", metrics)
     plots.plot_history(history, folder.plots / "training_curves.png", title=f"{plan.model.name}: {folder.path.name}")
     write_evaluation_plots(report, probabilities, labels, class_names, dataset=evaluation_data, out_dir=folder.plots,
-                           paths=bundle.paths.get("val"), title=f"validation: accuracy {report['accuracy']:.3f}")
+                           paths=bundle.paths.get("val"), title=f"validation: {headline(report)}")
     save_inference_model(model, folder.model_file)
     final = metrics["final"]
-    say(f"Finished: val_accuracy {final['val_accuracy']:.4f}, val_balanced_accuracy "
-        f"{final['val_balanced_accuracy']:.4f}, val_macro_f1 {final['val_macro_f1']:.4f}, val_loss "
-        f"{final['val_loss']:.4f} (epoch {final['epoch']}); {final['epochs']} epochs in {final['seconds']:.1f} s "
-        f"({final['images_per_s']:.0f} images/s).")
+    scores = (f"val_map {final['val_map']:.4f}, val_macro_f1 {final['val_macro_f1']:.4f}, val_micro_f1 "
+              f"{final['val_micro_f1']:.4f}, val_exact_match {final['val_exact_match']:.4f} (F1 at per-label "
+              "thresholds chosen on these validation images, thresholds.json)" if multi else
+              f"val_accuracy {final['val_accuracy']:.4f}, val_balanced_accuracy {final['val_balanced_accuracy']:.4f}, "
+              f"val_macro_f1 {final['val_macro_f1']:.4f}")
+    say(f"Finished: {scores}, val_loss {final['val_loss']:.4f} (epoch {final['epoch']}); {final['epochs']} epochs in "
+        f"{final['seconds']:.1f} s ({final['images_per_s']:.0f} images/s).")
     if session.dist.is_chief:
         from restransfer.recipe.report import report as run_report
 
@@ -746,18 +754,8 @@ def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle,
 
     ``outcomes`` say per phase what precise BN did and what the feature cache held.
     """
-    phases = []
-    for phase in plan.phases:
-        rows = [r for r in history if r["phase"] == phase.index]
-        outcome = outcomes.get(phase.index, PhaseOutcome())
-        phases.append({
-            "name": phase.name, "epochs": len(rows),
-            "val_accuracy": rows[-1].get("val_accuracy") if rows else None,
-            "val_loss": rows[-1].get("val_loss") if rows else None,
-            "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in rows), default=None),
-            "precise_bn": outcome.precise_bn, "feature_cache": outcome.feature_cache,
-            **_timing(rows, bundle.num_train),
-        })
+    if report.get("task") == "multi_label":
+        return _multi_label_metrics(plan, report, history, best, bundle, outcomes)
     final = {"val_accuracy": report["accuracy"], "val_balanced_accuracy": report["balanced_accuracy"],
              "val_macro_f1": report["macro_f1"], "val_loss": report["loss"], "val_ece": report["ece"],
              "epochs": len(history),
@@ -765,8 +763,39 @@ def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle,
     if "top5_accuracy" in report:
         final["val_top5_accuracy"] = report["top5_accuracy"]
     final["per_class"] = report["per_class"]
-    return {"phases": phases, "final": final, "best": best, "per_class": report["per_class"],
-            "confusion_matrix": report["confusion_matrix"]}
+    return {"phases": _phase_rows(plan, history, bundle, outcomes, ("accuracy",)), "final": final, "best": best,
+            "per_class": report["per_class"], "confusion_matrix": report["confusion_matrix"]}
+
+
+def _multi_label_metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle,
+                         outcomes: Mapping[int, PhaseOutcome]) -> dict:
+    """A multi-label run's ``metrics.json``: per phase its mAP (Keras' per-epoch estimate), the final
+    scikit-learn scores, per-label scores and the thresholds the F1 figures used."""
+    final = {"val_map": report["map"], "val_macro_f1": report["macro_f1"], "val_micro_f1": report["micro_f1"],
+             "val_exact_match": report["exact_match"], "val_loss": report["loss"], "epochs": len(history),
+             **_timing(history, bundle.num_train), "num_train": bundle.num_train, "num_val": bundle.num_val,
+             "per_label": report["per_label"], "thresholds": report["thresholds"],
+             "thresholds_from": report["thresholds_from"]}
+    return {"task": "multi_label", "phases": _phase_rows(plan, history, bundle, outcomes, ("map", "exact_match")),
+            "final": final, "best": best, "per_label": report["per_label"]}
+
+
+def _phase_rows(plan: Plan, history: list[dict], bundle, outcomes: Mapping[int, PhaseOutcome],
+                scores: Sequence[str]) -> list[dict]:
+    """Per phase: its last epoch's validation ``scores`` and loss, the best of the first score, what it did."""
+    phases = []
+    for phase in plan.phases:
+        rows = [r for r in history if r["phase"] == phase.index]
+        outcome = outcomes.get(phase.index, PhaseOutcome())
+        phases.append({
+            "name": phase.name, "epochs": len(rows),
+            **{f"val_{score}": rows[-1].get(f"val_{score}") if rows else None for score in scores},
+            "val_loss": rows[-1].get("val_loss") if rows else None,
+            f"best_val_{scores[0]}": max((r.get(f"val_{scores[0]}", 0.0) for r in rows), default=None),
+            "precise_bn": outcome.precise_bn, "feature_cache": outcome.feature_cache,
+            **_timing(rows, bundle.num_train),
+        })
+    return phases
 
 
 def save_inference_model(model: keras.Model, path: Path) -> None:

@@ -56,7 +56,7 @@ def interpret(run_dir: str | Path, *, data: str | Path | None = None, split: str
 
 def _evaluate(run_dir, *, data, split, batch_size, top_losses, tta=False, tta_crops=None):
     from restransfer.data import load_data
-    from restransfer.diagnostics.evaluation import evaluate_model
+    from restransfer.diagnostics.evaluation import evaluate_model, headline
     from restransfer.diagnostics.interpret import write_evaluation_plots
     from restransfer.files import write_json
     from restransfer.recipe.plan import run_plan
@@ -68,6 +68,9 @@ def _evaluate(run_dir, *, data, split, batch_size, top_losses, tta=False, tta_cr
     class_names = folder.check_outputs(model)
     plan = run_plan(folder)
     options = plan.data_options(augment={})
+    if data is not None and plan.task == "multi_label":
+        raise ConfigError(f"--data {data}: a folder gives one class per image, and this run is multi_label; evaluate "
+                          "it on its recipe's data (--split val or test), or train on a CSV that lists these images.")
     if data is not None:
         data_path = Path(data).expanduser().resolve()
         if not data_path.is_dir():
@@ -93,12 +96,19 @@ def _evaluate(run_dir, *, data, split, batch_size, top_losses, tta=False, tta_cr
     views = views_of(tta, tta_crops)
     if views:
         suffix += "-tta"
-    report, probabilities, labels = evaluate_model(model, dataset, class_names, views)
+    thresholds = folder.thresholds() if plan.task == "multi_label" else None
+    if plan.task == "multi_label" and thresholds is None:
+        raise ConfigError(f"{folder.path} is a multi_label run without thresholds.json (the per-label thresholds "
+                          "chosen on its validation data when training ended); restore it or train the run again.")
+    report, probabilities, labels = evaluate_model(
+        model, dataset, class_names, views, task=plan.task,
+        thresholds=None if thresholds is None else list(thresholds.values()),
+        thresholds_from="the run's thresholds.json (each label's best F1 on the validation set when training ended)")
     report["data"] = str(data) if data is not None else f"recipe {split} split"
     report["tta"] = [view.name for view in views] if views else None
     write_json(folder.path / f"evaluation{suffix}.json", report)
     found = write_evaluation_plots(report, probabilities, labels, class_names, dataset=dataset, out_dir=folder.plots,
-                                   paths=bundle.paths.get(split), title=f"{report['data']}: accuracy "
-                                   f"{report['accuracy']:.3f}", n=top_losses, split=split, suffix=suffix)
+                                   paths=bundle.paths.get(split), title=f"{report['data']}: {headline(report)}",
+                                   n=top_losses, split=split, suffix=suffix)
     report["interpretation"] = {name: str(path) for name, path in found.files.items()}
     return report, found

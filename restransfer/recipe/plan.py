@@ -217,7 +217,7 @@ def resolve(recipe: Recipe, *, source: str = "(mapping)", name: str = "run", che
 
 
 def _task_faults(recipe: Recipe) -> list[str]:
-    """What ``task`` forbids elsewhere in the recipe: a source, a monitor, class weights."""
+    """What ``task`` forbids elsewhere in the recipe: a source, a monitor, class weights, calibration."""
     from restransfer.training.best_epoch import monitor_problem
     from restransfer.training.task import task_source_problem
 
@@ -233,6 +233,14 @@ def _task_faults(recipe: Recipe) -> list[str]:
         faults.append(f"data.class_weight: a multi_label run does not weigh its labels yet (received "
                       f"{data.class_weight!r}); per-label positive weights are not implemented. Use none or auto "
                       "(auto is none for multi_label), and judge the rare labels by their per-label AP.")
+    if recipe.task == "multi_label" and getattr(data, "fold", None) is not None:
+        faults.append("data.fold: folds are stratified by one class per image, which a multi_label run's label sets "
+                      "do not have; remove data.fold (cross-validation is not available for multi_label yet).")
+    if recipe.task == "multi_label" and recipe.calibration != "none":
+        # Temperature scaling fits one softmax temperature; per-label sigmoids would each need their own.
+        faults.append(f"calibration: {recipe.calibration} fits a softmax temperature, which a multi_label run's "
+                      "per-label sigmoids do not have; use calibration: none (the per-label thresholds chosen on "
+                      "validation data set where each label is predicted).")
     return faults
 
 

@@ -152,7 +152,8 @@ def sweep_objective(plan: Plan) -> tuple[str, str]:
     """
     from restransfer.training.best_epoch import checkpoint_monitor, lower_is_better
 
-    monitor, _ = checkpoint_monitor(plan.checkpoint.monitor, class_weighted=plan.data.class_weight != "none")
+    monitor, _ = checkpoint_monitor(plan.checkpoint.monitor, class_weighted=plan.data.class_weight != "none",
+                                    task=plan.task)
     return monitor, "minimize" if lower_is_better(monitor) else "maximize"
 
 

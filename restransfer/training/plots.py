@@ -16,13 +16,15 @@ from restransfer.files import atomic_write
 
 
 def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
-    """Loss and accuracy per epoch, train and validation; dotted lines where a phase starts."""
+    """Loss and accuracy (a multi-label run's: mean average precision) per epoch, train and validation;
+    dotted lines where a phase starts."""
     from matplotlib.figure import Figure
 
     epochs = [row["epoch"] for row in history]
     fig = Figure(figsize=(10, 4))
     axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    score = "map" if any("val_map" in row for row in history) else "accuracy"
+    for ax, metric in zip(axes, ("loss", score)):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [row.get(prefix + metric) for row in history]
             if any(v is not None for v in values):

@@ -73,9 +73,16 @@ def test_the_data_check_of_a_recipe_refuses_data_of_the_other_kind(tmp_path, cap
     assert "images per label" in capsys.readouterr().out
 
 
-def test_training_a_multi_label_recipe_stops_before_any_work_until_it_is_wired(recipe, tmp_path):
-    from restransfer.recipe.engine import train
+def test_calibration_and_folds_that_cannot_serve_multi_label_are_refused(recipe):
+    message = _refused(recipe, ["calibration=temperature"])
+    assert "calibration: temperature fits a softmax temperature" in message and "calibration: none" in message
+    message = _refused(recipe, ["data.fold={folds: 2, index: 1}"])
+    assert "data.fold: folds are stratified by one class per image" in message
 
-    with pytest.raises(ConfigError, match="task multi_label cannot train yet"):
-        train(recipe, out=tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+
+def test_cross_validation_of_a_multi_label_recipe_stops_before_any_work(recipe, tmp_path):
+    from restransfer.recipe.cross_validation import cross_validate
+
+    with pytest.raises(ConfigError, match="not available for multi_label"):
+        cross_validate(recipe, folds=2, out=tmp_path / "cv")
+    assert not (tmp_path / "cv").exists()
