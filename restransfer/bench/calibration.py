@@ -3,7 +3,7 @@
 On the quickstart task, for every seed: pretrain the source (``quickstart_source.yaml``), fine-tune
 the target (``quickstart_target.yaml``) with ``calibration: temperature`` exactly as a user runs it
 (the temperature is fitted on the target's validation images and folded into ``model.keras``), then
-measure the expected calibration error and NLL on the digits of the target's classes that neither
+measure the expected calibration error (equal-width and equal-mass bins), NLL and Brier score on the digits of the target's classes that neither
 its training nor its validation split holds: before (the model's logits times the temperature,
 i.e. what training left) and after (``model.keras`` as saved). Seeds are independent runs, so
 results are quoted as mean +- sd over seeds.
@@ -23,7 +23,8 @@ from restransfer.bench.transfer import mean_sd
 from restransfer.errors import ConfigError
 
 METRICS = ("temperature", "val_ece_before", "val_ece_after", "heldout_ece_before", "heldout_ece_after",
-           "heldout_nll_before", "heldout_nll_after", "heldout_accuracy")
+           "heldout_adaptive_ece_before", "heldout_adaptive_ece_after", "heldout_nll_before", "heldout_nll_after",
+           "heldout_brier_before", "heldout_brier_after", "heldout_accuracy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,10 +85,13 @@ def _finished_source(plan, out: Path):
 
 def heldout_record(run) -> dict:
     """Calibration of a finished digits run on its classes' digits outside its training and validation splits."""
+    from sklearn.metrics import brier_score_loss
+
     from restransfer.data import load_data
     from restransfer.data.sources import digits_indices, digits_split, optical_counts_to_rgb
     from restransfer.diagnostics.evaluation import predict_dataset
     from restransfer.training.calibration import (
+        adaptive_calibration_error,
         expected_calibration_error,
         logits_model,
         negative_log_likelihood,
@@ -110,11 +114,17 @@ def heldout_record(run) -> dict:
     temperature = calibration["temperature"]
     calibrated, seen = predict_dataset(logits_model(run.model), heldout)
     logits = calibrated.astype(np.float64) * temperature  # the logits before the temperature was folded in
+    before, after = softmax(logits), softmax(calibrated)
+    classes = list(range(logits.shape[-1]))
     return {
         "temperature": temperature, "heldout_images": int(len(seen)), "val_images": calibration["images"],
         "val_ece_before": calibration["ece_before"], "val_ece_after": calibration["ece_after"],
-        "heldout_ece_before": expected_calibration_error(softmax(logits), seen),
-        "heldout_ece_after": expected_calibration_error(softmax(calibrated), seen),
+        "heldout_ece_before": expected_calibration_error(before, seen),
+        "heldout_ece_after": expected_calibration_error(after, seen),
+        "heldout_adaptive_ece_before": adaptive_calibration_error(before, seen),
+        "heldout_adaptive_ece_after": adaptive_calibration_error(after, seen),
+        "heldout_brier_before": float(brier_score_loss(seen, before, labels=classes)),
+        "heldout_brier_after": float(brier_score_loss(seen, after, labels=classes)),
         "heldout_nll_before": negative_log_likelihood(logits, seen),
         "heldout_nll_after": negative_log_likelihood(calibrated, seen),
         "heldout_accuracy": float(np.mean(logits.argmax(-1) == seen)),
@@ -125,7 +135,11 @@ def heldout_record(run) -> dict:
 def summarize(records: Sequence[dict]) -> dict:
     """Mean +- sd over seeds of every measured value, and on how many seeds the held-out ECE fell."""
     summary = {name: mean_sd([r[name] for r in records]) for name in METRICS}
-    summary["seeds_heldout_ece_lower"] = sum(r["heldout_ece_after"] < r["heldout_ece_before"] for r in records)
+    for name in ("ece", "adaptive_ece", "nll", "brier"):
+        summary[f"seeds_heldout_{name}_lower"] = sum(r[f"heldout_{name}_after"] < r[f"heldout_{name}_before"]
+                                                     for r in records)
+        summary[f"heldout_{name}_after_minus_before"] = mean_sd(
+            [r[f"heldout_{name}_after"] - r[f"heldout_{name}_before"] for r in records])
     summary["seeds"] = len(records)
     return summary
 
@@ -138,8 +152,11 @@ def markdown_summary(summary: dict) -> str:
     return "\n".join([
         "| held-out digits | before | after temperature scaling |",
         "| --- | ---: | ---: |",
-        f"| ECE (15 bins) | {cell('heldout_ece_before')} | {cell('heldout_ece_after')} |",
+        f"| ECE (15 equal-width bins) | {cell('heldout_ece_before')} | {cell('heldout_ece_after')} |",
+        f"| ECE (15 equal-mass bins) | {cell('heldout_adaptive_ece_before')} | "
+        f"{cell('heldout_adaptive_ece_after')} |",
         f"| NLL | {cell('heldout_nll_before')} | {cell('heldout_nll_after')} |",
+        f"| Brier score | {cell('heldout_brier_before')} | {cell('heldout_brier_after')} |",
         "",
         f"temperature {cell('temperature')}; held-out accuracy {cell('heldout_accuracy')} (unchanged by the "
         f"temperature); ECE lower on {summary['seeds_heldout_ece_lower']} of {summary['seeds']} seeds.",

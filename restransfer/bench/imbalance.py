@@ -8,6 +8,8 @@ seed the shipped target recipe's settings (``recipes/quickstart_target.yaml``) f
 folders once per ``data.class_weight`` setting, and the kept model is evaluated on the test folder
 with and without test-time augmentation (a horizontal flip, as ``evaluate --tta``). The kept epoch is picked on the
 validation folder (``checkpoint.keep: best``), so the test folder's scores are the ones to quote.
+A scikit-learn logistic regression on the same folders' pixels (plain and with balanced class
+weights) is the baseline a network must beat.
 
 Seeds are independent runs, so results are mean +- sd over seeds.
 """
@@ -28,6 +30,8 @@ from restransfer.errors import ConfigError
 DIGITS = (5, 6, 7, 8, 9)
 TRAIN_COUNTS = (36, 18, 9, 5, 3)
 WEIGHTINGS = ("none", "auto")
+# The logistic-regression baselines' class_weight, as the records name them.
+LOGREG = {"logreg_none": None, "logreg_balanced": "balanced"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +48,7 @@ class ImbalanceSettings:
         tta_crops: crops of the TTA evaluation besides the flip.
         source_overrides: ``--set``-style overrides of the source recipe.
         target_overrides: overrides of every target run.
+        logreg: also fit scikit-learn's logistic regression on the folders' pixels (`LOGREG`).
     """
 
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -55,6 +60,7 @@ class ImbalanceSettings:
     tta_crops: int = 0
     source_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     target_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    logreg: bool = True
 
     def __post_init__(self):
         if len(self.train_counts) != len(DIGITS):
@@ -126,6 +132,10 @@ def run_imbalance(settings: ImbalanceSettings, workdir: str | Path, *, progress:
             shutil.rmtree(folder / "data", ignore_errors=True)
             data = write_digit_folders(folder / "data", settings.train_counts, val_per_class=settings.val_per_class,
                                        test_per_class=settings.test_per_class, seed=seed)
+            if settings.logreg:
+                for record in logreg_records(data, seed=seed):
+                    records.append(record)
+                    progress(_line(record))
             for weighting in settings.weightings:
                 overrides = {
                     **target_overrides_for(data), **settings.target_overrides, "seed": seed,
@@ -137,6 +147,54 @@ def run_imbalance(settings: ImbalanceSettings, workdir: str | Path, *, progress:
                     progress(_line(record))
                     if on_record is not None:
                         on_record(records)
+    return records
+
+
+def _folder_pixels(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every PNG of a class folder as a flat float vector, its class index, and the class names."""
+    from PIL import Image
+
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    x, y = [], []
+    for index, name in enumerate(names):
+        for path in sorted((folder / name).glob("*.png")):
+            with Image.open(path) as image:
+                x.append(np.asarray(image.convert("RGB"), np.float64).reshape(-1) / 255.0)
+            y.append(index)
+    return np.stack(x), np.asarray(y), names
+
+
+def logreg_records(data: Mapping[str, Path], *, seed: int) -> list[dict]:
+    """Scikit-learn's logistic regression on the folders' pixels (standardised), scored as the networks are.
+
+    One record per `LOGREG` setting: fitted on ``data["train"]``, scored on ``data["test"]`` (and
+    ``data["val"]`` for ``val_balanced_accuracy``).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x_train, y_train, names = _folder_pixels(Path(data["train"]))
+    x_val, y_val, _ = _folder_pixels(Path(data["val"]))
+    x_test, y_test, _ = _folder_pixels(Path(data["test"]))
+    smallest = int(np.argmin(np.bincount(y_train, minlength=len(names))))
+    records = []
+    for name, class_weight in LOGREG.items():
+        start = time.perf_counter()
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, class_weight=class_weight))
+        model.fit(x_train, y_train)
+        predicted = model.predict(x_test)
+        recall = recall_score(y_test, predicted, average=None, labels=range(len(names)), zero_division=0)
+        records.append({
+            "seed": seed, "class_weight": name, "tta": False, "class_weights": None, "kept_epoch": None,
+            "epochs": None, "test_balanced_accuracy": float(balanced_accuracy_score(y_test, predicted)),
+            "test_macro_f1": float(f1_score(y_test, predicted, average="macro", zero_division=0)),
+            "test_accuracy": float(np.mean(predicted == y_test)), "smallest_class": names[smallest],
+            "test_smallest_class_recall": float(recall[smallest]),
+            "test_recall": {label: float(r) for label, r in zip(names, recall)},
+            "val_balanced_accuracy": float(balanced_accuracy_score(y_val, model.predict(x_val))),
+            "val_macro_f1": None, "wall_seconds": round(time.perf_counter() - start, 1)})
     return records
 
 
@@ -209,7 +267,7 @@ def _record(run, report: dict, *, seed: int, weighting: str, tta: bool, seconds:
 
 
 def _line(record: dict) -> str:
-    return (f"seed {record['seed']} class_weight {record['class_weight']:>5} tta {'on ' if record['tta'] else 'off'}: "
+    return (f"seed {record['seed']} class_weight {record['class_weight']} tta {'on ' if record['tta'] else 'off'}: "
             f"test balanced accuracy {record['test_balanced_accuracy']:.3f}, macro F1 {record['test_macro_f1']:.3f}, "
             f"smallest class recall {record['test_smallest_class_recall']:.3f} (kept epoch {record['kept_epoch']})")
 
@@ -224,22 +282,31 @@ METRICS = ("test_balanced_accuracy", "test_macro_f1", "test_smallest_class_recal
 
 
 def summarize(records: Sequence[dict]) -> dict:
-    """Mean +- sd over seeds per (class_weight, tta), and the paired differences auto - none."""
+    """Mean +- sd over seeds per (class_weight, tta), and the paired differences of every setting minus ``none``.
+
+    ``auto_minus_none`` (kept by name) and ``minus_none[setting]`` pair each seed's runs on the same folders,
+    with ``seeds_higher`` / ``seeds_lower``: on how many seeds the setting scored above / below ``none``.
+    """
     groups: dict[tuple[str, bool], list[dict]] = {}
     for record in records:
         groups.setdefault((record["class_weight"], record["tta"]), []).append(record)
     rows = [{"class_weight": weighting, "tta": tta, "seeds": [r["seed"] for r in rows],
              **{metric: mean_sd([r[metric] for r in rows]) for metric in METRICS}}
             for (weighting, tta), rows in groups.items()]
-    paired = {}
-    for tta in (False, True):
+    minus_none: dict[str, dict] = {}
+    for (weighting, tta), rows in groups.items():
         none = {r["seed"]: r for r in groups.get(("none", tta), [])}
-        auto = {r["seed"]: r for r in groups.get(("auto", tta), [])}
-        seeds = sorted(set(none) & set(auto))
-        if seeds:
-            paired[f"tta_{'on' if tta else 'off'}"] = {
-                metric: mean_sd([auto[s][metric] - none[s][metric] for s in seeds]) for metric in METRICS[:3]}
-    return {"rows": rows, "auto_minus_none": paired}
+        ours = {r["seed"]: r for r in rows}
+        seeds = sorted(set(none) & set(ours))
+        if weighting == "none" or not seeds:
+            continue
+        paired = {}
+        for metric in METRICS[:3]:
+            differences = [ours[s][metric] - none[s][metric] for s in seeds]
+            paired[metric] = {**mean_sd(differences), "seeds_higher": sum(d > 0 for d in differences),
+                              "seeds_lower": sum(d < 0 for d in differences)}
+        minus_none.setdefault(weighting, {})[f"tta_{'on' if tta else 'off'}"] = paired
+    return {"rows": rows, "auto_minus_none": minus_none.get("auto", {}), "minus_none": minus_none}
 
 
 def _cell(stats: dict) -> str:
@@ -247,10 +314,16 @@ def _cell(stats: dict) -> str:
 
 
 def markdown_summary(summary: dict) -> str:
-    lines = ["| class_weight | TTA (flip) | test balanced accuracy | test macro F1 | smallest class (3 images) recall |",
-             "|---|---|---|---|---|"]
+    lines = ["| class_weight | TTA (flip) | test balanced accuracy | test macro F1 | smallest class (3 images) recall | "
+             "recall minus none (seeds higher/lower) |",
+             "|---|---|---|---|---|---|"]
     for row in summary["rows"]:
+        tta = f"tta_{'on' if row['tta'] else 'off'}"
+        paired = summary.get("minus_none", {}).get(row["class_weight"], {}).get(tta, {}).get(
+            "test_smallest_class_recall")
+        versus = f"{paired['mean']:+.3f} +- {paired['sd']:.3f} ({paired['seeds_higher']}/{paired['seeds_lower']})" \
+            if paired else ""
         lines.append(f"| {row['class_weight']} | {'on' if row['tta'] else 'off'} | "
                      f"{_cell(row['test_balanced_accuracy'])} | {_cell(row['test_macro_f1'])} | "
-                     f"{_cell(row['test_smallest_class_recall'])} |")
+                     f"{_cell(row['test_smallest_class_recall'])} | {versus} |")
     return "\n".join(lines)

@@ -142,6 +142,8 @@ class RunDecisions:
     class_weights: Decision[Mapping[str, float] | None] | None = None
     # The class prior {label: share of the training images} the loss adjusts the logits by, or None.
     logit_adjustment: Decision[Mapping[str, float] | None] | None = None
+    # The class prior {label: share} whose log is taken off the kept model's logits after training, or None.
+    posthoc_adjustment: Decision[Mapping[str, float] | None] | None = None
     # The validation metric that picks the kept epoch and stops phases early.
     checkpoint_monitor: Decision[str] | None = None
     # The head's output activation: softmax (one class per image) or sigmoid (labels independent).
@@ -177,7 +179,8 @@ def decide(plan: Plan, facts: DataFacts | None = None, *, model: keras.Model | N
         steps_per_epoch=_steps_per_epoch(facts),
         class_weights=(weights := _class_weights(plan, facts)),
         logit_adjustment=(adjustment := _logit_adjustment(plan, facts)),
-        checkpoint_monitor=_checkpoint_monitor(plan, weights, adjustment),
+        posthoc_adjustment=(posthoc := _logit_adjustment(plan, facts, posthoc=True)),
+        checkpoint_monitor=_checkpoint_monitor(plan, weights, adjustment, posthoc),
         head_activation=Decision(*head_activation(plan.task)),
         loss=Decision(*loss_name(plan.task)),
         metrics=_metrics(plan, facts),
@@ -302,28 +305,30 @@ def _class_weights(plan: Plan, facts: DataFacts | None) -> Decision[Mapping[str,
     return Decision(decided.weights, decided.reason)
 
 
-def _logit_adjustment(plan: Plan, facts: DataFacts | None) -> Decision[Mapping[str, float] | None] | None:
+def _logit_adjustment(plan: Plan, facts: DataFacts | None, *,
+                      posthoc: bool = False) -> Decision[Mapping[str, float] | None] | None:
+    """The prior of the logit-adjusted loss, or (``posthoc``) of the adjustment after training."""
     from restransfer.training.class_weights import decide_class_weights
 
     setting = plan.data.class_weight
     if setting == "none" or isinstance(setting, Mapping) or setting == "balanced":
         return Decision(None, f"data.class_weight: {'given per label' if isinstance(setting, Mapping) else setting}")
     if plan.task == "multi_label":
-        return Decision(None, "task multi_label: the loss is not logit-adjusted")
+        return Decision(None, "task multi_label: the logits are not adjusted")
     if facts is None or not facts.train_counts:
         return None
     decided = decide_class_weights(setting, facts.train_counts, facts.class_names)
-    return Decision(decided.prior, decided.reason)
+    return Decision(decided.posthoc_prior if posthoc else decided.prior, decided.reason)
 
 
-def _checkpoint_monitor(plan: Plan, weights: Decision | None, adjustment: Decision | None) -> Decision[str] | None:
+def _checkpoint_monitor(plan: Plan, *balancing: Decision | None) -> Decision[str] | None:
     from restransfer.training.best_epoch import checkpoint_monitor
 
     monitor = plan.checkpoint.monitor
-    if monitor == "auto" and (weights is None or adjustment is None):
+    if monitor == "auto" and any(decision is None for decision in balancing):
         return None
-    balancing = any(d is not None and d.value is not None for d in (weights, adjustment))
-    return Decision(*checkpoint_monitor(monitor, class_weighted=balancing, task=plan.task))
+    balanced = any(d is not None and d.value is not None for d in balancing)
+    return Decision(*checkpoint_monitor(monitor, class_weighted=balanced, task=plan.task))
 
 
 def _metrics(plan: Plan, facts: DataFacts | None) -> Decision[tuple[str, ...]] | None:

@@ -641,6 +641,7 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     from restransfer.recipe.tta import describe_views, views_of
 
     plan, folder, say = session.plan, session.folder, session.say
+    adjust_posthoc(model, plan.decisions.posthoc_adjustment, say)
     calibration = calibrate(model, evaluation_data, plan.calibration, folder.plots, say)
     views = views_of(plan.tta)
     if views:
@@ -667,6 +668,7 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     metrics["class_weights"] = decisions.class_weights.value
     metrics["class_weights_reason"] = decisions.class_weights.reason
     metrics["logit_adjustment"] = decisions.logit_adjustment.value
+    metrics["posthoc_adjustment"] = decisions.posthoc_adjustment.value
     metrics["checkpoint"] = {"monitor": decisions.checkpoint_monitor.value, "keep": plan.checkpoint.keep}
     checkpoint.write_json(folder.path / "metrics.json", metrics)
     plots.plot_history(history, folder.plots / "training_curves.png", title=f"{plan.model.name}: {folder.path.name}")
@@ -707,6 +709,22 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     folder.write_info(status=FINISHED, error=None)
     return Run(model=model, history=history, metrics=metrics, run_dir=session.run.path, class_names=class_names,
                plan=plan)
+
+
+def adjust_posthoc(model: keras.Model, decision, say=print) -> None:
+    """Fold the post-hoc logit adjustment (`RunDecisions.posthoc_adjustment`) into the kept ``model``, if decided.
+
+    Before calibration, so the temperature is fitted to the adjusted logits that are saved.
+    """
+    prior = decision.value
+    if prior is None:
+        return
+    from restransfer.training.logit_adjustment import fold_prior
+
+    fold_prior(model, list(prior.values()))
+    shares = ", ".join(f"{label} {share:.3g}" for label, share in prior.items())
+    say(f"Post-hoc logit adjustment ({decision.reason}): the kept model's logits lowered by log(prior), "
+        f"prior {shares}; model.keras and every evaluation below predict with it.")
 
 
 def calibrate(model: keras.Model, data, method: str, plots_dir: Path, say=print):

@@ -2,7 +2,8 @@
 
 ``restransfer lr-find RECIPE --phase N`` and :func:`lr_find_plan` build what ``train`` builds for
 that phase (the model with its weights, the phase's frozen stages, optimizer, weight decay,
-per-stage rates and label smoothing, and the training batches with their augmentation) and run
+per-stage rates, label smoothing and loss (logit-adjusted or class-weighted as the plan decides), and
+the training batches with their augmentation) and run
 ``restransfer.training.lr_find.lr_find`` on it. A phase that trains on cached features
 (``feature_cache``) is tested on them, as it trains. Nothing is written: no run folder and no
 checkpoint.
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
+import numpy as np
 
 from restransfer.errors import ConfigError
 from restransfer.recipe.plan import Plan
@@ -48,6 +50,7 @@ def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: fl
     from restransfer.models.stages import freeze_stages
     from restransfer.recipe.decisions import DataFacts, decide
     from restransfer.recipe.engine import build_model, init_head, phase_loss, phase_optimizer
+    from restransfer.training.class_weights import weigh_batches
     from restransfer.training.feature_cache import cache_features
     from restransfer.training.lr_find import lr_find
     from restransfer.training.precision import dtype_policy, has_accelerator
@@ -79,6 +82,14 @@ def lr_find_plan(plan: Plan, *, phase: int = 0, min_lr: float = 1e-7, max_lr: fl
         say(f"Range test on phase {phase + 1}/{len(plan.phases)} '{step.name}': {step.optimizer.name}, "
             f"rate {min_lr:g} -> {max_lr:g} in {steps} steps, frozen {list(step.frozen) or 'nothing'}, "
             f"batch {plan.data.batch_size}" + (f", lr multipliers {multipliers}" if multipliers else "") + ".")
+        # The loss training uses: logit-adjusted, or weighted per image, as the plan decided.
+        prior, weights = decisions.logit_adjustment.value, decisions.class_weights.value
+        if weights is not None:
+            say(f"Class weights ({decisions.class_weights.reason}) weigh the test's batches, as in training.")
+        if prior is not None:
+            say(f"The loss is logit-adjusted ({decisions.logit_adjustment.reason}), as in training.")
+        data = weigh_batches(data, None if weights is None else np.array(list(weights.values()), np.float32))
         return lr_find(trainer, data, optimizer=lambda rate: phase_optimizer(model, step, rate, multipliers),
-                       loss=phase_loss(step, decisions.loss.value), min_lr=min_lr, max_lr=max_lr, steps=steps, beta=beta,
-                       divergence=divergence, jit_compile=decisions.jit_compile.value)
+                       loss=phase_loss(step, decisions.loss.value, None if prior is None else list(prior.values())),
+                       min_lr=min_lr, max_lr=max_lr, steps=steps, beta=beta, divergence=divergence,
+                       jit_compile=decisions.jit_compile.value)

@@ -64,6 +64,30 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     return float(np.sum(gaps * counts) / total)
 
 
+def adaptive_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE over equal-mass bins (Nixon et al. 2019): the images sorted by top-1 confidence, cut into
+    ``bins`` groups of (nearly) equal size, each group's gap weighted by its size.
+
+    With a few hundred images most equal-width bins of a confident model are empty or hold a
+    handful of images, so the equal-width ECE jumps with single images; equal-mass bins do not.
+
+    Example:
+        >>> p = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.7, 0.3]])
+        >>> round(adaptive_calibration_error(p, np.array([0, 1, 0, 0]), bins=2), 4)
+        0.35
+    """
+    p = np.asarray(probabilities, np.float64)
+    labels = np.asarray(labels)
+    if not len(labels):
+        raise ConfigError("The adaptive calibration error needs at least one prediction.")
+    order = np.argsort(p.max(axis=-1), kind="stable")
+    confidence = p.max(axis=-1)[order]
+    correct = (p.argmax(axis=-1) == labels)[order].astype(np.float64)
+    gaps = [abs(c.mean() - a.mean()) * len(c)
+            for c, a in zip(np.array_split(confidence, bins), np.array_split(correct, bins)) if len(c)]
+    return float(np.sum(gaps) / len(labels))
+
+
 def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
     """Per confidence bin: ``count``, mean ``confidence`` and ``accuracy`` (0 where a bin is empty), ``edges``."""
     p = np.asarray(probabilities, np.float64)
@@ -152,15 +176,21 @@ def logits_model(model):
     """A model sharing ``model``'s layers whose output is the classifier's logits (before the softmax)."""
     import keras
 
-    return keras.Model(model.inputs, _logits_layer(model).output, name=f"{model.name}_logits")
+    return keras.Model(model.inputs, classifier_layer(model).output, name=f"{model.name}_logits")
 
 
-def _logits_layer(model):
+def classifier_layer(model):
+    """``model``'s ``predictions`` Dense layer, whose outputs are the logits.
+
+    Raises:
+        ConfigError: the model has none.
+    """
     try:
         return model.get_layer(LOGITS_LAYER)
     except ValueError:
         raise ConfigError(f"Model {model.name} has no '{LOGITS_LAYER}' layer, the classifier that temperature "
-                          "scaling divides; build it with restransfer.models.heads.classifier.") from None
+                          "scaling and post-hoc logit adjustment change; build it with "
+                          "restransfer.models.heads.classifier.") from None
 
 
 def fold_temperature(model, temperature: float) -> None:
@@ -170,7 +200,7 @@ def fold_temperature(model, temperature: float) -> None:
     """
     if not (np.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"A temperature must be a positive number; received {temperature}.")
-    layer = _logits_layer(model)
+    layer = classifier_layer(model)
     layer.set_weights([np.asarray(w) / np.asarray(temperature, dtype=np.asarray(w).dtype)
                        for w in layer.get_weights()])
 
@@ -206,6 +236,6 @@ def plot_reliability(probabilities: Sequence[np.ndarray], labels: np.ndarray, pa
     return Path(path)
 
 
-__all__ = ["CALIBRATIONS", "Calibration", "ECE_BINS", "expected_calibration_error", "fit_temperature",
+__all__ = ["CALIBRATIONS", "Calibration", "ECE_BINS", "adaptive_calibration_error", "classifier_layer", "expected_calibration_error", "fit_temperature",
            "fold_temperature", "logits_model", "negative_log_likelihood", "plot_reliability", "reliability_bins",
            "softmax"]

@@ -10,6 +10,10 @@
 - ``logit_adjusted``: no weights; the loss adds ``log(prior)`` to the logits instead
   (``restransfer.training.logit_adjustment``, Menon et al. 2021), ``prior`` being each class's share
   of the training images.
+- ``logit_adjusted_posthoc``: no weights and the plain loss; the kept model's logits are lowered by
+  ``log(prior)`` once training ends (the same paper's post-hoc adjustment, folded into the
+  classifier's bias: ``restransfer.training.logit_adjustment.fold_prior``), so ``model.keras`` and
+  every export predict as if every class had been equally frequent.
 - ``{label: weight}``: the given weights; a class left out weighs 1.
 
 A batch carries its weights as Keras sample weights, one per image: the expected class weight
@@ -29,7 +33,7 @@ import numpy as np
 
 from restransfer.errors import ConfigError, did_you_mean
 
-CLASS_WEIGHT_MODES = ("auto", "balanced", "logit_adjusted", "none")
+CLASS_WEIGHT_MODES = ("auto", "balanced", "logit_adjusted", "logit_adjusted_posthoc", "none")
 # Largest over smallest training class from which `auto` weighs the classes.
 AUTO_RATIO = 3.0
 
@@ -42,11 +46,13 @@ class ClassWeights:
         weights: ``{label: weight}`` in class order, or ``None`` when every image weighs 1.
         reason: what decided it, in words (for ``train.log``).
         prior: ``{label: share of the training images}`` when the loss is logit-adjusted, else ``None``.
+        posthoc_prior: the same shares when the kept model's logits are adjusted after training, else ``None``.
     """
 
     weights: dict[str, float] | None
     reason: str
     prior: dict[str, float] | None = None
+    posthoc_prior: dict[str, float] | None = None
 
     @property
     def applied(self) -> bool:
@@ -85,7 +91,7 @@ def decide_class_weights(setting: str | Mapping[str, Any] | None, counts: Sequen
     """The class weights ``setting`` (``data.class_weight``) gives for these training counts.
 
     Args:
-        setting: ``auto``, ``balanced``, ``none`` (or ``None``) or ``{label: weight}``.
+        setting: one of ``CLASS_WEIGHT_MODES`` (``None`` is ``none``) or ``{label: weight}``.
         counts: training images per class, in class order.
         class_names: the labels, in class order.
 
@@ -108,6 +114,9 @@ def decide_class_weights(setting: str | Mapping[str, Any] | None, counts: Sequen
         return ClassWeights(_given(setting, names), "data.class_weight: given per label")
     if setting == "logit_adjusted":
         return ClassWeights(None, "data.class_weight: logit_adjusted", prior=_prior(counts, names))
+    if setting == "logit_adjusted_posthoc":
+        return ClassWeights(None, "data.class_weight: logit_adjusted_posthoc",
+                            posthoc_prior=_prior(counts, names))
     if setting == "balanced":
         return ClassWeights(dict(zip(names, balanced_weights(counts).tolist())),
                             "data.class_weight: balanced, n / (k * n_class)")

@@ -9,6 +9,10 @@ perfectly (Byrd & Lipton 2019: importance weights lose their effect on separable
 
 The model outputs probabilities ``p = softmax(z)``, so the loss works on them: ``log softmax(z +
 a) = log p + a - logsumexp(log p + a)``. Labels may be soft (MixUp, CutMix, label smoothing).
+
+The paper's other form, post-hoc adjustment, trains with the plain loss and predicts with
+``softmax(z - tau * log(prior))`` (`fold_prior`, folded into the classifier's bias): the model
+learns the training frequencies and they are divided out afterwards.
 """
 
 from __future__ import annotations
@@ -59,3 +63,29 @@ class LogitAdjustedCrossentropy(keras.losses.Loss):
     def get_config(self) -> dict:
         return {**super().get_config(), "prior": self.prior, "tau": self.tau, "label_smoothing": self.label_smoothing}
 
+
+
+def fold_prior(model: keras.Model, prior: Sequence[float], tau: float = 1.0) -> None:
+    """Lower the classifier's logits by ``tau * log(prior)`` in place: post-hoc logit adjustment.
+
+    The ``predictions`` layer's bias falls by ``tau * log(prior_c)`` per class, so the model
+    predicts ``softmax(z - tau * log(prior))``: its probabilities divided by ``prior ** tau`` and
+    renormalised. A uniform prior changes nothing.
+
+    Raises:
+        ConfigError: the prior does not match the classifier's width, or holds a share <= 0.
+    """
+    from restransfer.errors import ConfigError
+    from restransfer.training.calibration import classifier_layer
+
+    layer = classifier_layer(model)
+    prior = np.asarray(prior, np.float64)
+    kernel, *rest = layer.get_weights()
+    if not rest:
+        raise ConfigError(f"The classifier '{layer.name}' of model {model.name} has no bias to adjust; build it "
+                          "with restransfer.models.heads.classifier.")
+    bias = rest[0]
+    if prior.shape != bias.shape or not np.all(prior > 0):
+        raise ConfigError(f"Post-hoc logit adjustment needs one positive share per class ({bias.shape[0]}); "
+                          f"received {prior.tolist()}.")
+    layer.set_weights([kernel, (bias - tau * np.log(prior)).astype(bias.dtype), *rest[1:]])

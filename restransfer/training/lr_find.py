@@ -109,8 +109,8 @@ def lr_find(model: keras.Model, data, *, optimizer: str | Callable = "adamw", mi
         model: a functional Keras model; its ``trainable`` flags decide what the test trains.
             It is not compiled by the test, and its weights (BatchNorm statistics included) are
             the same afterwards.
-        data: training batches ``(x, y)``: a ``tf.data.Dataset`` or any re-iterable of batches
-            (cycled when shorter than ``steps``).
+        data: training batches ``(x, y)`` or ``(x, y, sample_weight)``: a ``tf.data.Dataset`` or any
+            re-iterable of batches (cycled when shorter than ``steps``).
         optimizer: a name for ``restransfer.training.optimizers.build_optimizer`` (``sgd``,
             ``adam``, ``adamw``, ``rmsprop``), or ``callable(learning_rate) -> Optimizer``.
         min_lr: the first step's rate.
@@ -154,9 +154,9 @@ def lr_find(model: keras.Model, data, *, optimizer: str | Callable = "adamw", mi
     rates, losses, smoothed = [], [], []
     average, best, stopped = 0.0, math.inf, "max_lr"
     try:
-        for step, (x, y) in zip(range(steps), _cycle(data)):
+        for step, batch in zip(range(steps), _cycle(data)):
             rates.append(float(keras.ops.convert_to_numpy(schedule(step))))
-            value = float(np.asarray(trainer.train_on_batch(x, y)).reshape(-1)[0])
+            value = float(np.asarray(trainer.train_on_batch(*batch)).reshape(-1)[0])
             losses.append(value)
             if not math.isfinite(value):
                 smoothed.append(math.inf)

@@ -41,3 +41,35 @@ def test_lr_find_runs_the_phase_and_writes_only_the_plot_and_json(tmp_path, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.json", "lr_find-r-phase2.png", "r.yaml"]
     assert main(["lr-find", "r.yaml", "--phase", "7"]) == 2
     assert "no such phase" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting", ["balanced", "logit_adjusted"])
+def test_lr_find_trains_with_the_loss_training_uses(tmp_path, monkeypatch, setting):
+    import numpy as np
+
+    import restransfer.training.lr_find as module
+    from restransfer.bench.imbalance import write_digit_folders
+    from restransfer.recipe.lr_find import lr_find_plan
+    from restransfer.training.logit_adjustment import LogitAdjustedCrossentropy
+
+    folders = write_digit_folders(tmp_path / "data", (12, 6, 3), val_per_class=2, digits=(5, 6, 7))
+    seen, real = {}, module.lr_find
+
+    def recording(trainer, data, **kwargs):
+        seen.update(kwargs, batches=list(data.take(2)))
+        return real(trainer, data, **kwargs)
+
+    monkeypatch.setattr(module, "lr_find", recording)
+    recipe = {**RECIPE, "data": {"source": "folder", "path": str(folders["train"]), "val_path": str(folders["val"]),
+                                 "image_size": 16, "batch_size": 8, "class_weight": setting}}
+    result = lr_find_plan(load_plan(recipe), steps=5, min_lr=1e-4, max_lr=1e-2, say=lambda line: None)
+    assert len(result.losses) == 5
+    if setting == "balanced":
+        weights = 21 / (3 * np.array([12, 6, 3]))
+        for _, labels, sample_weights in seen["batches"]:
+            np.testing.assert_allclose(sample_weights, np.asarray(labels) @ weights, rtol=1e-6)
+        assert not isinstance(seen["loss"], LogitAdjustedCrossentropy)
+    else:
+        assert all(len(batch) == 2 for batch in seen["batches"])
+        assert isinstance(seen["loss"], LogitAdjustedCrossentropy)
+        np.testing.assert_allclose(seen["loss"].prior, np.array([12, 6, 3]) / 21)

@@ -8,6 +8,7 @@ import pytest
 from restransfer.errors import ConfigError
 from restransfer.models.heads import classifier
 from restransfer.training.calibration import (
+    adaptive_calibration_error,
     expected_calibration_error,
     fit_temperature,
     fold_temperature,
@@ -56,6 +57,20 @@ def test_ece_is_the_weighted_gap_per_bin():
     stats = reliability_bins(p, labels)
     assert stats["count"].sum() == 4 and stats["count"][14] == 2
     assert expected_calibration_error(np.eye(3), np.arange(3)) == pytest.approx(0.0)
+
+
+def test_adaptive_ece_bins_hold_equal_counts():
+    # Sorted confidences 0.55 (right), 0.7 (wrong) | 0.95, 0.95 (one right): two bins of two images.
+    p = np.array([[0.95, 0.05], [0.95, 0.05], [0.45, 0.55], [0.7, 0.3]])
+    labels = np.array([0, 1, 1, 1])
+    expected = 0.5 * abs(0.625 - 0.5) + 0.5 * abs(0.95 - 0.5)
+    assert adaptive_calibration_error(p, labels, bins=2) == pytest.approx(expected)
+    # One image per bin: the mean of |confidence - correct| over images.
+    assert adaptive_calibration_error(p, labels, bins=4) == pytest.approx((0.05 + 0.95 + 0.45 + 0.7) / 4)
+    # More bins than images: empty bins are skipped, not counted.
+    assert adaptive_calibration_error(p, labels, bins=15) == pytest.approx((0.05 + 0.95 + 0.45 + 0.7) / 4)
+    with pytest.raises(ConfigError, match="at least one prediction"):
+        adaptive_calibration_error(np.zeros((0, 2)), np.zeros(0, int))
 
 
 def test_bad_inputs_name_the_problem():
