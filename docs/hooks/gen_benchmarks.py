@@ -328,11 +328,21 @@ def _is_imbalance(data: dict) -> bool:
 
 def _imbalance(data: dict) -> str:
     summary = data["settings"]["summary"]
+    paired = summary.get("minus_none") or {}
+
+    def versus(row: dict) -> str:
+        # Older files hold no per-setting pairs: only auto's, without the seed counts.
+        stats = (paired.get(row["class_weight"]) or {}).get(f"tta_{'on' if row['tta'] else 'off'}", {}).get(
+            "test_smallest_class_recall")
+        if not stats:
+            return "-"
+        return f"{stats['mean']:+.3f} ± {stats['sd']:.3f} ({stats['seeds_higher']} / {stats['seeds_lower']})"
+
     rows = [[f"`{r['class_weight']}`", "on" if r["tta"] else "off", _stats(r["test_balanced_accuracy"]),
-             _stats(r["test_macro_f1"]), _stats(r["test_smallest_class_recall"]), str(len(r["seeds"]))]
+             _stats(r["test_macro_f1"]), _stats(r["test_smallest_class_recall"]), versus(r), str(len(r["seeds"]))]
             for r in summary["rows"]]
     return _table(["data.class_weight", "TTA (flip)", "test balanced accuracy", "test macro F1",
-                   "smallest class recall", "seeds"], rows)
+                   "smallest class recall", "recall minus `none`, paired (seeds higher / lower)", "seeds"], rows)
 
 
 def _is_calibration(data: dict) -> bool:
@@ -343,10 +353,15 @@ def _is_calibration(data: dict) -> bool:
 def _calibration(data: dict) -> str:
     summary = data["settings"]["summary"]
     rows = [[what, _stats(summary[f"heldout_{key}_before"]), _stats(summary[f"heldout_{key}_after"])]
-            for what, key in (("ECE (15 bins)", "ece"), ("NLL", "nll"))]
+            for what, key in (("ECE (15 equal-width bins)", "ece"), ("ECE (15 equal-mass bins)", "adaptive_ece"),
+                              ("NLL", "nll"), ("Brier score", "brier"))
+            if f"heldout_{key}_before" in summary]
+    lower = ", ".join(f"{what} on {summary[f'seeds_heldout_{key}_lower']}"
+                      for what, key in (("ECE", "ece"), ("equal-mass ECE", "adaptive_ece"), ("NLL", "nll"),
+                                        ("Brier", "brier")) if f"seeds_heldout_{key}_lower" in summary)
     return (_table(["held-out digits", "before", "after temperature scaling"], rows)
-            + f"\n\nTemperature {_stats(summary['temperature'])}; held-out ECE lower on "
-              f"{summary['seeds_heldout_ece_lower']} of {summary['seeds']} seeds.")
+            + f"\n\nTemperature {_stats(summary['temperature'])}; lower after scaling: {lower} of "
+              f"{summary['seeds']} seeds.")
 
 
 RENDERERS: list[tuple[Callable[[dict], bool], Callable[[dict], str]]] = [
