@@ -28,3 +28,9 @@ def test_recipe_export_section_exports_and_verifies_a_trained_run(tmp_path):
     for result, row in zip(served, reference):
         probabilities = dict(result["top"])
         np.testing.assert_allclose([probabilities[c] for c in run.class_names], row, atol=1e-4)
+    # The model card the export wrote: the data the run was trained on, counted per class.
+    card = (run.run_dir / "export" / "MODEL_CARD.md").read_text()
+    assert "## Training data" in card
+    assert "| split | " + " | ".join(run.class_names) + " |" in card
+    for split in ("train", "val"):
+        assert f"| {split} | " + " | ".join(["4"] * len(run.class_names)) + " |" in card
