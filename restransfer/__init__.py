@@ -32,6 +32,7 @@ _LAZY = {
     "evaluate": "restransfer.recipe.evaluate",
     "interpret": "restransfer.recipe.evaluate",
     "predict": "restransfer.recipe.predict",
+    "demo": "restransfer.recipe.demo",
     "gradient_norms": "restransfer.diagnostics.gradients",
     "linear_probe": "restransfer.diagnostics.probe",
     "compare_norms": "restransfer.diagnostics.normalization",

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "restransfer.commands.fit",
     "restransfer.commands.lr_find",
     "restransfer.commands.export",
+    "restransfer.commands.demo",
     "restransfer.commands.report",
     "restransfer.commands.quickstart",
 )

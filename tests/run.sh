@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh clone: the README's test command and what CI runs.
 #  1. everything under the TensorFlow backend, in .venv (the project with its dev, jax, litert, keras-cv, sweep,
-#     mlflow, docs and onnx extras; the docs site is built with --strict before the tests);
+#     mlflow, docs, onnx and demo extras; the docs site is built with --strict before the tests);
 #  2. the model code under KERAS_BACKEND=jax in .venv-jax, which holds keras + jax and no
 #     TensorFlow at all: the GPU path must not need it;
 #  3. ruff and lint-imports.
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
 # The HTML report's browser test renders the page in headless Chromium. CI (CI=true) and root
-# shells install Debian's package when it is missing; elsewhere that one test skips.
+# shells install Debian's package when it is missing; elsewhere those tests skip.
 if ! command -v chromium >/dev/null && { [ "${CI:-}" = true ] || [ "$(id -u)" = 0 ]; }; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
@@ -26,7 +26,7 @@ fi
 #   TORCH_PACKAGES="torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu"
 # shellcheck disable=SC2086  # TORCH_PACKAGES is a list of pip arguments
 .venv/bin/python -m pip install -q ${TORCH_PACKAGES:-torch==2.14.1 torchvision==0.29.1}
-.venv/bin/python -m pip install -q -e ".[dev,jax,litert,keras-cv,sweep,mlflow,docs,onnx]"
+.venv/bin/python -m pip install -q -e ".[dev,jax,litert,keras-cv,sweep,mlflow,docs,onnx,demo]"
 # The documentation site: generated references and the Benchmarks page must build without a warning.
 NO_MKDOCS_2_WARNING=1 .venv/bin/python -m mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 # Two workers: much of the suite is single-threaded Python (model building, notebook kernels).

@@ -28,7 +28,7 @@ def test_unknown_model_is_one_clear_line_without_traceback():
 
 
 COMMANDS = ["models", "bench", "data", "diagnose", "train", "validate", "evaluate", "predict", "cv", "sweep",
-            "fit", "lr-find", "export", "report", "quickstart"]
+            "fit", "lr-find", "export", "demo", "report", "quickstart"]
 
 
 def test_building_the_parser_imports_no_framework():

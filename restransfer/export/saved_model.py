@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import keras
@@ -223,6 +223,46 @@ def is_saved_model(path: str | os.PathLike) -> bool:
     return (Path(path) / "saved_model.pb").is_file()
 
 
+def load_serving(directory: str | os.PathLike) -> tuple[Callable[[Sequence[str | os.PathLike]], np.ndarray],
+                                                        list[str]]:
+    """An exported SavedModel's ``serving_default``, loaded once, and its class names.
+
+    Returns:
+        ``(serve, class_names)``: ``serve(image_paths)`` reads the files (at most
+        ``MAX_IMAGE_BYTES`` each) and returns their probabilities ``[N, classes]``; an image the
+        signature refuses (too many pixels, animated WebP, not an image) is a `DataError`
+        naming the file.
+    """
+    directory = Path(directory)
+    if not is_saved_model(directory):
+        raise ExportError(f"'{directory}' is not a SavedModel directory (no saved_model.pb).")
+    loaded = tf.saved_model.load(str(directory))
+    signature = loaded.signatures.get(SERVING_DEFAULT)
+    labels = directory / "assets" / CLASS_NAMES_ASSET
+    if signature is None or BYTES_INPUT not in signature.structured_input_signature[1] or not labels.is_file():
+        raise ExportError(
+            f"'{directory}' is not a restransfer SavedModel: it needs a '{SERVING_DEFAULT}' signature "
+            f"taking '{BYTES_INPUT}' and assets/{CLASS_NAMES_ASSET}. Re-export the run."
+        )
+    try:
+        class_names = read_text(labels).splitlines()
+    except (OSError, ValueError) as error:
+        reason = error.reason if isinstance(error, FileReadError) else error
+        raise ExportError(f"'{labels}' cannot be read ({reason}); re-export the run.") from None
+
+    def serve(image_paths: Sequence[str | os.PathLike]) -> np.ndarray:
+        batch = [Path(p) for p in image_paths]
+        contents = [read_image_bytes(path) for path in batch]
+        try:
+            return signature(**{BYTES_INPUT: tf.constant(contents)})["probabilities"].numpy()
+        except tf.errors.InvalidArgumentError as error:
+            raise DataError(_name_bad_image(error.message, batch)) from None
+
+    # The signature holds `loaded`'s variables only while `loaded` lives.
+    serve.loaded = loaded
+    return serve, class_names
+
+
 def predict_saved_model(directory: str | os.PathLike, image_paths: Sequence[str | os.PathLike], *,
                         top_k: int = 5, batch_size: int = 32) -> list[dict]:
     """Top-k predictions of an exported SavedModel's ``serving_default`` for image files.
@@ -242,33 +282,13 @@ def predict_saved_model(directory: str | os.PathLike, image_paths: Sequence[str 
         >>> predict_saved_model("runs/flowers/export/saved_model", ["rose.jpg"], top_k=1)[0]["top"]
         [('roses', 0.93)]
     """
-    directory = Path(directory)
-    if not is_saved_model(directory):
-        raise ExportError(f"'{directory}' is not a SavedModel directory (no saved_model.pb).")
-    loaded = tf.saved_model.load(str(directory))
-    signature = loaded.signatures.get(SERVING_DEFAULT)
-    labels = directory / "assets" / CLASS_NAMES_ASSET
-    if signature is None or BYTES_INPUT not in signature.structured_input_signature[1] or not labels.is_file():
-        raise ExportError(
-            f"'{directory}' is not a restransfer SavedModel: it needs a '{SERVING_DEFAULT}' signature "
-            f"taking '{BYTES_INPUT}' and assets/{CLASS_NAMES_ASSET}. Re-export the run."
-        )
-    try:
-        class_names = read_text(labels).splitlines()
-    except (OSError, ValueError) as error:
-        reason = error.reason if isinstance(error, FileReadError) else error
-        raise ExportError(f"'{labels}' cannot be read ({reason}); re-export the run.") from None
+    serve, class_names = load_serving(directory)
     k = max(1, min(top_k, len(class_names)))
     results = []
     paths = [Path(p) for p in image_paths]
     for start in range(0, len(paths), batch_size):
         batch = paths[start:start + batch_size]
-        contents = [read_image_bytes(path) for path in batch]
-        try:
-            probabilities = signature(**{BYTES_INPUT: tf.constant(contents)})["probabilities"].numpy()
-        except tf.errors.InvalidArgumentError as error:
-            raise DataError(_name_bad_image(error.message, batch)) from None
-        for path, row in zip(batch, probabilities):
+        for path, row in zip(batch, serve(batch)):
             order = np.argsort(-row)[:k]
             results.append({"image": str(path), "top": [(class_names[i], float(row[i])) for i in order]})
     return results

@@ -7,9 +7,56 @@ validation pipeline and the exported serving graph, so predictions equal evaluat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+
+@dataclass
+class RunPredictor:
+    """A run's ``model.keras`` loaded once, with the run's input size and resize.
+
+    What ``predict`` and the demo page (`restransfer.recipe.demo`) both call, so that a page
+    shows exactly the probabilities ``restransfer predict`` prints.
+
+    Example:
+        >>> predictor = RunPredictor.load("runs/quickstart/target")
+        >>> predictor.probabilities(predictor.read(["five.png"]))[0].argmax()
+    """
+
+    model: object
+    class_names: list[str]
+    image_size: tuple[int, int]
+    resize: str
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunPredictor:
+        from restransfer.recipe.plan import run_plan
+        from restransfer.runs import RunFolder
+
+        folder = RunFolder(run_dir)
+        model = folder.load_model()
+        class_names = folder.check_outputs(model)
+        plan = run_plan(folder)
+        return cls(model, class_names, tuple(plan.image_size), plan.data.resize)
+
+    def read(self, images: Sequence[str | Path]) -> np.ndarray:
+        """Image files decoded, checked and resized exactly as the run's validation images were."""
+        from restransfer.data.image_ops import read_images
+
+        return read_images(images, self.image_size, self.resize)
+
+    def probabilities(self, batch: np.ndarray, *, tta: bool = False, tta_crops: int | None = None) -> np.ndarray:
+        """``[N, classes]`` probabilities of a batch from `read` (``tta`` as in `predict`)."""
+        from restransfer.recipe.tta import predict_batch_tta, views_of
+
+        return predict_batch_tta(self.model, batch, views_of(tta, tta_crops))
+
+    def top(self, row: np.ndarray, top_k: int) -> list[tuple[str, float]]:
+        """The ``top_k`` (label, probability) pairs of one row, most probable first."""
+        k = max(1, min(top_k, len(self.class_names)))
+        return [(self.class_names[i], float(row[i])) for i in np.argsort(-row)[:k]]
 
 
 def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5, tta: bool = False,
@@ -26,24 +73,9 @@ def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5
         >>> predict("runs/quickstart/target", ["five.png"], top_k=3)[0]["top"][0]
         ('5', 0.97)
     """
-    from restransfer.data.image_ops import read_images
-    from restransfer.recipe.plan import run_plan
-    from restransfer.recipe.tta import predict_batch_tta, views_of
-    from restransfer.runs import RunFolder
-
-    folder = RunFolder(run_dir)
-    model = folder.load_model()
-    class_names = folder.check_outputs(model)
-    plan = run_plan(folder)
-    # Decoded and resized exactly as the run's validation images were.
-    batch = read_images(images, plan.image_size, plan.data.resize)
-    probabilities = predict_batch_tta(model, batch, views_of(tta, tta_crops))
-    k = max(1, min(top_k, len(class_names)))
-    results = []
-    for path, row in zip(images, probabilities):
-        order = np.argsort(-row)[:k]
-        results.append({"image": str(path), "top": [(class_names[i], float(row[i])) for i in order]})
-    return results
+    predictor = RunPredictor.load(run_dir)
+    probabilities = predictor.probabilities(predictor.read(images), tta=tta, tta_crops=tta_crops)
+    return [{"image": str(path), "top": predictor.top(row, top_k)} for path, row in zip(images, probabilities)]
 
 
 def explain(run_dir: str | Path, images: Sequence[str | Path], *, out: str | Path | None = None) -> list[dict]:
