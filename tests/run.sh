@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-# The HTML report's browser test renders the page in headless Chromium. CI (CI=true) and root
+# The HTML report's and the demo page's browser tests run headless Chromium. CI (CI=true) and root
 # shells install Debian's package when it is missing; elsewhere those tests skip.
 if ! command -v chromium >/dev/null && { [ "${CI:-}" = true ] || [ "$(id -u)" = 0 ]; }; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
