@@ -14,7 +14,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-pytest.importorskip("gradio")
+# tests/run.sh installs the demo extra: under CI a missing Gradio fails instead of skipping.
+if os.environ.get("CI") != "true":
+    pytest.importorskip("gradio")
 
 CLASSES = ["5", "6", "7", "8", "9"]
 SIZE = 16
@@ -132,7 +134,6 @@ def test_bad_uploads_are_refused_with_a_message_not_a_crash(server, tmp_path):
 
 
 def test_onnx_export_demo_shows_the_top_k_of_predict(run_dir, digit):
-    pytest.importorskip("onnxruntime")
     from gradio_client import Client, handle_file
 
     from restransfer import predict
