@@ -53,3 +53,6 @@ def test_every_setting_is_paired_with_none_per_seed():
     logreg = summary["minus_none"]["logreg_none"]["tta_off"]["test_smallest_class_recall"]
     assert (logreg["seeds_higher"], logreg["seeds_lower"]) == (1, 0)
     assert "none" not in summary["minus_none"]
+    rows = {row["class_weight"]: row for row in summary["rows"]}
+    assert set(rows) == {"none", "auto", "logreg_none"} and rows["auto"]["seeds"] == [0, 1]
+    assert rows["none"]["test_smallest_class_recall"]["mean"] == pytest.approx(0.6)

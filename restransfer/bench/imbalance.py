@@ -294,9 +294,9 @@ def summarize(records: Sequence[dict]) -> dict:
              **{metric: mean_sd([r[metric] for r in rows]) for metric in METRICS}}
             for (weighting, tta), rows in groups.items()]
     minus_none: dict[str, dict] = {}
-    for (weighting, tta), rows in groups.items():
+    for (weighting, tta), group in groups.items():
         none = {r["seed"]: r for r in groups.get(("none", tta), [])}
-        ours = {r["seed"]: r for r in rows}
+        ours = {r["seed"]: r for r in group}
         seeds = sorted(set(none) & set(ours))
         if weighting == "none" or not seeds:
             continue

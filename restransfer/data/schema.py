@@ -205,7 +205,8 @@ class _Common(_Strict):
     class_weight: Literal[CLASS_WEIGHT_MODES] | dict[str, Annotated[float, Field(gt=0, le=1e6)]] = Field(
         "auto", description="auto (a logit-adjusted loss when the largest training class has >= 3x the images "
                             "of the smallest), balanced (weights n / (k * n_class)), logit_adjusted (log class "
-                            "prior added to the logits in the loss), none, or {label: weight}; see "
+                            "prior added to the logits in the loss), logit_adjusted_posthoc (plain loss; log class "
+                            "prior taken off the kept model's logits), none, or {label: weight}; see "
                             "restransfer.training.class_weights")
 
     @field_validator("class_weight", mode="before")

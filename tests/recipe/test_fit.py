@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from restransfer.bench.imbalance import write_digit_folders
@@ -65,3 +66,25 @@ def test_fit_trains_and_its_recipe_reproduces_the_run(folders, tmp_path):
     assert dry.returncode == 0, dry.stderr
     assert "head-only for" in dry.stdout and "freeze: all_but_head" in dry.stdout
     assert not (tmp_path / "runs").exists()
+
+
+def test_posthoc_adjustment_is_folded_into_model_keras_only(folders, tmp_path):
+    import restransfer as rt
+    from restransfer.runs import load_model_file
+
+    rt.fit(folders["train"], val=folders["val"], epochs=1, out=tmp_path / "run", verbose=0,
+           overrides=["data.batch_size=8", "data.class_weight=logit_adjusted_posthoc"], say=lambda line: None)
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    prior = [12 / 21, 6 / 21, 3 / 21]
+    assert metrics["logit_adjustment"] is None
+    assert metrics["posthoc_adjustment"] == pytest.approx(dict(zip(["5", "6", "7"], prior)))
+    assert "Post-hoc logit adjustment (data.class_weight: logit_adjusted_posthoc)" in (
+        tmp_path / "run/train.log").read_text()
+    # model.keras is the kept checkpoint with log(prior) taken off the classifier's bias, nothing else.
+    saved = load_model_file(tmp_path / "run/model.keras")
+    kept = load_model_file(tmp_path / "run/model.keras")
+    kept.load_weights(tmp_path / "run/checkpoints/best.weights.h5")
+    kernel, bias = saved.get_layer("predictions").get_weights()
+    kept_kernel, kept_bias = kept.get_layer("predictions").get_weights()
+    np.testing.assert_allclose(kernel, kept_kernel)
+    np.testing.assert_allclose(bias, kept_bias - np.log(prior), rtol=1e-6, atol=1e-6)
