@@ -40,6 +40,8 @@ def register(subparsers) -> None:
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--explain", action="store_true",
                          help="also save a Grad-CAM heatmap of the predicted class over each image (run folders)")
+    predict.add_argument("--label", default=None, help="with --explain: the class or label to explain in every "
+                         "image (default: each image's most probable)")
     predict.add_argument("--out", default=None, help="with --explain: a .png for one image, or a folder "
                                                       "(default RUN/plots/gradcam/)")
     _add_tta(predict)
@@ -98,23 +100,35 @@ def _evaluate(args) -> int:
     report = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size,
                       tta=args.tta, tta_crops=args.tta_crops)
     console = make_console(args)
-    summary = (f"accuracy {report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}, "
-               f"loss {report['loss']:.4f}")
-    if "top5_accuracy" in report:
-        summary += f", top-5 accuracy {report['top5_accuracy']:.4f}"
-    console.print(f"{shown(report['data'])}: {report['num_images']} images, {summary}, "
-                  f"macro F1 {report['macro_f1']:.4f}" + (f"; TTA: {', '.join(report['tta'])}" if report.get("tta") else ""))
-    table = Table(title="per class")
-    for column in ("class", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for name, scores in report["per_class"].items():
-        table.add_row(shown(name), f"{scores['precision']:.3f}", f"{scores['recall']:.3f}",
-                      f"{scores['f1']:.3f}",
-                      str(scores["support"]))
+    tta = f"; TTA: {', '.join(report['tta'])}" if report.get("tta") else ""
+    if report.get("task") == "multi_label":
+        average_precision = "n/a" if report["map"] is None else f"{report['map']:.4f}"
+        console.print(f"{shown(report['data'])}: {report['num_images']} images, mAP {average_precision}, macro F1 "
+                      f"{report['macro_f1']:.4f}, micro F1 {report['micro_f1']:.4f}, exact match "
+                      f"{report['exact_match']:.4f}, loss {report['loss']:.4f}{tta}; thresholds: "
+                      f"{shown(report['thresholds_from'])}")
+        columns, rows = ("label", "AP", "precision", "recall", "f1", "threshold", "support"), [
+            (name, "" if s["ap"] is None else f"{s['ap']:.3f}", f"{s['precision']:.3f}", f"{s['recall']:.3f}",
+             f"{s['f1']:.3f}", f"{s['threshold']:.3f}", str(s["support"])) for name, s in report["per_label"].items()]
+    else:
+        summary = (f"accuracy {report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}, "
+                   f"loss {report['loss']:.4f}")
+        if "top5_accuracy" in report:
+            summary += f", top-5 accuracy {report['top5_accuracy']:.4f}"
+        console.print(f"{shown(report['data'])}: {report['num_images']} images, {summary}, "
+                      f"macro F1 {report['macro_f1']:.4f}{tta}")
+        columns, rows = ("class", "precision", "recall", "f1", "support"), [
+            (name, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
+            for name, s in report["per_class"].items()]
+    table = Table(title="per label" if report.get("task") == "multi_label" else "per class")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("class", "label") else "right")
+    for row in rows:
+        table.add_row(shown(row[0]), *row[1:])
     console.print(table)
     files = report.get("interpretation", {})
     if files:
-        console.print("top losses and most confused pairs: " + ", ".join(files.values()), soft_wrap=True)
+        console.print("interpretation files: " + ", ".join(files.values()), soft_wrap=True)
     return 0
 
 
@@ -128,6 +142,8 @@ def _predict(args) -> int:
 
     if args.out is not None and not args.explain:
         raise ConfigError("--out names where --explain saves the Grad-CAM images; pass --explain too.")
+    if args.label is not None and not args.explain:
+        raise ConfigError("--label names the class --explain draws Grad-CAM for; pass --explain too.")
     if (Path(args.run) / "saved_model.pb").is_file():  # an exported SavedModel, not a run folder
         if args.tta or args.tta_crops:
             raise ConfigError("--tta needs the run folder (the views are fed to the Keras model); "
@@ -138,16 +154,22 @@ def _predict(args) -> int:
         from restransfer.export.saved_model import predict_saved_model as predict
     else:
         from restransfer.recipe.predict import predict
+    options = {"tta": args.tta, "tta_crops": args.tta_crops} if args.tta or args.tta_crops else {}
+    results = predict(args.run, args.images, top_k=args.top_k, **options)
+    multi_label = any("labels" in result for result in results)
     table = Table()
     table.add_column("image")
+    if multi_label:
+        table.add_column("labels over their thresholds (probability)")
     table.add_column("top predictions (probability)")
-    options = {"tta": args.tta, "tta_crops": args.tta_crops} if args.tta or args.tta_crops else {}
-    for result in predict(args.run, args.images, top_k=args.top_k, **options):
-        table.add_row(shown(result["image"]), shown(", ".join(f"{label} {p:.3f}" for label, p in result["top"])))
+    for result in results:
+        cells = [", ".join(f"{label} {p:.3f}" for label, p in result[key]) or "(none)"
+                 for key in (("labels", "top") if multi_label else ("top",))]
+        table.add_row(shown(result["image"]), *(shown(cell) for cell in cells))
     console().print(table)
     if args.explain:
         from restransfer.recipe.predict import explain
 
-        for result in explain(args.run, args.images, out=args.out):
+        for result in explain(args.run, args.images, out=args.out, label=args.label):
             print(f"Grad-CAM ({result['stage']}) of {result['class']} for {result['image']}: {result['explanation']}")
     return 0

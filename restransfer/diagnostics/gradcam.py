@@ -180,9 +180,9 @@ def save_explanation(image: np.ndarray, heatmap: np.ndarray, path: str | Path, *
 
 
 def explain_files(model: keras.Model, images: Sequence[str | Path], *, class_names: Sequence[str],
-                  out: str | Path, image_size: Sequence[int] | None = None, resize: str | None = None
-                  ) -> list[dict]:
-    """Grad-CAM of the predicted class for image files, each saved as image + overlay PNG.
+                  out: str | Path, image_size: Sequence[int] | None = None, resize: str | None = None,
+                  label: str | None = None) -> list[dict]:
+    """Grad-CAM of the predicted class (or of ``label``) for image files, each saved as image + overlay PNG.
 
     Args:
         model: a restransfer classifier (a run's ``model.keras``).
@@ -190,6 +190,8 @@ def explain_files(model: keras.Model, images: Sequence[str | Path], *, class_nam
         class_names: the label of each output.
         out: a ``.png`` file for a single image, else a folder that receives ``<name>.gradcam.png``.
         image_size: ``(h, w)``; default the model's input size.
+        label: the class name to explain in every image (a multi-label model's label); default
+            each image's most probable class.
 
     Returns:
         One dict per image: ``image``, ``explanation`` (the PNG), ``class``, ``probability``, ``stage``.
@@ -203,8 +205,10 @@ def explain_files(model: keras.Model, images: Sequence[str | Path], *, class_nam
     size = tuple(image_size or model.input_shape[1:3])
     if None in size:
         raise ConfigError("The model takes any image size; give image_size=(h, w) for Grad-CAM.")
+    if label is not None and label not in class_names:
+        raise ConfigError(f"--label {label!r} is not one of the model's labels {list(class_names)}; give one of them.")
     batch = read_images(images, size, resize or DEFAULT_RESIZE)
-    cam = grad_cam(model, batch)
+    cam = grad_cam(model, batch, classes=None if label is None else list(class_names).index(label))
     results = []
     for i, path in enumerate(images):
         target = out if out.suffix.lower() == ".png" else out / f"{Path(path).stem}.gradcam.png"

@@ -36,7 +36,10 @@ def choose_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarr
     """Per label, the probability threshold (``p >= t`` is predicted) with the best F1 on these images.
 
     Candidates are the label's distinct probabilities (scikit-learn's ``precision_recall_curve``);
-    ties go to the highest threshold. A label without a positive keeps ``DEFAULT_THRESHOLD``.
+    ties go to the highest threshold. The threshold returned lies halfway between the best
+    candidate and the next lower probability: the same images are predicted here, and an export
+    whose probabilities differ in the last bits (float32 elsewhere, another runtime) does not flip
+    an image that sat exactly on it. A label without a positive keeps ``DEFAULT_THRESHOLD``.
     """
     from sklearn.metrics import precision_recall_curve
 
@@ -49,8 +52,9 @@ def choose_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarr
         precision, recall = precision[:-1], recall[:-1]
         with np.errstate(invalid="ignore", divide="ignore"):
             f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-        best = np.flatnonzero(f1 == f1.max())[-1]
-        thresholds[j] = float(candidates[best])
+        best = float(candidates[np.flatnonzero(f1 == f1.max())[-1]])
+        below = probabilities[:, j][probabilities[:, j] < best]
+        thresholds[j] = (best + (float(below.max()) if below.size else 0.0)) / 2
     return thresholds
 
 

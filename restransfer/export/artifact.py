@@ -30,6 +30,8 @@ from restransfer.files import FileReadError, FolderLock, format_size, read_json,
 MANIFEST = "export.json"
 SAMPLES_DIR = "samples"
 REFERENCE = "reference.npz"
+# A multi-label export's decision threshold per label, beside the model (SavedModel: in assets/).
+THRESHOLDS_FILE = "thresholds.json"
 # export.json's key for the SHA-256 of the .keras file the export was made from.
 SOURCE_DIGEST = "source_sha256"
 # Largest allowed |probability difference| to the Keras model, per numeric precision of the artifact.
@@ -238,3 +240,9 @@ def call_model(model, images):
     """
     outputs = model([images] if isinstance(model.input, list) else images, training=False)
     return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+
+
+def write_thresholds(path: Path, class_names: Sequence[str], thresholds: Sequence[float]) -> None:
+    """A multi-label export's ``thresholds.json``: ``{"thresholds": {label: t}}``, readable without restransfer."""
+    path.write_text(json.dumps({"thresholds": {str(n): float(t) for n, t in zip(class_names, thresholds)},
+                                "rule": "a label is present when its probability >= its threshold"}, indent=2) + "\n")

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from restransfer.export.artifact import MANIFEST
+from restransfer.export.verify import describe_score
 
 CARD = "MODEL_CARD.md"
 _LOAD = {
@@ -25,19 +26,32 @@ _LOAD = {
 }
 
 
-def write_model_card(run_dir: Path, recipe, class_names: list[str], counts: dict | None) -> Path:
-    """Write (or rewrite) ``run_dir/export/MODEL_CARD.md``; returns its path."""
+def write_model_card(run_dir: Path, recipe, class_names: list[str], counts: dict | None,
+                     thresholds: dict[str, float] | None = None) -> Path:
+    """Write (or rewrite) ``run_dir/export/MODEL_CARD.md``; returns its path.
+
+    ``thresholds``: a multi-label run's decision threshold per label, listed with the labels.
+    """
     export_dir = run_dir / "export"
-    lines = [f"# Model card: {run_dir.name}", "", "## Classes", ""]
-    lines += [f"{i}. {name}" for i, name in enumerate(class_names)]
+    if thresholds is None:
+        lines = [f"# Model card: {run_dir.name}", "", "## Classes", ""]
+        lines += [f"{i}. {name}" for i, name in enumerate(class_names)]
+    else:
+        lines = [f"# Model card: {run_dir.name}", "", "## Labels (multi-label)", "",
+                 "A label is present when its probability is at or above its threshold (chosen on the validation "
+                 "images for each label's best F1; `thresholds.json` in every export).", "",
+                 "| # | label | threshold |", "|---|---|---|"]
+        lines += [f"| {i} | {name} | {thresholds[name]:.4f} |" for i, name in enumerate(class_names)]
     model = recipe.model
     lines += ["", "## Model", "",
               f"- backbone: `{model.name}`, weights: `{getattr(model, 'weights', None) or 'none (trained from scratch)'}`",
               f"- input: float32 RGB 0..255, {recipe.image_size[0]}x{recipe.image_size[1]} "
               f"(height x width), whole image resized with `{recipe.data.resize}`; normalisation is inside "
-              "the model", "- output: one probability per class, in the order above"]
+              "the model", "- output: one probability per class, in the order above" if thresholds is None else
+              "- output: one independent (sigmoid) probability per label, in the order above"]
     if counts:
-        lines += ["", "## Training data", "", "| split | " + " | ".join(class_names) + " |",
+        lines += ["", "## Training data" + (" (images holding each label)" if thresholds else ""), "",
+                  "| split | " + " | ".join(class_names) + " |",
                   "|---|" + "---|" * len(class_names)]
         lines += [f"| {part} | " + " | ".join(str(n) for n in per_class) + " |" for part, per_class in counts.items()]
     metrics = _read(run_dir / "metrics.json")
@@ -59,9 +73,7 @@ def write_model_card(run_dir: Path, recipe, class_names: list[str], counts: dict
         lines += [f"### `{folder.name}/` ({fmt})", ""]
         for artifact, size in (manifest.get("files") or {}).items():
             score = (manifest.get("scores") or {}).get(artifact)
-            detail = (f": accuracy {score['accuracy']:.4f} on {score['images']} validation images, "
-                      f"top-1 agreement with model.keras {score['top1_agreement']:.2%}, mean |dp| "
-                      f"{score['mean_abs_prob_diff']:.2e}") if score else ""
+            detail = f": {describe_score(score)}" if score else ""
             lines.append(f"- `{artifact}` ({size} bytes){detail}")
         if fmt in _LOAD:
             lines += ["", "Load without restransfer:", "", "```python", _LOAD[fmt], "```"]

@@ -14,6 +14,7 @@ from restransfer.data.sources import MAX_IMAGE_PIXELS, class_name_problem
 from restransfer.errors import ConfigError
 from restransfer.export.artifact import (
     SOURCE_DIGEST,
+    THRESHOLDS_FILE,
     TOLERANCES,
     ExportError,
     ExportResult,
@@ -25,6 +26,7 @@ from restransfer.export.artifact import (
     write_manifest,
     write_reference,
     write_samples,
+    write_thresholds,
 )
 from restransfer.export.verify import ACCURACY_LOSS_BOUND
 from restransfer.files import sha256_file
@@ -44,7 +46,7 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
                  resize: str = DEFAULT_RESIZE, max_pixels: int = MAX_IMAGE_PIXELS,
                  representative: np.ndarray | object | None = None,
                  representative_count: int = REPRESENTATIVE_COUNT,
-                 score_on: object | None = None) -> ExportResult:
+                 score_on: object | None = None, thresholds: Sequence[float] | None = None) -> ExportResult:
     """Export a Keras classifier (float32 RGB 0..255 in, probabilities out) to ``out``.
 
     Args:
@@ -75,6 +77,10 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
         score_on: validation images to score every artifact on (accuracy, top-1 agreement and
             mean absolute probability difference with ``model``, into ``export.json``'s
             ``"scores"``): ``(images, labels)`` arrays or a ``tf.data.Dataset`` of such batches.
+        thresholds: a multi-label model's decision threshold per output (the run's
+            ``thresholds.json``): recorded in ``export.json`` and ``thresholds.json`` beside the
+            model; the SavedModel's signatures also return the ``labels`` over them. Scores are
+            then per label (mAP, label-set agreement).
 
     Returns:
         An ``ExportResult`` (path, file sizes, verification report).
@@ -94,6 +100,11 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
     if len(class_names) != num_outputs:
         raise ExportError(f"The model has {num_outputs} outputs but {len(class_names)} class names were given.")
     image_size = _image_size(model, image_size)
+    if thresholds is not None:
+        thresholds = [float(t) for t in thresholds]
+        if len(thresholds) != num_outputs or not all(0.0 <= t <= 1.0 for t in thresholds):
+            raise ExportError(f"thresholds must give one number in [0, 1] per output ({num_outputs}); received "
+                              f"{thresholds}.")
     if resize not in RESIZE_METHODS:
         raise ExportError(f"resize must be one of {list(RESIZE_METHODS)}; received {resize!r}.")
     assets = {key: Path(path) for key, path in (assets or {}).items() if Path(path).is_file()}
@@ -108,7 +119,7 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
             from restransfer.export.saved_model import write_saved_model
 
             write_saved_model(model, stage, class_names, image_size, assets, resize=resize,
-                              max_pixels=max_pixels)
+                              max_pixels=max_pixels, thresholds=thresholds)
             artifacts, precision = ["saved_model.pb", "variables", "assets"], {"saved_model": "float32"}
         elif format == "keras":
             from restransfer.export.keras_file import write_keras
@@ -132,6 +143,9 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
             for path in assets.values():
                 shutil.copyfile(path, stage / path.name)
                 artifacts.append(path.name)
+            if thresholds is not None:
+                write_thresholds(stage / THRESHOLDS_FILE, class_names, thresholds)
+                artifacts.append(THRESHOLDS_FILE)
         sample_names = write_samples(stage, encoded)
         reference = _keras_probabilities(model, [stage / name for name in sample_names], image_size,
                                          resize)
@@ -140,13 +154,16 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
                              source_model, file_sizes(stage, artifacts), resize)
         if format == "saved_model":
             manifest["max_pixels"] = max_pixels
+        if thresholds is not None:
+            manifest["task"] = "multi_label"
+            manifest["thresholds"] = dict(zip(class_names, thresholds))
         manifest.update(extra)
         write_manifest(stage, manifest)
         report = None
         if verify:
             from restransfer.export.verify import verify_export
 
-            scoring = _scoring_data(score_on, model)
+            scoring = _scoring_data(score_on, model, multi_label=thresholds is not None)
             report = verify_export(stage, score_on=scoring)
             if report.scores:
                 manifest["scores"] = report.scores
@@ -204,6 +221,10 @@ def _export_run(folder, format, out, quantize, verify, samples, max_pixels,
         model = folder.load_model()
         class_names = folder.check_outputs(model)
         plan = run_plan(folder)
+        thresholds = folder.thresholds() if plan.task == "multi_label" else None
+        if plan.task == "multi_label" and thresholds is None:
+            raise ConfigError("it is a multi_label run without thresholds.json (its per-label thresholds); restore "
+                              "it or train the run again")
     except ConfigError as error:
         raise ExportError(f"Cannot export {folder.path}: {error}") from None
     out = check_target(out if out is not None else folder.path / "export" / format)
@@ -222,16 +243,18 @@ def _export_run(folder, format, out, quantize, verify, samples, max_pixels,
         assets={"recipe": folder.recipe_file, "metrics": folder.path / "metrics.json"},
         source_model=folder.model_file, representative=representative,
         representative_count=representative_count, score_on=validation,
+        thresholds=None if thresholds is None else list(thresholds.values()),
     )
     if result.path.parent == (folder.path / "export").absolute():
         from restransfer.export.model_card import write_model_card
 
-        write_model_card(folder.path.absolute(), plan.recipe, class_names, data.counts if data is not None else None)
+        write_model_card(folder.path.absolute(), plan.recipe, class_names, data.counts if data is not None else None,
+                         thresholds)
     return result
 
 
-def _scoring_data(score_on, model) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(images, class indices, Keras probabilities) to score the export on, or None."""
+def _scoring_data(score_on, model, multi_label: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(images, class indices (``multi_label``: 0/1 rows), Keras probabilities) to score the export on, or None."""
     import keras
 
     if score_on is None:
@@ -243,7 +266,10 @@ def _scoring_data(score_on, model) -> tuple[np.ndarray, np.ndarray, np.ndarray] 
         images, labels = np.stack([x for x, _ in pairs]), np.stack([y for _, y in pairs])
     else:
         images, labels = (np.asarray(part) for part in score_on)
-    labels = np.argmax(labels, -1) if labels.ndim > 1 else labels.astype(int)
+    if multi_label:
+        labels = (labels > 0.5).astype(int)
+    else:
+        labels = np.argmax(labels, -1) if labels.ndim > 1 else labels.astype(int)
     images = images.astype(np.float32)
     reference = np.concatenate([keras.ops.convert_to_numpy(call_model(model, images[i:i + 64]))
                                 for i in range(0, len(images), 64)]).astype(np.float32)

@@ -11,6 +11,10 @@ Signatures (TF Serving, ``tf.saved_model.load``, TFLite conversion all read them
   declares more than ``max_pixels``, and animated WebPs, are refused before decoding.
 - ``serve_tensor``: ``images`` (``float32 [batch, height, width, 3]``, RGB in 0..255) -> the same.
 
+A multi-label model's signatures also return ``labels`` (``string [batch]``: the names whose
+probability is at or above their threshold, ``;``-joined, empty for none), and its thresholds
+ship as ``assets/thresholds.json``.
+
 Class names live in the graph (a constant) and in ``assets/class_names.txt``.
 """
 
@@ -37,7 +41,7 @@ from restransfer.data.image_ops import (
 from restransfer.data.schema import DEFAULT_RESIZE
 from restransfer.data.sources import MAX_IMAGE_PIXELS
 from restransfer.errors import DataError
-from restransfer.export.artifact import ExportError, call_model
+from restransfer.export.artifact import THRESHOLDS_FILE, ExportError, call_model, write_thresholds
 from restransfer.files import FileReadError, read_text
 
 SERVING_DEFAULT = "serving_default"
@@ -76,8 +80,11 @@ def _item_problem(contents: tf.Tensor, max_pixels: int) -> tf.Tensor:
 
 
 def serving_functions(model: keras.Model, image_size: Sequence[int], class_names: Sequence[str],
-                      resize: str = DEFAULT_RESIZE, max_pixels: int = MAX_IMAGE_PIXELS):
+                      resize: str = DEFAULT_RESIZE, max_pixels: int = MAX_IMAGE_PIXELS,
+                      thresholds: Sequence[float] | None = None):
     """The two serving functions, as plain Python callables ready for ``tf.function``.
+
+    ``thresholds`` (a multi-label model's, one per label) add the ``labels`` output.
 
     ``resize`` is the run's ``data.resize`` (``resize_for_eval``'s method); images whose header
     declares more than ``max_pixels`` are refused before decoding.
@@ -100,11 +107,17 @@ def serving_functions(model: keras.Model, image_size: Sequence[int], class_names
         # Mixed-precision models may compute in float16; clients always get float32.
         probabilities = tf.cast(probabilities, tf.float32)
         top = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {
+        result = {
             "probabilities": probabilities,
             "classes": tf.gather(tf.constant(names, dtype=tf.string), top),
             "scores": tf.reduce_max(probabilities, axis=-1),
         }
+        if thresholds is not None:
+            present = probabilities >= tf.constant(thresholds, tf.float32)
+            every = tf.broadcast_to(tf.constant(names, dtype=tf.string), tf.shape(probabilities))
+            result["labels"] = tf.strings.reduce_join(tf.ragged.boolean_mask(every, present), axis=-1,
+                                                      separator=";")
+        return result
 
     def decode_one(index, contents):
         allowed = tf.logical_and(sniff_format(contents) >= 0,
@@ -162,7 +175,7 @@ def serving_functions(model: keras.Model, image_size: Sequence[int], class_names
 def write_saved_model(model: keras.Model, path: Path, class_names: Sequence[str],
                       image_size: Sequence[int], assets: Mapping[str, Path] | None = None,
                       *, tensor_only: bool = False, resize: str = DEFAULT_RESIZE,
-                      max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+                      max_pixels: int = MAX_IMAGE_PIXELS, thresholds: Sequence[float] | None = None) -> None:
     """Write ``model`` as a SavedModel with the two serving signatures and asset files.
 
     Args:
@@ -174,10 +187,12 @@ def write_saved_model(model: keras.Model, path: Path, class_names: Sequence[str]
         tensor_only: write only ``serve_tensor`` (as TFLite's source: TFLite has no image decoders).
         resize: how ``serving_default`` resizes decoded images (``resize_for_eval``'s method).
         max_pixels: ``serving_default`` refuses images whose header declares more pixels.
+        thresholds: a multi-label model's threshold per label: the ``labels`` output and
+            ``assets/thresholds.json``.
     """
     height, width = (int(s) for s in image_size)
     serve_bytes, serve_tensor = serving_functions(model, (height, width), class_names, resize,
-                                                  max_pixels)
+                                                  max_pixels, thresholds)
     archive = keras.export.ExportArchive()
     archive.track(model)
     tensor_spec = tf.TensorSpec([None, height, width, 3], tf.float32, name=TENSOR_INPUT)
@@ -191,6 +206,9 @@ def write_saved_model(model: keras.Model, path: Path, class_names: Sequence[str]
             labels = Path(scratch) / CLASS_NAMES_ASSET
             labels.write_text("".join(f"{name}\n" for name in class_names))
             files = {"class_names": labels, **(assets or {})}
+            if thresholds is not None:
+                files["thresholds"] = Path(scratch) / THRESHOLDS_FILE
+                write_thresholds(files["thresholds"], class_names, thresholds)
             # ExportArchive has no public hook for asset files; tf.saved_model.Asset objects
             # reachable from the saved root are copied into assets/ (under their file names)
             # and listed in the SavedModel.
@@ -276,22 +294,41 @@ def predict_saved_model(directory: str | os.PathLike, image_paths: Sequence[str 
         batch_size: images per call.
 
     Returns:
-        One dict per image, in order: ``{"image": path, "top": [(label, probability), ...]}``.
+        One dict per image, in order: ``{"image": path, "top": [(label, probability), ...]}``;
+        a multi-label export adds ``"labels"``: those at or above their thresholds, most probable first.
 
     Example:
         >>> predict_saved_model("runs/flowers/export/saved_model", ["rose.jpg"], top_k=1)[0]["top"]
         [('roses', 0.93)]
     """
     serve, class_names = load_serving(directory)
+    thresholds = _thresholds(Path(directory), class_names)
     k = max(1, min(top_k, len(class_names)))
     results = []
     paths = [Path(p) for p in image_paths]
     for start in range(0, len(paths), batch_size):
         batch = paths[start:start + batch_size]
         for path, row in zip(batch, serve(batch)):
-            order = np.argsort(-row)[:k]
-            results.append({"image": str(path), "top": [(class_names[i], float(row[i])) for i in order]})
+            order = np.argsort(-row, kind="stable")
+            result = {"image": str(path), "top": [(class_names[i], float(row[i])) for i in order[:k]]}
+            if thresholds is not None:
+                result["labels"] = [(class_names[i], float(row[i])) for i in order if row[i] >= thresholds[i]]
+            results.append(result)
     return results
+
+
+def _thresholds(directory: Path, class_names: Sequence[str]) -> list[float] | None:
+    """A multi-label SavedModel's threshold per label (``assets/thresholds.json``), None without one."""
+    import json
+
+    path = directory / "assets" / THRESHOLDS_FILE
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(read_text(path))["thresholds"]
+        return [float(values[name]) for name in class_names]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ExportError(f"'{path}' is damaged ({error}); re-export the run.") from None
 
 
 def _name_bad_image(message: str, batch: Sequence[Path]) -> str:

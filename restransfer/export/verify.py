@@ -6,7 +6,9 @@ project) and an import hook that refuses ``restransfer``: what passes here works
 has TensorFlow (or Keras) and the exported files, nothing else. The script feeds the stored
 sample images (or given ones), and its outputs are compared with the Keras model's:
 probabilities within ``TOLERANCES`` and the same top-1 class wherever the Keras model's top two
-classes are further apart than twice the tolerance (closer ones are ties at that precision).
+classes are further apart than twice the tolerance (closer ones are ties at that precision). A
+multi-label SavedModel's ``labels`` must name the labels at or above the export's thresholds
+wherever no probability is within the tolerance of its threshold.
 """
 
 from __future__ import annotations
@@ -209,15 +211,27 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+def describe_score(sc: dict) -> str:
+    """One artifact's score (export.json's "scores") in words: accuracy, or a multi-label export's mAP."""
+    if "map" in sc:
+        return (f"mAP {sc['map']:.4f} on {sc['images']} validation images (Keras {sc['keras_map']:.4f}), label sets "
+                f"agreeing with model.keras at the thresholds {sc['label_set_agreement']:.2%}, mean |dp| "
+                f"{sc['mean_abs_prob_diff']:.2e}")
+    return (f"accuracy {sc['accuracy']:.4f} on {sc['images']} validation images, top-1 agreement with model.keras "
+            f"{sc['top1_agreement']:.2%}, mean |dp| {sc['mean_abs_prob_diff']:.2e}")
+
+
 def render_scores(scores: dict) -> list[str]:
     """Terminal lines for export.json's "scores"; a loss beyond the bound is shouted."""
     lines = []
     for artifact, sc in (scores or {}).items():
-        lines.append(f"  score {artifact} on {sc['images']} validation images: accuracy {sc['accuracy']:.3f} "
+        lines.append(f"  score {artifact}: {describe_score(sc)}" if "map" in sc else
+                     f"  score {artifact} on {sc['images']} validation images: accuracy {sc['accuracy']:.3f} "
                      f"(Keras {sc['keras_accuracy']:.3f}), top-1 agreement {sc['top1_agreement']:.1%}, "
                      f"mean |dp| {sc['mean_abs_prob_diff']:.2e}")
         if not sc["within_bound"]:
-            lines.append(f"  WARNING: {artifact} loses {sc['accuracy_loss']:.3f} accuracy against the Keras "
+            what = "mAP" if "map" in sc else "accuracy"
+            lines.append(f"  WARNING: {artifact} loses {sc['accuracy_loss']:.3f} {what} against the Keras "
                          f"model, more than the bound {ACCURACY_LOSS_BOUND}: check it before deploying it.")
     return lines
 
@@ -250,7 +264,7 @@ def _keras_reference(model, manifest: dict, directory: Path, images: np.ndarray)
 
 
 def _compare(artifact: str, signature: str, out: dict, reference: np.ndarray, class_names: list[str],
-             tolerance: float, score_atol: float = 1e-6) -> Check:
+             tolerance: float, score_atol: float = 1e-6, thresholds: Sequence[float] | None = None) -> Check:
     probs = out["probabilities"]
     n = len(probs)
     ref = reference[:n]
@@ -272,6 +286,15 @@ def _compare(artifact: str, signature: str, out: dict, reference: np.ndarray, cl
             problems.append(f"'classes' {out['classes'].tolist()} do not name the top-1 of 'probabilities'")
     if "scores" in out and not np.allclose(out["scores"], probs.max(-1), atol=score_atol):
         problems.append("'scores' are not the top-1 probabilities")
+    if thresholds is not None and "labels" not in out and artifact == "saved_model":
+        problems.append("a multi-label SavedModel must return 'labels' (the labels over their thresholds)")
+    if thresholds is not None and "labels" in out:
+        t = np.asarray(thresholds, np.float32)
+        clear = np.all(np.abs(ref - t) > tolerance, axis=-1)  # no label within the tolerance of its threshold
+        expected = [";".join(n for n, on in zip(class_names, row) if on) for row in ref >= t]
+        wrong = [int(i) for i in np.flatnonzero(clear) if out["labels"][i] != expected[i]]
+        if wrong:
+            problems.append(f"'labels' differ from the labels over the thresholds on images {wrong}")
     return Check(artifact, signature, n, diff, tolerance, int(agree.sum()), int((~decisive).sum()), problems)
 
 
@@ -390,12 +413,13 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
     if report["restransfer_modules"]:
         raise ExportError(f"The verification process imported {report['restransfer_modules']}.")
     grouped: dict[tuple[str, str, str], dict] = {}
+    thresholds = list(manifest["thresholds"].values()) if manifest.get("thresholds") else None
     # Without new validation images, the scores recorded at export time.
     scores = {} if score_on is not None else dict(manifest.get("scores") or {})
     for key, value in raw.items():
         artifact, signature, batch, output = key.split("|")
         if signature == "score":
-            scores[artifact] = score_artifact(value, score_on[1], score_on[2])
+            scores[artifact] = score_artifact(value, score_on[1], score_on[2], thresholds)
             continue
         grouped.setdefault((artifact, signature, batch), {})[output] = value
     checks = []
@@ -404,7 +428,7 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
         # A full-integer model quantises 'scores' and 'probabilities' separately: a step apart.
         score_atol = INT8_STEP if precision == "int8" else 1e-6
         checks.append(_compare(artifact, signature, out, reference, class_names, TOLERANCES[precision],
-                               score_atol))
+                               score_atol, thresholds))
     if manifest["format"] == "saved_model":
         from restransfer.export.saved_model import python_ops
 
@@ -416,9 +440,17 @@ def verify_export(directory: str | os.PathLike, images: Sequence[str | os.PathLi
                         scores)
 
 
-def score_artifact(probabilities: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> dict:
-    """Accuracy of an artifact's probabilities, the Keras model's, their top-1 agreement and mean |dp|."""
+def score_artifact(probabilities: np.ndarray, labels: np.ndarray, reference: np.ndarray,
+                   thresholds: Sequence[float] | None = None) -> dict:
+    """Accuracy of an artifact's probabilities, the Keras model's, their top-1 agreement and mean |dp|.
+
+    With a multi-label export's ``thresholds`` (``labels`` 0/1 rows): its mAP and the Keras
+    model's (scikit-learn's), the share of images whose label set over the thresholds is the
+    Keras model's, and mean |dp|; ``accuracy_loss`` is then the mAP lost.
+    """
     probabilities = np.asarray(probabilities, np.float32)
+    if thresholds is not None:
+        return _score_multi_label(probabilities, np.asarray(labels), np.asarray(reference, np.float32), thresholds)
     labels = np.asarray(labels).reshape(-1)
     top1 = np.argmax(probabilities, -1)
     accuracy, keras_accuracy = float(np.mean(top1 == labels)), float(np.mean(np.argmax(reference, -1) == labels))
@@ -428,4 +460,21 @@ def score_artifact(probabilities: np.ndarray, labels: np.ndarray, reference: np.
         "mean_abs_prob_diff": float(np.mean(np.abs(probabilities - reference))),
         "accuracy_loss": keras_accuracy - accuracy,
         "within_bound": keras_accuracy - accuracy <= ACCURACY_LOSS_BOUND,
+    }
+
+
+def _score_multi_label(probabilities: np.ndarray, labels: np.ndarray, reference: np.ndarray,
+                       thresholds: Sequence[float]) -> dict:
+    from restransfer.diagnostics.multi_label import multi_label_report
+
+    names = [str(i) for i in range(labels.shape[1])]
+    ours = multi_label_report(probabilities, labels, names, thresholds=np.asarray(thresholds))["map"]
+    keras_map = multi_label_report(reference, labels, names, thresholds=np.asarray(thresholds))["map"]
+    t = np.asarray(thresholds, np.float32)
+    loss = (keras_map or 0.0) - (ours or 0.0)
+    return {
+        "images": int(len(labels)), "map": ours, "keras_map": keras_map,
+        "label_set_agreement": float(np.mean(np.all((probabilities >= t) == (reference >= t), axis=-1))),
+        "mean_abs_prob_diff": float(np.mean(np.abs(probabilities - reference))),
+        "accuracy_loss": loss, "within_bound": loss <= ACCURACY_LOSS_BOUND,
     }

@@ -29,6 +29,7 @@ class RunPredictor:
     class_names: list[str]
     image_size: tuple[int, int]
     resize: str
+    thresholds: dict[str, float] | None = None  # a multi-label run's (thresholds.json)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunPredictor:
@@ -39,7 +40,8 @@ class RunPredictor:
         model = folder.load_model()
         class_names = folder.check_outputs(model)
         plan = run_plan(folder)
-        return cls(model, class_names, tuple(plan.image_size), plan.data.resize)
+        thresholds = folder.thresholds() if plan.task == "multi_label" else None
+        return cls(model, class_names, tuple(plan.image_size), plan.data.resize, thresholds)
 
     def read(self, images: Sequence[str | Path]) -> np.ndarray:
         """Image files decoded, checked and resized exactly as the run's validation images were."""
@@ -56,7 +58,7 @@ class RunPredictor:
     def top(self, row: np.ndarray, top_k: int) -> list[tuple[str, float]]:
         """The ``top_k`` (label, probability) pairs of one row, most probable first."""
         k = max(1, min(top_k, len(self.class_names)))
-        return [(self.class_names[i], float(row[i])) for i in np.argsort(-row)[:k]]
+        return [(self.class_names[i], float(row[i])) for i in np.argsort(-row, kind="stable")[:k]]
 
 
 def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5, tta: bool = False,
@@ -66,8 +68,12 @@ def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5
     ``tta`` averages the probabilities over each image and its horizontal flip, ``tta_crops`` over
     that many crops too (`restransfer.data.tta`).
 
+    A multi-label run (``thresholds.json``) also gives each image's ``labels``: every label whose
+    probability is at or above its threshold, most probable first.
+
     Returns:
-        One dict per image: ``{"image": path, "top": [(label, probability), ...]}``.
+        One dict per image: ``{"image": path, "top": [(label, probability), ...]}``, with
+        ``"labels": [(label, probability), ...]`` for a multi-label run.
 
     Example:
         >>> predict("runs/quickstart/target", ["five.png"], top_k=3)[0]["top"][0]
@@ -75,11 +81,19 @@ def predict(run_dir: str | Path, images: Sequence[str | Path], *, top_k: int = 5
     """
     predictor = RunPredictor.load(run_dir)
     probabilities = predictor.probabilities(predictor.read(images), tta=tta, tta_crops=tta_crops)
-    return [{"image": str(path), "top": predictor.top(row, top_k)} for path, row in zip(images, probabilities)]
+    results = []
+    for path, row in zip(images, probabilities):
+        result = {"image": str(path), "top": predictor.top(row, top_k)}
+        if predictor.thresholds is not None:
+            result["labels"] = [(name, p) for name, p in predictor.top(row, len(row))
+                                if p >= predictor.thresholds[name]]
+        results.append(result)
+    return results
 
 
-def explain(run_dir: str | Path, images: Sequence[str | Path], *, out: str | Path | None = None) -> list[dict]:
-    """Grad-CAM of a run's predicted class for each image, overlaid on it and saved as a PNG.
+def explain(run_dir: str | Path, images: Sequence[str | Path], *, out: str | Path | None = None,
+            label: str | None = None) -> list[dict]:
+    """Grad-CAM of a run's predicted class (or of ``label``) for each image, overlaid on it and saved as a PNG.
 
     Computed on the model's last stage (``conv5``, or ``conv4`` for CIFAR nets).
 
@@ -87,6 +101,8 @@ def explain(run_dir: str | Path, images: Sequence[str | Path], *, out: str | Pat
         run_dir: the run folder.
         images: image files, decoded and resized as the run's validation images were.
         out: a ``.png`` file for one image, or a folder; default ``RUN/plots/gradcam/``.
+        label: the class (a multi-label run's label) to explain in every image; default each
+            image's most probable one.
 
     Returns:
         One dict per image: ``image``, ``explanation`` (the PNG), ``class``, ``probability``, ``stage``.
@@ -98,6 +114,6 @@ def explain(run_dir: str | Path, images: Sequence[str | Path], *, out: str | Pat
     folder = RunFolder(run_dir)
     model = folder.load_model()
     plan = run_plan(folder)
-    return explain_files(model, images, class_names=folder.class_names(),
+    return explain_files(model, images, class_names=folder.check_outputs(model),
                          out=out if out is not None else folder.plots / "gradcam",
-                         image_size=plan.image_size, resize=plan.data.resize)
+                         image_size=plan.image_size, resize=plan.data.resize, label=label)

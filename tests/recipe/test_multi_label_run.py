@@ -89,6 +89,70 @@ def test_evaluate_run_gives_the_metrics_json_figures_and_the_multi_label_files(r
     assert "val mAP" in html and "Per label (validation)" in html
 
 
+def test_predict_lists_the_labels_over_their_thresholds_and_explain_draws_a_chosen_label(run, tmp_path, capsys):
+    import restransfer as rt
+    from restransfer.cli import main
+
+    grid = run.run_dir.parent / "grid"
+    files = [str(grid / "val" / f"{i:05d}.png") for i in range(4)]
+    thresholds = json.loads((run.run_dir / "thresholds.json").read_text())["thresholds"]
+    p, _ = _val_predictions(run)
+    for i, result in enumerate(rt.predict(run.run_dir, files, top_k=2)):
+        assert len(result["top"]) == 2
+        expected = {name for j, name in enumerate(run.class_names) if p[i, j] >= thresholds[name]}
+        assert {name for name, _ in result["labels"]} == expected
+        assert all(prob == pytest.approx(p[i, run.class_names.index(name)], abs=1e-5) for name, prob in result["labels"])
+    label = run.class_names[-1]
+    assert main(["predict", str(run.run_dir), *files[:1], "--explain", "--label", label,
+                 "--out", str(tmp_path / "cam.png")]) == 0
+    out = capsys.readouterr().out
+    assert "labels over their thresholds" in out and f"of {label} for" in out and (tmp_path / "cam.png").is_file()
+    assert main(["predict", str(run.run_dir), *files[:1], "--explain", "--label", "cat"]) != 0
+    assert "--label 'cat' is not one of the model's labels" in " ".join(capsys.readouterr().err.split())
+    assert main(["evaluate", str(run.run_dir)]) == 0
+    assert "mAP" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # two exports, each verified in a fresh process
+def test_exports_carry_the_thresholds_and_the_saved_model_returns_the_labels_over_them(run):
+    import restransfer as rt
+    from restransfer.export import export_run
+    from restransfer.export.saved_model import predict_saved_model
+
+    thresholds = json.loads((run.run_dir / "thresholds.json").read_text())["thresholds"]
+    final = json.loads((run.run_dir / "metrics.json").read_text())["final"]
+    saved = export_run(run.run_dir, "saved_model")
+    assert saved.verification.passed, str(saved.verification)
+    manifest = json.loads((saved.path / "export.json").read_text())
+    assert manifest["task"] == "multi_label" and manifest["thresholds"] == thresholds
+    assert json.loads((saved.path / "assets" / "thresholds.json").read_text())["thresholds"] == thresholds
+    score = manifest["scores"]["saved_model"]
+    assert score["keras_map"] == pytest.approx(final["val_map"], abs=1e-5) and score["label_set_agreement"] == 1.0
+    files = [str(run.run_dir.parent / "grid" / "val" / f"{i:05d}.png") for i in range(6)]
+    served = predict_saved_model(saved.path, files)
+    local = rt.predict(run.run_dir, files)
+    assert [[n for n, _ in r["labels"]] for r in served] == [[n for n, _ in r["labels"]] for r in local]
+    lite = export_run(run.run_dir, "tflite")
+    assert lite.verification.passed and (lite.path / "thresholds.json").is_file()
+    assert json.loads((lite.path / "export.json").read_text())["thresholds"] == thresholds
+    card = (run.run_dir / "export" / "MODEL_CARD.md").read_text()
+    assert "## Labels (multi-label)" in card and "mAP" in card
+
+
+def test_the_verifier_refuses_labels_that_are_not_those_over_the_thresholds():
+    from restransfer.export.verify import _compare
+
+    reference = np.array([[0.9, 0.1], [0.2, 0.7]], np.float32)
+    good = {"probabilities": reference, "labels": np.array(["a", "b"])}
+    assert _compare("saved_model", "serve_tensor", good, reference, ["a", "b"], 1e-4, thresholds=[0.5, 0.5]).passed
+    bad = {"probabilities": reference, "labels": np.array(["a", "a;b"])}
+    check = _compare("saved_model", "serve_tensor", bad, reference, ["a", "b"], 1e-4, thresholds=[0.5, 0.5])
+    assert check.problems == ["'labels' differ from the labels over the thresholds on images [1]"]
+    check = _compare("saved_model", "serve_tensor", {"probabilities": reference}, reference, ["a", "b"], 1e-4,
+                     thresholds=[0.5, 0.5])
+    assert "must return 'labels'" in check.problems[0]
+
+
 def test_a_damaged_thresholds_file_is_named_not_used(run):
     from restransfer.errors import ConfigError
     from restransfer.runs import RunFolder
