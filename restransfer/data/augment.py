@@ -13,6 +13,7 @@ backend, so this works for JAX training too.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import keras
 import tensorflow as tf
@@ -44,9 +45,25 @@ def random_resized_crop_boxes(batch: int, crop: RandomResizedCrop, aspect: float
     return tf.stack([y1, x1, y1 + height, x1 + width], axis=1)
 
 
-def build_augment(augment: AugmentConfig, image_size: Sequence[int],
-                  seed: int = 0) -> Callable[[tf.Tensor, tf.Tensor], Batch] | None:
-    """Return ``f(images, labels) -> (images, labels)`` for batches, or ``None`` when off.
+@dataclass(eq=False)  # hashable by identity: tf.function(augment) keys its traces on it
+class Augment:
+    """``augment(images, labels) -> (images, labels)`` for batches, and what draws its randomness.
+
+    ``random_parts`` holds every object with random state the augmentation draws from (Keras
+    layers with their seed generators, tf.random.Generators), so that the state can be set for
+    an epoch (`restransfer.training.seeds.reseed`): a resumed run then augments its next epoch
+    as the uninterrupted run did.
+    """
+
+    apply: Callable[[tf.Tensor, tf.Tensor], Batch]
+    random_parts: list = field(default_factory=list)
+
+    def __call__(self, images: tf.Tensor, labels: tf.Tensor) -> Batch:
+        return self.apply(images, labels)
+
+
+def build_augment(augment: AugmentConfig, image_size: Sequence[int], seed: int = 0) -> Augment | None:
+    """Return the batch augmentation ``f(images, labels) -> (images, labels)``, or ``None`` when off.
 
     Images are float32 ``[B, h, w, 3]`` in 0..255 and stay so; labels are one-hot (or 0/1 multi-label) float32 and
     are mixed by MixUp/CutMix (one of the two per batch, chosen at random, when both are set).
@@ -109,7 +126,8 @@ def build_augment(augment: AugmentConfig, image_size: Sequence[int],
                 lambda: _mix(mixers[1], images, labels))
         return images, labels
 
-    return apply
+    generators = [g for g in (crop_seed, mix_choice) if g is not None]
+    return Augment(apply, [*layers, *cv_mixers, *mixers, *generators])
 
 
 def _mix(layer: keras.layers.Layer, images: tf.Tensor, labels: tf.Tensor) -> Batch:

@@ -15,6 +15,11 @@ An epoch that stops early (``take``, an interrupted ``fit``) leaves slots empty,
 epoch streams (decodes) again; the store is complete after the first full epoch. On a dataset's
 first run the check fills the store (`fill_store`) while it decodes every file anyway, and the
 first epoch already only gathers.
+
+Each epoch's order is a function of the seed and the epoch's number only (`shuffled_per_epoch`),
+not of how many epochs this process has run: a run resumed at epoch ``k`` in a new process sees
+the order the uninterrupted run saw (tf.data's ``reshuffle_each_iteration`` would restart from
+the first epoch's order).
 """
 
 from __future__ import annotations
@@ -65,6 +70,54 @@ class ImageStore:
             return tf.identity(images)
 
 
+def epoch_counter() -> tf.Variable:
+    """The epoch number a training dataset draws its next order for (`shuffled_per_epoch`).
+
+    Each pass reads and advances it; assign the epoch's number before a pass (the engine does, at
+    each epoch's start) to get that epoch's order whatever ran before in this process.
+    """
+    with tf.device("/CPU:0"):  # read and advanced inside tf.data functions, which run on the host
+        return tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
+
+
+def shuffled_per_epoch(ds: tf.data.Dataset, buffer: int, seed: int,
+                       epoch: tf.Variable | int) -> tf.data.Dataset:
+    """``ds`` shuffled in an order decided by ``(seed, epoch)`` alone, in any process.
+
+    Consecutive blocks of ``buffer`` elements are each permuted (stateless random ops keyed by
+    the seed, the epoch and the block): a ``buffer`` of at least ``len(ds)`` permutes the whole
+    set, a smaller one bounds memory as a shuffle buffer of that size does. (``Dataset.shuffle``
+    cannot take a per-pass seed, and with ``reshuffle_each_iteration`` a new process restarts
+    from the first pass's order.)
+
+    Args:
+        ds: the elements, in a fixed order; a block is batched, so they share one shape.
+        buffer: elements shuffled together.
+        seed: the run's seed.
+        epoch: an `epoch_counter` (each pass takes its number and advances it: a new order
+            every pass), or an int (every pass the same order).
+    """
+    seed_pair = tf.constant([seed, 0], tf.int64)
+
+    @do_not_convert
+    def one_pass(_: tf.Tensor) -> tf.data.Dataset:
+        number = epoch.assign_add(1) - 1 if isinstance(epoch, tf.Variable) else tf.constant(epoch, tf.int64)
+        pass_seed = tf.random.experimental.stateless_fold_in(seed_pair, number)
+
+        @do_not_convert
+        def permuted(index: tf.Tensor, block) -> tf.data.Dataset:
+            size = tf.shape(tf.nest.flatten(block)[0])[0]
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(size), tf.random.experimental.stateless_fold_in(pass_seed, index))
+            # One element at a time out of the block: no second copy of a block of images.
+            return tf.data.Dataset.from_tensor_slices(order).map(
+                do_not_convert(lambda i: tf.nest.map_structure(lambda t: t[i], block)))
+
+        return ds.batch(buffer).enumerate().flat_map(permuted)
+
+    return tf.data.Dataset.range(1).flat_map(one_pass)
+
+
 def fill_store(store: ImageStore, indices: Sequence[int],
                load: Callable[[tf.Tensor], tf.Tensor], batch_size: int = 64) -> list[int]:
     """Load slots ``indices`` into ``store`` (in parallel, any order); return those that failed.
@@ -90,6 +143,7 @@ def fill_store(store: ImageStore, indices: Sequence[int],
 def stored_training_dataset(store: ImageStore, labels: np.ndarray,
                             load: Callable[[tf.Tensor], tf.Tensor], batch_size: int, *,
                             seed: int = 0, shuffle_buffer: int | None = None,
+                            epoch: tf.Variable | int | None = None,
                             counters: tuple[tf.Variable, tf.Variable] | None = None,
                             drop_errors: bool = False, min_batch: int = 1) -> tf.data.Dataset:
     """Batches ``(images [B, h, w, 3] in the store's dtype, int64 labels [B])``, one epoch.
@@ -101,6 +155,8 @@ def stored_training_dataset(store: ImageStore, labels: np.ndarray,
         batch_size: images per batch.
         seed: the shuffle seed (reshuffled every epoch, the same sequence for the same seed).
         shuffle_buffer: shuffle window over the indices; ``None`` permutes the whole set.
+        epoch: which epoch's order each pass takes (`shuffled_per_epoch`): an `epoch_counter`,
+            or an int for the same order every pass; ``None`` makes a counter of its own.
         counters: ``(entered, left)`` int64 variables, incremented before and after each
             ``load``; their difference is the number of images dropped (`load_data`).
         drop_errors: drop images whose ``load`` fails (files changed after the check).
@@ -110,7 +166,8 @@ def stored_training_dataset(store: ImageStore, labels: np.ndarray,
     count = store.count
     buffer = max(1, min(shuffle_buffer or count, count))
     labels = tf.constant(np.asarray(labels, np.int64))
-    order = tf.data.Dataset.range(count).shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    order = shuffled_per_epoch(tf.data.Dataset.range(count), buffer, seed,
+                               epoch_counter() if epoch is None else epoch)
 
     @do_not_convert
     def decode(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

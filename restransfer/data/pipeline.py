@@ -21,13 +21,15 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from restransfer.data.augment import build_augment
+from restransfer.data.augment import Augment, build_augment
 from restransfer.data.check import DataReport, check_listing, dataset_root, file_decode_errors
 from restransfer.data.image_ops import decode_image, resize_for_eval
 from restransfer.data.memory_store import (
     ImageStore,
     do_not_convert,
+    epoch_counter,
     fill_store,
+    shuffled_per_epoch,
     stored_training_dataset,
 )
 from restransfer.data.schema import DataConfig
@@ -55,7 +57,12 @@ class DataBundle:
 
     ``train_batches`` is the number of training batches per epoch and ``train_left_out`` the
     images each epoch leaves out (`training_batches`); ``train_unaugmented`` yields every
-    training image once, without augmentation (the precise-BN pass).
+    training image once, without augmentation (the precise-BN pass), in the same order on
+    every pass.
+
+    What decides a training epoch, so that a resumed run repeats it: ``epoch`` (the epoch whose
+    order the next pass over ``train`` takes; each pass advances it) and ``augment``'s random
+    generators (`restransfer.training.seeds.reseed`). The engine sets both at each epoch's start.
     """
 
     train: tf.data.Dataset
@@ -78,6 +85,8 @@ class DataBundle:
     counts: dict[str, list[int]] = field(default_factory=dict)  # part -> images per class, as loaded
     # Labels are 0/1 rows (several labels per image) rather than one-hot classes.
     multi_label: bool = False
+    epoch: tf.Variable | None = field(default=None, repr=False)
+    augment: Augment | None = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -185,6 +194,7 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "data_skipped.json").write_text(json.dumps(report.skipped_json(), indent=2))
     augment = build_augment(config.augment, size, seed)
+    epoch = epoch_counter()
     num_classes = len(listing.class_names)
     datasets, counters = {}, {}
     for name, part in listing.parts.items():
@@ -195,7 +205,7 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
             part, load, num_classes, size, config.batch_size, training=name == "train",
             augment=augment if name == "train" else None, cache=cache,
             cache_path=_cache_path(run_dir, name, part, size, config) if cache == "file" else None,
-            shuffle_buffer=config.shuffle_buffer, seed=seed, counter=counters[name],
+            shuffle_buffer=config.shuffle_buffer, seed=seed, epoch=epoch, counter=counters[name],
             as_uint8=as_uint8, store=store if name == "train" else None, drop_small_last=name == "train")
     train = listing.parts["train"]
     cache, as_uint8 = plans["train"]
@@ -203,7 +213,7 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
         train, load_file if train.paths is not None else _array_loader(size, config.resize), num_classes, size,
         config.batch_size, training=True, cache="none" if cache == "memory" and store is None else cache,
         cache_path=_cache_path(run_dir, "train", train, size, config) if cache == "file" else None,
-        shuffle_buffer=config.shuffle_buffer, seed=seed, as_uint8=as_uint8, store=store)
+        shuffle_buffer=config.shuffle_buffer, seed=seed, epoch=0, as_uint8=as_uint8, store=store)
     batches, left_out = training_batches(len(train), config.batch_size)
     return DataBundle(
         train=datasets["train"], val=datasets["val"], test=datasets.get("test"),
@@ -212,7 +222,7 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
         report=report, image_size=size, cache={name: plan[0] for name, plan in plans.items()},
         counters={k: v for k, v in counters.items() if v is not None}, paths=_relative_paths(listing),
         train_batches=batches, train_left_out=left_out, train_unaugmented=unaugmented, counts=listing.counts(),
-        multi_label=listing.multi_label)
+        multi_label=listing.multi_label, epoch=epoch, augment=augment)
 
 
 def _relative_paths(listing: Listing) -> dict[str, list[str] | None]:
@@ -256,7 +266,7 @@ def _source_listing(config: Any, seed: int) -> Listing:
 def build_dataset(part: Part, load: Callable[[tf.Tensor], tf.Tensor], num_classes: int,
                   image_size: tuple[int, int], batch_size: int, *, training: bool, augment=None,
                   cache: str = "memory", cache_path: Path | None = None,
-                  shuffle_buffer: int | None = None, seed: int = 0,
+                  shuffle_buffer: int | None = None, seed: int = 0, epoch: tf.Variable | int | None = None,
                   counter: _DropCounter | None = None, as_uint8: bool = False,
                   store: ImageStore | None = None, drop_small_last: bool = False) -> tf.data.Dataset:
     """Batched ``(images, one-hot labels)`` for one split (see the module docstring).
@@ -264,11 +274,13 @@ def build_dataset(part: Part, load: Callable[[tf.Tensor], tf.Tensor], num_classe
     ``load`` maps a path (file parts) or an image (array and TFDS parts) to the float32 image;
     ``store`` is the training split's `ImageStore` (filled by the check, or by the first epoch).
     ``drop_small_last`` leaves out a shuffled epoch's small last batch (`training_batches`).
+    ``epoch`` decides a training pass's order (`shuffled_per_epoch`; ``None``: a counter of its
+    own, a new order every pass).
     """
     left_out = training_batches(len(part), batch_size)[1] if training and drop_small_last else 0
     if training and cache == "memory" and part.dataset is None:
         ds = _stored(part, load, image_size, batch_size, as_uint8, seed, shuffle_buffer,
-                     counter, store, drop_last=bool(left_out))
+                     counter, store, drop_last=bool(left_out), epoch=epoch)
     else:
         ds = _decoded(part, load, as_uint8=as_uint8, counter=counter)
         if cache == "memory":
@@ -281,7 +293,7 @@ def build_dataset(part: Part, load: Callable[[tf.Tensor], tf.Tensor], num_classe
             ds = ds.cache(str(cache_path))
         if training:
             buffer = min(shuffle_buffer or len(part), max(len(part), 1))
-            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+            ds = shuffled_per_epoch(ds, buffer, seed, epoch_counter() if epoch is None else epoch)
         ds = ds.batch(batch_size, drop_remainder=bool(left_out), num_parallel_calls=tf.data.AUTOTUNE)
 
     @do_not_convert
@@ -290,11 +302,14 @@ def build_dataset(part: Part, load: Callable[[tf.Tensor], tf.Tensor], num_classe
         # Multi-label data arrive as 0/1 rows already; class indices become one-hot rows.
         labels = (tf.cast(labels, tf.float32) if labels.shape.rank == 2
                   else tf.one_hot(labels, num_classes, dtype=tf.float32))
-        if augment is not None:
-            images, labels = augment(images, labels)
         return images, labels
 
     ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        # One batch after the other: its generators are shared state, and parallel calls take
+        # their draws in whatever order the threads run (the same seed and epoch then flip other
+        # images from run to run). A batch's ops still use every core; prefetch overlaps training.
+        ds = ds.map(do_not_convert(augment))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -347,7 +362,7 @@ def _filling_decoder(part: Part, store: ImageStore,
 def _stored(part: Part, load: Callable[[tf.Tensor], tf.Tensor], image_size: tuple[int, int],
             batch_size: int, as_uint8: bool, seed: int, shuffle_buffer: int | None,
             counter: _DropCounter | None, store: ImageStore | None,
-            drop_last: bool = False) -> tf.data.Dataset:
+            drop_last: bool = False, epoch: tf.Variable | int | None = None) -> tf.data.Dataset:
     """Training batches from an `ImageStore` filled by the check or the first epoch."""
     items = tf.constant(part.paths if part.paths is not None else part.images)
     if store is None:
@@ -358,7 +373,7 @@ def _stored(part: Part, load: Callable[[tf.Tensor], tf.Tensor], image_size: tupl
         return _as_stored(load(tf.gather(items, index)), as_uint8)
 
     ds = stored_training_dataset(
-        store, part.labels, load_index, batch_size, seed=seed, shuffle_buffer=shuffle_buffer,
+        store, part.labels, load_index, batch_size, seed=seed, shuffle_buffer=shuffle_buffer, epoch=epoch,
         drop_errors=part.paths is not None, min_batch=batch_size if drop_last else 1,
         counters=(counter.entered, counter.left) if counter is not None else None)
     if part.paths is None:  # nothing can be dropped: tell Keras the number of steps

@@ -35,7 +35,7 @@ from restransfer.recipe.schema import PhaseConfig, Recipe
 from restransfer.runs import FAILED, FINISHED, NEW, RUNNING, RunFolder, Start, start_from
 from restransfer.training import checkpoint, plots
 from restransfer.training.best_epoch import better
-from restransfer.training.callbacks import EpochLine, EpochRecorder, epoch_tensorboard
+from restransfer.training.callbacks import EpochLine, EpochRecorder, EpochSeeds, epoch_tensorboard
 from restransfer.training.class_weights import weigh_batches
 from restransfer.training.distribute import Distribution, setup_distribution
 from restransfer.training.head_init import init_head_from_probe, zero_classifier
@@ -563,7 +563,10 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
         saved=model if cache else None, end_epoch=phase.end_epoch,
         early_stopping=(phase.early_stopping.patience, phase.early_stopping.min_delta) if phase.early_stopping else None,
     )
-    callbacks = [recorder, epoch_tensorboard(folder.logs), *session.callbacks]
+    # First: the epoch's order, augmentation and dropout are set before anything else runs.
+    seeds = EpochSeeds(plan.seed, counters=[bundle.epoch],
+                       owners=[bundle.augment.random_parts if bundle.augment is not None else None])
+    callbacks = [seeds, recorder, epoch_tensorboard(folder.logs), *session.callbacks]
     verbose = session.verbose
     if verbose == "auto" and not sys.stdout.isatty():
         # A log, not a terminal: one line per epoch (Keras' verbose=2 prints two), also in train.log.
@@ -627,7 +630,7 @@ def _feature_cache(session: _Session, model: keras.Model, phase: PhasePlan, bund
     with session.dist.scope():
         cache = cache_features(model, stage, bundle.train_unaugmented, bundle.val, batch_size=data.batch_size,
                                seed=session.plan.seed, shuffle_buffer=data.shuffle_buffer,
-                               drop_small_last=True)
+                               drop_small_last=True, epoch=bundle.epoch)
     session.say(cache.describe())
     return cache, {"after": cache.split.boundary, "shape": list(cache.split.feature_shape),
                    "images": cache.num_train, "seconds": round(cache.seconds, 2),

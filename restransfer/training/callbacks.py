@@ -1,17 +1,47 @@
-"""Callbacks of a training phase: epoch checkpoints, history, throughput, NaN guard."""
+"""Callbacks of a training phase: epoch seeds, checkpoints, history, throughput, NaN guard."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 
 from restransfer.training import checkpoint
 from restransfer.training.best_epoch import better, should_stop
+from restransfer.training.seeds import reseed
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """At each epoch's start, set what decides the epoch's randomness from ``(seed, epoch)``.
+
+    The data order (``counters``: each an `restransfer.data.memory_store.epoch_counter`,
+    assigned the epoch's number) and the seed generators of ``owners`` (the augmentation) and
+    of the model being fitted (dropout; `restransfer.training.seeds.reseed`). Epoch ``k`` then
+    draws the same in any process: a run resumed after epoch ``k - 1`` repeats the
+    uninterrupted run's epoch ``k``.
+
+    Args:
+        seed: the run's seed.
+        counters: epoch counters of the training data (variables with ``assign``).
+        owners: other objects whose seed generators an epoch draws from (`reseed`).
+    """
+
+    def __init__(self, seed: int, counters: Sequence[Any] = (), owners: Sequence[object] = ()):
+        super().__init__()
+        self.seed = seed
+        self.counters = [c for c in counters if c is not None]
+        self.owners = [o for o in owners if o is not None]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Keras creates the epoch's data iterator after this hook, so the pass takes this order.
+        for counter in self.counters:
+            counter.assign(epoch)
+        reseed([*self.owners, self.model], self.seed, epoch)
 
 
 class EpochRecorder(keras.callbacks.Callback):

@@ -22,6 +22,7 @@ import itertools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -29,6 +30,9 @@ import numpy as np
 from restransfer.errors import ConfigError
 from restransfer.models.stages import HEAD, INPUT, model_stages, stage_names
 from restransfer.training.distribute import model_scope
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 # A recipe's ``feature_cache`` (see `cache_decision`).
 FEATURE_CACHE_MODES = ("auto", True, False)
@@ -247,18 +251,21 @@ def compute_features(prefix: keras.Model, dataset) -> tuple[np.ndarray, np.ndarr
 
 
 def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle: bool,
-                    seed: int = 0, shuffle_buffer: int | None = None, drop_small_last: bool = False):
+                    seed: int = 0, shuffle_buffer: int | None = None, drop_small_last: bool = False,
+                    epoch: tf.Variable | None = None):
     """Batches ``(features, labels)`` from arrays, as the image pipeline batches images.
 
     With ``shuffle``, every epoch draws a new order of indices exactly as the in-memory image
     pipeline does (``restransfer.data.memory_store.stored_training_dataset``: the same ops
     and seed), so for the same seed the cached and uncached phases see the same batches.
     ``drop_small_last`` leaves out an epoch's last batch by the training pipeline's rule
-    (``restransfer.data.pipeline.training_batches``).
+    (``restransfer.data.pipeline.training_batches``). ``epoch``: the image pipeline's epoch
+    counter (``DataBundle.epoch``), so that both take an epoch's order from its number
+    (``restransfer.data.memory_store.shuffled_per_epoch``); None makes a counter of its own.
     """
     import tensorflow as tf
 
-    from restransfer.data.memory_store import do_not_convert
+    from restransfer.data.memory_store import do_not_convert, epoch_counter, shuffled_per_epoch
     from restransfer.data.pipeline import training_batches
 
     count = len(features)
@@ -268,7 +275,7 @@ def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, *
     order = tf.data.Dataset.range(count)
     if shuffle:
         buffer = max(1, min(shuffle_buffer or count, count))
-        order = order.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        order = shuffled_per_epoch(order, buffer, seed, epoch_counter() if epoch is None else epoch)
     batches = training_batches(count, batch_size)[0] if drop_small_last else -(-count // batch_size)
     order = order.batch(batch_size).take(batches)
     ds = order.map(do_not_convert(lambda i: (tf.gather(values, i), tf.gather(targets, i))),
@@ -309,19 +316,21 @@ class FeatureCache:
 
 
 def cache_features(model: keras.Model, stage: str, train, val=None, *, batch_size: int, seed: int = 0,
-                   shuffle_buffer: int | None = None, drop_small_last: bool = False) -> FeatureCache:
+                   shuffle_buffer: int | None = None, drop_small_last: bool = False,
+                   epoch: tf.Variable | None = None) -> FeatureCache:
     """Split ``model`` after ``stage`` and compute the features of ``train`` (and ``val``) once.
 
     Args:
         model: the phase's model, frozen up to and including ``stage``.
         stage: the last frozen stage of the leading run (`cacheable_stages`).
-        train: the training images as ``(images, labels)`` batches, unshuffled and
-            unaugmented, in the order of the image store's slots.
+        train: the training images as ``(images, labels)`` batches, unaugmented, in the same
+            order on every pass (``DataBundle.train_unaugmented``).
         val: the validation batches, or None.
         batch_size: training batch size of the feature batches.
         seed: shuffle seed, the data pipeline's.
         shuffle_buffer: the data pipeline's shuffle window (None: whole set).
         drop_small_last: leave out a small last training batch, as the image pipeline does.
+        epoch: the image pipeline's epoch counter (`feature_dataset`).
 
     Raises:
         ConfigError: the prefix is not exactly cacheable (`cache_blockers`).
@@ -339,7 +348,7 @@ def cache_features(model: keras.Model, stage: str, train, val=None, *, batch_siz
                                    val_feature_batch(split, batch_size, len(val_features)), shuffle=False)
         num_val, nbytes = len(val_features), nbytes + val_features.nbytes
     train_data = feature_dataset(features, labels, batch_size, shuffle=True, seed=seed,
-                                 shuffle_buffer=shuffle_buffer, drop_small_last=drop_small_last)
+                                 shuffle_buffer=shuffle_buffer, drop_small_last=drop_small_last, epoch=epoch)
     return FeatureCache(split=split, train=train_data, val=val_data, num_train=len(features), num_val=num_val,
                         seconds=time.perf_counter() - start, nbytes=nbytes)
 
