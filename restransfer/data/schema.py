@@ -199,7 +199,8 @@ class _Common(_Strict):
         DEFAULT_RESIZE,
         description="area: antialiased shrinking, close to PIL (torchvision, timm); bilinear: "
                     "Keras' image_dataset_from_directory default, faster, aliased when shrinking")
-    shuffle_buffer: int | None = Field(None, ge=1, description="default: the whole training set")
+    shuffle_buffer: int | None = Field(None, ge=1, description="training images shuffled together: each epoch "
+                                       "permutes every block of this many; default: the whole training set")
     skip_bad: bool = False
     fold: FoldConfig | None = None
     class_weight: Literal[CLASS_WEIGHT_MODES] | dict[str, Annotated[float, Field(gt=0, le=1e6)]] = Field(

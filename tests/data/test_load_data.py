@@ -292,3 +292,31 @@ def test_bilinear_resize_gives_exactly_keras_image_dataset_from_directory(tmp_pa
     assert sorted(map(bytes, train)) == sorted(map(bytes, np.round(keras_images)))
     area = load_data(source="folder", path=root, val_path=root, image_size=[24, 20], batch_size=4)
     assert np.abs(np.concatenate([x.numpy() for x, _ in area.val]) - keras_images).max() > 1
+
+
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_an_augmented_epoch_depends_on_its_number_not_on_the_passes_before(cache, tmp_path):
+    # What a resumed run relies on: a new bundle (a new process) set to epoch 2 yields exactly
+    # the batches the first bundle yielded in its third pass, flips and crops included.
+    from restransfer.training.seeds import reseed
+
+    root = make_folder(tmp_path / "d", {"a": 6, "b": 6}, size=(12, 12))
+    kwargs = dict(source="folder", path=root, validation_split=0.25, image_size=12, batch_size=3, seed=7,
+                  cache=cache, augment={"flip": "horizontal", "random_resized_crop": True, "mixup": 0.4})
+
+    def epoch(data, number):
+        data.epoch.assign(number)
+        reseed([data.augment.random_parts], 7, number)
+        return _epoch(data.train)
+
+    first = load_data(**kwargs)
+    passes = [epoch(first, number) for number in range(3)]
+    again = load_data(**kwargs)
+    for number in (2, 0, 2):
+        x, y = epoch(again, number)
+        np.testing.assert_array_equal(x, passes[number][0])
+        np.testing.assert_array_equal(y, passes[number][1])
+    assert not np.array_equal(passes[1][1], passes[2][1])  # another order each epoch
+    assert int(again.epoch.numpy()) == 3  # a pass advances the counter: unset, the next epoch follows
+    unaugmented = [_epoch(again.train_unaugmented)[0] for _ in range(2)]
+    np.testing.assert_array_equal(unaugmented[0], unaugmented[1])  # the precise-BN pass keeps one order

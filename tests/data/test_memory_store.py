@@ -4,11 +4,11 @@ import tensorflow as tf
 
 from restransfer.data import load_data
 from restransfer.data.image_ops import decode_image, resize_for_eval
-from restransfer.data.memory_store import ImageStore, stored_training_dataset
+from restransfer.data.memory_store import ImageStore, epoch_counter, stored_training_dataset
 from tests.data.conftest import make_folder
 
 
-def _indexed(count: int, batch_size: int = 4, seed: int = 0, shuffle_buffer=None, min_batch: int = 1):
+def _indexed(count: int, batch_size: int = 4, seed: int = 0, shuffle_buffer=None, min_batch: int = 1, epoch=None):
     """A store whose image ``i`` is filled with the value ``i``, so images name their slot."""
     store = ImageStore(count, (2, 2), tf.float32)
     decoded = tf.Variable(0, dtype=tf.int64)
@@ -18,7 +18,7 @@ def _indexed(count: int, batch_size: int = 4, seed: int = 0, shuffle_buffer=None
             return tf.fill([2, 2, 3], tf.cast(index, tf.float32))
 
     ds = stored_training_dataset(store, np.arange(count) % 3, load, batch_size, seed=seed,
-                                 shuffle_buffer=shuffle_buffer, min_batch=min_batch)
+                                 shuffle_buffer=shuffle_buffer, min_batch=min_batch, epoch=epoch)
     return store, decoded, ds
 
 
@@ -73,6 +73,23 @@ def test_order_depends_on_the_seed():
     assert [_order(first) for _ in range(2)] == [_order(second) for _ in range(2)]
     assert _order(other) != _order(_indexed(30)[2])
     assert _order(_indexed(30, shuffle_buffer=1)[2]) == list(range(30))  # no shuffling
+
+
+def test_an_epochs_order_is_decided_by_its_number_alone():
+    # A resumed run's new process must shuffle epoch k as the uninterrupted process did.
+    counter = epoch_counter()
+    ds = _indexed(30, seed=4, epoch=counter)[2]
+    in_a_row = [_order(ds) for _ in range(3)]  # the counter advances with each pass
+    assert int(counter.numpy()) == 3 and len({tuple(order) for order in in_a_row}) == 3
+    fresh_counter = epoch_counter()
+    fresh = _indexed(30, seed=4, epoch=fresh_counter)[2]
+    for number in (2, 0, 1):
+        fresh_counter.assign(number)
+        assert _order(fresh) == in_a_row[number]
+    assert _order(_indexed(30, seed=4, epoch=1)[2]) == _order(_indexed(30, seed=4, epoch=1)[2]) == in_a_row[1]
+    windowed = _order(_indexed(24, seed=4, shuffle_buffer=8)[2])  # permuted within blocks of 8
+    assert [sorted(windowed[i:i + 8]) for i in (0, 8, 16)] == [list(range(i, i + 8)) for i in (0, 8, 16)]
+    assert windowed != list(range(24))
 
 
 def _stored_images(data) -> np.ndarray:
