@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="results JSON to write")
     args = parser.parse_args()
 
-    from restransfer.export import export_run
+    from restransfer import export_run
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -37,7 +37,7 @@ _LAZY = {
     "linear_probe": "restransfer.diagnostics.probe",
     "compare_norms": "restransfer.diagnostics.normalization",
     "plot_curves": "restransfer.diagnostics.curves",
-    "export_run": "restransfer.export",
+    "export_run": "restransfer.recipe.export_run",
     "export_model": "restransfer.export",
 }
 

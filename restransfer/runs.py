@@ -1,8 +1,8 @@
-"""The run folder: its one owner. Layout, status, the decision to start, resume or refuse, and
-the one place a run's ``model.keras`` is loaded.
+"""The run folder: its one owner. Layout, status, the decision to start, resume or refuse.
 
-A low floor: it imports nothing of restransfer above ``errors`` and the atomic file helpers, so
-weight loading, export, evaluation and the engine all read run folders through it.
+A low floor without Keras: it imports nothing of restransfer above ``errors``, the file helpers
+and the checkpoint files' format, so weight loading, export, evaluation, the engine and the CLI's
+quick commands all read run folders through it (``restransfer.models.loading`` loads its model).
 
 ```
 RUN/
@@ -23,9 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from restransfer.checkpoint_files import find_resumable, load_state
 from restransfer.errors import ConfigError, RestransferError, as_sentence, short_repr
-from restransfer.files import FileReadError, FolderLock, read_text, regular_file_problem, remove_temporaries
-from restransfer.training import checkpoint
+from restransfer.files import (
+    FileReadError,
+    FolderLock,
+    read_json,
+    read_text,
+    regular_file_problem,
+    remove_temporaries,
+    write_json,
+    write_text,
+)
 
 RUNNING, FINISHED, FAILED = "running", "finished", "failed"
 NEW, RESTART, RESUME = "new", "restart", "resume"
@@ -88,24 +97,6 @@ class Start:
         if self.kind == RESTART:
             return f"Resuming {folder.path}: no epoch had finished, starting at epoch 1."
         return f"New run in {folder.path}."
-
-
-def load_model_file(path: str | Path):
-    """A ``.keras`` file in safe mode, uncompiled, restransfer's layers registered: the one loader.
-
-    Raises:
-        ConfigError: the file cannot be loaded (safe mode refuses a lambda; a damaged file).
-    """
-    import keras
-
-    import restransfer.models.layers  # noqa: F401  (registers restransfer's layers for loading)
-
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as error:  # Keras raises ValueError, TypeError, zipfile errors ...
-        raise ConfigError(f"{path} cannot be loaded as a Keras model in safe mode: "
-                          f"{as_sentence(error or type(error).__name__)} Load only files written by "
-                          "restransfer or Keras, without Lambda layers.") from None
 
 
 def unreadable(path: Path, error: FileReadError) -> ConfigError:
@@ -192,7 +183,7 @@ class RunFolder:
     @staticmethod
     def _read_json(path: Path):
         try:
-            return checkpoint.read_json(path)
+            return read_json(path)
         except FileReadError as error:
             raise unreadable(path, error) from None
         except (OSError, ValueError) as error:
@@ -244,18 +235,13 @@ class RunFolder:
             raise ConfigError(f"Run folder {self.path} has no model.keras (status: {info.get('status')}); "
                               "finish that run first (rerun its train command to resume it).")
 
-    def load_model(self):
-        """The run's ``model.keras`` in safe mode, uncompiled."""
-        self.require_model()
-        return load_model_file(self.model_file)
-
     def training_state(self) -> dict | None:
-        return checkpoint.load_state(self.checkpoints)
+        return load_state(self.checkpoints)
 
     def resume_point(self) -> Start:
         """Where an unfinished run resumes: its newest intact checkpoint (damaged ones skipped,
         with a note each), or a restart when no epoch finished."""
-        state, notes = checkpoint.find_resumable(self.checkpoints)
+        state, notes = find_resumable(self.checkpoints)
         return start_from(state, tuple(notes))
 
     def lock(self) -> FolderLock:
@@ -285,7 +271,7 @@ class RunFolder:
         info = self.info() or {}
         info.update(fields)
         info["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        checkpoint.write_json(self.path / "run.json", info)
+        write_json(self.path / "run.json", info)
 
     def write_history(self, rows: list[dict]) -> None:
         columns: list[str] = []
@@ -295,7 +281,7 @@ class RunFolder:
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        checkpoint.write_text(self.path / "history.csv", buffer.getvalue())
+        write_text(self.path / "history.csv", buffer.getvalue())
 
     def log(self, line: str) -> None:
         """Append a line to ``train.log`` (what was used: precision, XLA, resume point ...)."""
@@ -338,7 +324,7 @@ class RunFolder:
             else:
                 return self.resume_point()
         self.path.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_text(self.recipe_file, text)
+        write_text(self.recipe_file, text)
         return Start(NEW)
 
     def _clear(self) -> None:

@@ -42,7 +42,7 @@ def _export(args) -> int:
         raise ConfigError(f"Unexpected argument '{args.directory}'. Usage: restransfer export RUN --format FORMAT.")
     if not args.format:
         raise ConfigError(f"Pass --format, one of {list(FORMATS)}: restransfer export {args.target} --format saved_model.")
-    from restransfer.export import export_run
+    from restransfer.recipe.export_run import export_run
 
     options = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
     result = export_run(args.target, args.format, args.out, quantize=args.quantize,

@@ -75,7 +75,8 @@ def render_cv_report(result: Mapping[str, Any], *, title: str, figures: Mapping[
 
 def write_cv_report(out: Path, result: Mapping[str, Any], *, title: str) -> Path:
     """Plot the spread and the out-of-fold confusion matrix into ``out/plots`` and write ``out/report.html``."""
-    from restransfer.training import checkpoint, plots
+    from restransfer.files import write_text
+    from restransfer.training import plots
 
     out = Path(out)
     figures = {}
@@ -85,7 +86,7 @@ def write_cv_report(out: Path, result: Mapping[str, Any], *, title: str) -> Path
         np.asarray(result["oof"]["confusion_matrix"]), result["class_names"], out / "plots" / "oof_confusion_matrix.png",
         title=f"out of fold: accuracy {result['oof']['accuracy']:.3f}")
     path = out / "report.html"
-    checkpoint.write_text(path, render_cv_report(result, title=title, figures=figures))
+    write_text(path, render_cv_report(result, title=title, figures=figures))
     return path
 
 

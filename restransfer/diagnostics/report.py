@@ -284,6 +284,7 @@ def run_report(run_dir: str | Path, out: str | Path | None = None, *,
 
     from restransfer.diagnostics.complexity import stage_table
     from restransfer.diagnostics.interpret import TopLoss
+    from restransfer.models.loading import load_run_model
     from restransfer.runs import RunFolder
 
     folder = RunFolder(run_dir)
@@ -291,7 +292,7 @@ def run_report(run_dir: str | Path, out: str | Path | None = None, *,
     if not metrics_file.is_file():
         raise ConfigError(f"{folder.path} has no metrics.json: a report needs a finished run "
                           "(rerun `restransfer train` with the same recipe to finish it).")
-    model = folder.load_model()
+    model = load_run_model(folder)
     stages = stage_marks(stage_table(model), [list(frozen) for _, frozen in phases])
     top = []
     top_file = folder.plots / "top_losses.csv"

@@ -4,10 +4,13 @@ Every export is checked on reload in a fresh process that cannot import restrans
 ``restransfer.export.verify``). TensorFlow is imported by the functions, not by this module.
 
 Example:
-    >>> from restransfer.export import export_run
-    >>> result = export_run("runs/flowers", "saved_model")   # -> runs/flowers/export/saved_model
+    >>> from restransfer.export import export_model
+    >>> result = export_model(model, "out/flowers", "saved_model", class_names)
     >>> result.verification.passed
     True
+
+A run folder is exported by ``restransfer.export_run`` (``restransfer.recipe.export_run``): it
+reads the run's Plan for the image size, resize and data.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ _LAZY = {
     "ExportError": "restransfer.export.artifact",
     "ExportResult": "restransfer.export.artifact",
     "export_model": "restransfer.export.model_export",
-    "export_run": "restransfer.export.model_export",
     "verify_export": "restransfer.export.model_export",
 }
 

@@ -1,4 +1,5 @@
-"""Export a model or a run folder, and check every export on reload in a fresh process."""
+"""Export a model, and check every export on reload in a fresh process (``restransfer.recipe.export_run``
+exports a run folder through it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import numpy as np
 
 from restransfer.data.schema import DEFAULT_RESIZE, RESIZE_METHODS
 from restransfer.data.sources import MAX_IMAGE_PIXELS, class_name_problem
-from restransfer.errors import ConfigError
 from restransfer.export.artifact import (
     SOURCE_DIGEST,
     THRESHOLDS_FILE,
@@ -177,82 +177,6 @@ def export_model(model, out: str | os.PathLike, format: str, class_names: Sequen
     return ExportResult(format=format, path=out, files=manifest["files"], verification=report)
 
 
-def export_run(run_dir: str | os.PathLike, format: str, out: str | os.PathLike | None = None, *,
-               quantize: str | None = None, verify: bool = True, samples: SampleSource = None,
-               max_pixels: int = MAX_IMAGE_PIXELS, holding_lock: bool = False,
-               representative_count: int = REPRESENTATIVE_COUNT) -> ExportResult:
-    """Export a run folder's ``model.keras`` (default to ``RUN/export/<format>``).
-
-    The resolved recipe and the metrics ship with the export. Sample images for verification
-    come from ``samples``, else from the recipe's validation data, else are synthetic. The export
-    holds the run folder's lock (``holding_lock``: the caller already holds it), so a ``train``
-    into the folder cannot replace model.keras while it is exported; export.json records the
-    model file's SHA-256. ``quantize="int8"`` calibrates on ``representative_count`` of the run's
-    training images, un-augmented and resized as in training.
-
-    Example:
-        >>> export_run("runs/flowers", "tflite", quantize="float16")
-    """
-    from restransfer.runs import RunFolder, RunInUseError
-
-    check_format(format, quantize)
-    folder = RunFolder(run_dir)
-    lock = None
-    if not holding_lock and folder.path.is_dir():
-        try:
-            lock = folder.lock()
-        except (RunInUseError, ConfigError) as error:
-            raise ExportError(f"Cannot export {folder.path} now: {error}") from None
-        except OSError:
-            pass  # a read-only run folder: no train can write it either
-    try:
-        return _export_run(folder, format, out, quantize, verify, samples, max_pixels, representative_count)
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def _export_run(folder, format, out, quantize, verify, samples, max_pixels,
-                representative_count) -> ExportResult:
-    from restransfer.recipe.plan import run_plan
-
-    try:
-        folder.require_model()
-        model = folder.load_model()
-        class_names = folder.check_outputs(model)
-        plan = run_plan(folder)
-        thresholds = folder.thresholds() if plan.task == "multi_label" else None
-        if plan.task == "multi_label" and thresholds is None:
-            raise ConfigError("it is a multi_label run without thresholds.json (its per-label thresholds); restore "
-                              "it or train the run again")
-    except ConfigError as error:
-        raise ExportError(f"Cannot export {folder.path}: {error}") from None
-    out = check_target(out if out is not None else folder.path / "export" / format)
-    # Sample images: the run's validation images when its data is readable here; else synthetic
-    # images still verify the numerics (the manifest records which were used).
-    data = _run_data(plan)
-    validation = data.val if data is not None else None
-    if samples is None:
-        samples = validation
-    representative = None
-    if quantize == "int8" and data is not None:
-        representative = data.train_unaugmented if data.train_unaugmented is not None else data.train
-    result = export_model(
-        model, out, format, class_names, image_size=plan.image_size, samples=samples, quantize=quantize,
-        verify=verify, resize=plan.data.resize, max_pixels=max_pixels,
-        assets={"recipe": folder.recipe_file, "metrics": folder.path / "metrics.json"},
-        source_model=folder.model_file, representative=representative,
-        representative_count=representative_count, score_on=validation,
-        thresholds=None if thresholds is None else list(thresholds.values()),
-    )
-    if result.path.parent == (folder.path / "export").absolute():
-        from restransfer.export.model_card import write_model_card
-
-        write_model_card(folder.path.absolute(), plan.recipe, class_names, data.counts if data is not None else None,
-                         thresholds)
-    return result
-
-
 def _scoring_data(score_on, model, multi_label: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(images, class indices (``multi_label``: 0/1 rows), Keras probabilities) to score the export on, or None."""
     import keras
@@ -354,19 +278,6 @@ def _synthetic_images(image_size, count: int = NUM_SAMPLES) -> np.ndarray:
     return np.clip(fields + rng.normal(0, 12, fields.shape), 0, 255)
 
 
-def _run_data(plan):
-    """The run's un-augmented data, or None when it is not readable here (moved, offline, arrays)."""
-    from restransfer.data import load_data
-    from restransfer.errors import RestransferError
-
-    if plan.data.source == "arrays":
-        return None
-    try:
-        return load_data(**plan.data_options(augment={}))
-    except RestransferError:
-        return None
-
-
 def _keras_probabilities(model, files: Sequence[Path], image_size, resize: str) -> np.ndarray:
     import keras
 
@@ -407,4 +318,4 @@ def verify_export(*args, **kwargs):
     return verify(*args, **kwargs)
 
 
-__all__ = ["ExportError", "ExportResult", "export_model", "export_run", "verify_export"]
+__all__ = ["ExportError", "ExportResult", "export_model", "verify_export"]

@@ -247,7 +247,7 @@ def _keras_reference(model, manifest: dict, directory: Path, images: np.ndarray)
     import keras
 
     from restransfer.errors import ConfigError
-    from restransfer.runs import load_model_file
+    from restransfer.models.loading import load_model_file
 
     if model is None or isinstance(model, (str, os.PathLike)):
         path = Path(model) if model is not None else manifest.get("source_model")

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from restransfer.errors import ConfigError
+from restransfer.models.loading import load_run_model
 from restransfer.recipe.plan import Plan, load_plan, resolve
 from restransfer.runs import FINISHED, RunFolder
 
@@ -164,18 +165,18 @@ def _gather(out: Path, plans: Mapping[int, Plan], splits, pool, class_names: lis
     from restransfer.data import load_data
     from restransfer.diagnostics.cv_report import write_cv_report
     from restransfer.diagnostics.evaluation import evaluation_report, predict_dataset
-    from restransfer.training import checkpoint
+    from restransfer.files import read_json, write_json, write_text
 
     rows, probabilities, labels, oof_rows = [], [], [], []
     for index, plan in plans.items():
         folder = RunFolder(fold_folder(out, index))
-        metrics = checkpoint.read_json(folder.path / "metrics.json")
+        metrics = read_json(folder.path / "metrics.json")
         repeat, fold = divmod(index - 1, folds)
         rows.append({"fold": index, "repeat": repeat + 1, "run": folder.path.name,
                      **_numbers(metrics.get("final", {})), **_numbers(metrics.get("calibration") or {}, "calibration.")})
         _, val = splits[index - 1]
         bundle = load_data(**plan.data_options(augment={}), run_dir=None)
-        p, y = predict_dataset(folder.load_model(), bundle.val)
+        p, y = predict_dataset(load_run_model(folder), bundle.val)
         if len(y) != len(val) or not np.array_equal(y, pool.labels[val]):
             raise ConfigError(f"Fold {index}'s validation images changed since it trained ({len(y)} read, "
                               f"{len(val)} listed); fix or restore the data (`restransfer data check`) and rerun.")
@@ -191,8 +192,8 @@ def _gather(out: Path, plans: Mapping[int, Plan], splits, pool, class_names: lis
     result = {"folds": folds, "repeats": repeats, "seed": next(iter(plans.values())).recipe.seed,
               "num_images": len(pool), "class_names": class_names, "per_fold": rows, "summary": summary,
               "sd": "sample standard deviation over folds (ddof=1)", "oof": oof}
-    checkpoint.write_json(out / "cv.json", result)
-    checkpoint.write_text(out / "oof.csv", _oof_csv(oof_rows, class_names))
+    write_json(out / "cv.json", result)
+    write_text(out / "oof.csv", _oof_csv(oof_rows, class_names))
     cv = CrossValidation(out=out, folds=rows, summary=summary, oof=oof, probabilities=probabilities, labels=labels,
                          class_names=class_names)
     write_cv_report(out, result, title=f"restransfer cv {out.name}")

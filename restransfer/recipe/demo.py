@@ -108,7 +108,7 @@ def _runner(path: Path, fmt: str, manifest: dict) -> Callable[[np.ndarray], np.n
         import keras
 
         from restransfer.export.artifact import call_model
-        from restransfer.runs import load_model_file
+        from restransfer.models.loading import load_model_file
 
         model = load_model_file(path / next((f for f in files if f.endswith(".keras")), "model.keras"))
         return lambda images: keras.ops.convert_to_numpy(call_model(model, images))

@@ -27,6 +27,7 @@ import numpy as np
 
 from restransfer.diagnostics.evaluation import evaluate_model, headline, predict_dataset
 from restransfer.errors import ConfigError, DataError, TrainingError
+from restransfer.files import atomic_write, read_json, write_json
 from restransfer.models.heads import classifier
 from restransfer.models.registry import create_model
 from restransfer.models.stages import freeze_stages
@@ -344,7 +345,7 @@ def _load_data(session: _Session):
     if stored != class_names:
         raise ConfigError(f"The data's classes {class_names} differ from the run's {stored}; "
                           "the data changed since the run started. Use --out for a new run.")
-    checkpoint.write_json(names_file, class_names)
+    write_json(names_file, class_names)
     batch = plan.data.batch_size
     session.say(f"Data: {bundle.num_train} training and {bundle.num_val} validation images, {len(class_names)} "
                 f"classes, {plan.image_size[0]}x{plan.image_size[1]} px, batch {batch}.")
@@ -451,7 +452,7 @@ def _read_phase_reports(session: _Session) -> dict[int, dict]:
     if session.start.state is None or not path.is_file():
         return {}
     try:
-        return {int(k): v for k, v in checkpoint.read_json(path).items()}
+        return {int(k): v for k, v in read_json(path).items()}
     except (OSError, ValueError, AttributeError):
         return {}
 
@@ -476,14 +477,14 @@ def _phase_end(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
         phase_report = {"val_balanced_accuracy": report["balanced_accuracy"], "val_macro_f1": report["macro_f1"],
                         "per_class": report["per_class"]}
     session.phase_reports.setdefault(phase.index, {}).update(phase_report)
-    checkpoint.write_json(session.folder.checkpoints / _PHASE_REPORTS, session.phase_reports)
+    write_json(session.folder.checkpoints / _PHASE_REPORTS, session.phase_reports)
     rows = [row for row in history if row["phase"] == phase.index]
     monitor = session.plan.decisions.checkpoint_monitor.value
     if not rows or precise is None or not better(scores.get(monitor), best.get(monitor), monitor):
         return best, False
     best = {"epoch": rows[-1]["epoch"], "phase": phase.index, "monitor": monitor, "after_precise_bn": True,
             **scores}
-    checkpoint.atomic_write(session.folder.checkpoints / checkpoint.BEST, model.save_weights)
+    atomic_write(session.folder.checkpoints / checkpoint.BEST, model.save_weights)
     return best, True
 
 
@@ -491,7 +492,7 @@ def _record_phase(session: _Session, phase: PhasePlan, **facts: Any) -> None:
     """Keep what a phase did (precise BN, the feature cache) with its checkpoints, so that
     metrics.json still says it when a later phase is resumed in another process."""
     session.phase_reports.setdefault(phase.index, {}).update(facts)
-    checkpoint.write_json(session.folder.checkpoints / _PHASE_REPORTS, session.phase_reports)
+    write_json(session.folder.checkpoints / _PHASE_REPORTS, session.phase_reports)
 
 
 def _keep_best(session: _Session, model: keras.Model, bundle, history: list[dict], best: dict) -> None:
@@ -658,7 +659,7 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     multi = report.get("task") == "multi_label"
     if multi:
         # Chosen on the validation images by the evaluation above; predict, evaluate and the exports read them.
-        checkpoint.write_json(folder.path / "thresholds.json", {
+        write_json(folder.path / "thresholds.json", {
             "thresholds": report["thresholds"], "chosen_on": report["thresholds_from"],
             "images": report["num_images"], "split": "val", "tta": [view.name for view in views] if views else None})
     metrics = _metrics(plan, report, history, best, bundle, session.outcomes)
@@ -677,7 +678,7 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     metrics["logit_adjustment"] = decisions.logit_adjustment.value
     metrics["posthoc_adjustment"] = decisions.posthoc_adjustment.value
     metrics["checkpoint"] = {"monitor": decisions.checkpoint_monitor.value, "keep": plan.checkpoint.keep}
-    checkpoint.write_json(folder.path / "metrics.json", metrics)
+    write_json(folder.path / "metrics.json", metrics)
     plots.plot_history(history, folder.plots / "training_curves.png", title=f"{plan.model.name}: {folder.path.name}")
     write_evaluation_plots(report, probabilities, labels, class_names, dataset=evaluation_data, out_dir=folder.plots,
                            paths=bundle.paths.get("val"), title=f"validation: {headline(report)}")
@@ -695,8 +696,8 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
 
         say(f"Report: {run_report(folder.path, plan=plan)} (top losses in {folder.plots / 'top_losses.png'}).")
     for fmt in plan.exports if session.dist.is_chief else ():
-        from restransfer.export import export_run
         from restransfer.export.artifact import made_from
+        from restransfer.recipe.export_run import export_run
 
         target = folder.path / "export" / fmt
         if made_from(target, folder.model_file):  # made (and verified) for this very model.keras before a kill
@@ -768,7 +769,7 @@ def _record_drops(session: _Session, bundle) -> None:
     session.say(f"Warning: images could not be read while training ({counts}): files that changed or broke "
                 "after the data check were left out (the training counts are summed over epochs; metrics.json counts "
                 "the validation images actually evaluated). Run `restransfer data check` on the data.")
-    checkpoint.write_json(session.folder.path / "data_dropped.json", {
+    write_json(session.folder.path / "data_dropped.json", {
         "dropped": dropped, "note": "image reads that failed during training, summed over every pass "
                                     "(epochs, validation); the files passed the data check before training"})
 
@@ -833,7 +834,7 @@ def save_inference_model(model: keras.Model, path: Path) -> None:
         target.set_weights(source.get_weights())
     for layer in copy.layers:
         layer.trainable = True
-    checkpoint.atomic_write(path, copy.save)
+    atomic_write(path, copy.save)
 
 
 def _timing(rows: list[dict], num_train: int) -> dict:

@@ -59,12 +59,13 @@ def _evaluate(run_dir, *, data, split, batch_size, top_losses, tta=False, tta_cr
     from restransfer.diagnostics.evaluation import evaluate_model, headline
     from restransfer.diagnostics.interpret import write_evaluation_plots
     from restransfer.files import write_json
+    from restransfer.models.loading import load_run_model
     from restransfer.recipe.plan import run_plan
     from restransfer.recipe.tta import views_of
     from restransfer.runs import RunFolder
 
     folder = RunFolder(run_dir)
-    model = folder.load_model()
+    model = load_run_model(folder)
     class_names = folder.check_outputs(model)
     plan = run_plan(folder)
     options = plan.data_options(augment={})

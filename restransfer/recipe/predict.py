@@ -33,11 +33,12 @@ class RunPredictor:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunPredictor:
+        from restransfer.models.loading import load_run_model
         from restransfer.recipe.plan import run_plan
         from restransfer.runs import RunFolder
 
         folder = RunFolder(run_dir)
-        model = folder.load_model()
+        model = load_run_model(folder)
         class_names = folder.check_outputs(model)
         plan = run_plan(folder)
         thresholds = folder.thresholds() if plan.task == "multi_label" else None
@@ -108,11 +109,12 @@ def explain(run_dir: str | Path, images: Sequence[str | Path], *, out: str | Pat
         One dict per image: ``image``, ``explanation`` (the PNG), ``class``, ``probability``, ``stage``.
     """
     from restransfer.diagnostics.gradcam import explain_files
+    from restransfer.models.loading import load_run_model
     from restransfer.recipe.plan import run_plan
     from restransfer.runs import RunFolder
 
     folder = RunFolder(run_dir)
-    model = folder.load_model()
+    model = load_run_model(folder)
     plan = run_plan(folder)
     return explain_files(model, images, class_names=folder.check_outputs(model),
                          out=out if out is not None else folder.plots / "gradcam",

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from restransfer.errors import ConfigError, TrainingError, did_you_mean
+from restransfer.files import read_json, write_text
 from restransfer.recipe.plan import Plan, load_plan
 
 KINDS = ("log_uniform", "uniform", "int", "choice")
@@ -309,11 +310,10 @@ def optimize(study, objective, trials: int, seed: int, *, catch: tuple = ()) -> 
 def _finished_run(run: Path, plan: Plan) -> dict | None:
     """The metrics of a finished run of ``plan`` in ``run`` (a trial killed after its run finished)."""
     from restransfer.runs import FINISHED, RunFolder
-    from restransfer.training import checkpoint
 
     folder = RunFolder(run)
     if folder.is_run() and (folder.info() or {}).get("status") == FINISHED and folder.recipe_text() == plan.text:
-        return checkpoint.read_json(folder.path / "metrics.json")
+        return read_json(folder.path / "metrics.json")
     return None
 
 
@@ -344,8 +344,6 @@ def _requeue_killed(study, say) -> None:
 
 
 def _finish(study, out: Path, recipe, base: Mapping[str, Any], say) -> SweepResult:
-    from restransfer.training import checkpoint
-
     states = _states()
     all_trials = study.get_trials(deepcopy=False)
     keys = list(dict.fromkeys(k for t in all_trials for k in t.params))
@@ -358,7 +356,7 @@ def _finish(study, out: Path, recipe, base: Mapping[str, Any], say) -> SweepResu
         writer.writerow([t.number, state, "" if t.value is None else f"{t.value:.6g}", *[t.params.get(k, "") for k in keys],
                          t.user_attrs.get("run", ""), f"{seconds:.1f}" if seconds != "" else ""])
     trials_csv = out / "trials.csv"
-    checkpoint.write_text(trials_csv, buffer.getvalue())
+    write_text(trials_csv, buffer.getvalue())
     complete = [t for t in all_trials if t.state == states.COMPLETE]
     say(_table(buffer.getvalue()))
     if not complete:
@@ -370,7 +368,7 @@ def _finish(study, out: Path, recipe, base: Mapping[str, Any], say) -> SweepResu
     best_recipe = out / "best.yaml"
     header = (f"# restransfer sweep: trial {best.number} of {len(all_trials)}, {best.value:.6g} "
               f"(run {best.user_attrs.get('run')}); searched: " + ", ".join(f"{k}={_text(v)}" for k, v in values.items()) + "\n")
-    checkpoint.write_text(best_recipe, header + plan.text)
+    write_text(best_recipe, header + plan.text)
     say(f"Sweep: best trial {best.number}, value {best.value:.4f}; {best_recipe}, {trials_csv}.")
     return SweepResult(out=out, study=study, best_value=float(best.value), best_params=values, best_recipe=best_recipe,
                        trials_csv=trials_csv)

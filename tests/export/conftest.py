@@ -51,7 +51,7 @@ def run_dir(tmp_path_factory, trained_model):
 @pytest.fixture(scope="session")
 def exports(run_dir):
     """Each format exported from the run folder, verified in a fresh process by export_run."""
-    from restransfer.export import export_run
+    from restransfer import export_run
 
     return {
         "saved_model": export_run(run_dir, "saved_model"),

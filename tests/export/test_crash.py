@@ -58,7 +58,7 @@ def test_kill_9_during_verification_stops_the_verifier_and_the_rerun_exports(run
     assert not out.exists()
     assert list(tmp_path.glob(".sm.partial-*"))           # what the kill left
 
-    from restransfer.export import export_run
+    from restransfer import export_run
 
     result = export_run(run_dir, "saved_model", out)
     assert result.verification.passed and (out / "saved_model.pb").is_file()

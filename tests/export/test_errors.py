@@ -5,8 +5,9 @@ import json
 import keras
 import pytest
 
+from restransfer import export_run
 from restransfer.errors import ConfigError, DataError
-from restransfer.export import ExportError, export_model, export_run
+from restransfer.export import ExportError, export_model
 
 from .conftest import CLASS_NAMES
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from restransfer.export import ExportError, export_run
+from restransfer import export_run
+from restransfer.export import ExportError
 from restransfer.runs import RunFolder
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"

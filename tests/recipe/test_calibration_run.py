@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import restransfer as rt
+from restransfer.checkpoint_files import load_state
 from restransfer.diagnostics.evaluation import predict_dataset
+from restransfer.models.loading import load_run_model
 from restransfer.recipe.engine import build_model
 from restransfer.runs import RunFolder
 from restransfer.training import checkpoint
@@ -41,7 +43,7 @@ def test_temperature_is_fitted_on_validation_and_folded_into_model_keras(run):
     assert calibration["images"] == 30 and calibration["fitted_on"] == "validation" and calibration["bins"] == 15
     # The last checkpoint holds the trained, uncalibrated weights.
     uncalibrated = build_model(run.plan, 3, load_weights=False)
-    checkpoint.restore_weights(uncalibrated, folder.checkpoints, checkpoint.load_state(folder.checkpoints))
+    checkpoint.restore_weights(uncalibrated, folder.checkpoints, load_state(folder.checkpoints))
     from restransfer.data import load_data
 
     val = load_data(**run.plan.data_options(augment={})).val
@@ -49,7 +51,7 @@ def test_temperature_is_fitted_on_validation_and_folded_into_model_keras(run):
     refit = fit_temperature(logits, labels)
     assert calibration["temperature"] == pytest.approx(refit.temperature, rel=1e-4)
     assert calibration["nll_after"] <= calibration["nll_before"]
-    saved = folder.load_model()
+    saved = load_run_model(folder)
     probabilities, _ = predict_dataset(saved, val)
     np.testing.assert_allclose(probabilities, softmax(logits / refit.temperature), rtol=2e-4, atol=2e-5)
     np.testing.assert_array_equal(probabilities.argmax(-1), logits.argmax(-1))

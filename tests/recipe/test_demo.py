@@ -137,7 +137,7 @@ def test_onnx_export_demo_shows_the_top_k_of_predict(run_dir, digit):
     from gradio_client import Client, handle_file
 
     from restransfer import predict
-    from restransfer.export import export_run
+    from restransfer import export_run
     from restransfer.recipe.demo import demo
 
     export = export_run(run_dir, "onnx", run_dir / "exported", verify=False).path

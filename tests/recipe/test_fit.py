@@ -70,7 +70,7 @@ def test_fit_trains_and_its_recipe_reproduces_the_run(folders, tmp_path):
 
 def test_posthoc_adjustment_is_folded_into_model_keras_only(folders, tmp_path):
     import restransfer as rt
-    from restransfer.runs import load_model_file
+    from restransfer.models.loading import load_model_file
 
     rt.fit(folders["train"], val=folders["val"], epochs=1, out=tmp_path / "run", verbose=0,
            overrides=["data.batch_size=8", "data.class_weight=logit_adjusted_posthoc"], say=lambda line: None)

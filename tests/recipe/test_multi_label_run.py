@@ -29,9 +29,10 @@ def run(tmp_path_factory):
 
 def _val_predictions(run):
     from restransfer.data import load_data
+    from restransfer.models.loading import load_run_model
     from restransfer.runs import RunFolder
 
-    model = RunFolder(run.run_dir).load_model()
+    model = load_run_model(RunFolder(run.run_dir))
     bundle = load_data(**run.plan.data_options(augment={}), run_dir=None)
     images, labels = zip(*[(x, y) for x, y in bundle.val.as_numpy_iterator()])
     return model.predict(np.concatenate(images), verbose=0), np.concatenate(labels) > 0.5
@@ -116,7 +117,7 @@ def test_predict_lists_the_labels_over_their_thresholds_and_explain_draws_a_chos
 @pytest.mark.slow  # two exports, each verified in a fresh process
 def test_exports_carry_the_thresholds_and_the_saved_model_returns_the_labels_over_them(run):
     import restransfer as rt
-    from restransfer.export import export_run
+    from restransfer import export_run
     from restransfer.export.saved_model import predict_saved_model
 
     thresholds = json.loads((run.run_dir / "thresholds.json").read_text())["thresholds"]

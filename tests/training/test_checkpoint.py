@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from restransfer import checkpoint_files, files
 from restransfer.training import checkpoint
 from restransfer.training.optimizers import build_optimizer
 
@@ -35,7 +36,7 @@ def test_restored_run_continues_exactly_like_the_uninterrupted_one(tmp_path):
     checkpoint.save_checkpoint(model, tmp_path, {"epoch": 1, "phase": 0})
 
     resumed = compiled_model(seed=5)           # other initial weights: all must come from the checkpoint
-    state = checkpoint.load_state(tmp_path)
+    state = checkpoint_files.load_state(tmp_path)
     checkpoint.restore_weights(resumed, tmp_path, state)
     checkpoint.restore_optimizer(resumed, tmp_path, state)
     assert int(resumed.optimizer.iterations) == 4
@@ -87,10 +88,10 @@ def test_a_checkpoint_an_earlier_version_wrote_as_weights_h5_still_resumes(tmp_p
     state = json.loads((tmp_path / "state.json").read_text())
     (tmp_path / "last-epoch0001.weights.npz").unlink()
     model.save_weights(tmp_path / "last-epoch0001.weights.h5")
-    state["files"] = {"last-epoch0001.weights.h5": checkpoint._fingerprint(tmp_path / "last-epoch0001.weights.h5"),
+    state["files"] = {"last-epoch0001.weights.h5": checkpoint_files.fingerprint(tmp_path / "last-epoch0001.weights.h5"),
                       "last-epoch0001.optimizer.npz": state["files"]["last-epoch0001.optimizer.npz"]}
     (tmp_path / "state.json").write_text(json.dumps(state))
-    found, notes = checkpoint.find_resumable(tmp_path)
+    found, notes = checkpoint_files.find_resumable(tmp_path)
     assert found["epoch"] == 1 and notes == []
     resumed = compiled_model(seed=5)
     checkpoint.restore_weights(resumed, tmp_path, found)
@@ -116,7 +117,7 @@ def truncate(path, keep=0.5):
 def test_a_truncated_last_checkpoint_falls_back_to_the_previous_epoch(tmp_path, damaged):
     saved_epochs(tmp_path)
     truncate(tmp_path / f"last-epoch0002.{damaged}")
-    state, notes = checkpoint.find_resumable(tmp_path)
+    state, notes = checkpoint_files.find_resumable(tmp_path)
     assert state["epoch"] == 1 and state["checkpoint"] == "last-epoch0001"
     assert f"last-epoch0002.{damaged}" in notes[0] and "bytes" in notes[0]
     assert "epoch 1" in notes[-1]
@@ -129,7 +130,7 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_previous_epoch(tmp_path, 
 def test_a_truncated_state_json_falls_back_to_the_epochs_own_state(tmp_path):
     saved_epochs(tmp_path)
     truncate(tmp_path / "state.json", 0.3)
-    state, notes = checkpoint.find_resumable(tmp_path)
+    state, notes = checkpoint_files.find_resumable(tmp_path)
     assert state["epoch"] == 2
     assert "state.json is damaged" in notes[0]
 
@@ -140,7 +141,7 @@ def test_a_changed_byte_is_found_by_the_hash(tmp_path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    state, notes = checkpoint.find_resumable(tmp_path)
+    state, notes = checkpoint_files.find_resumable(tmp_path)
     assert state["epoch"] == 1 and "SHA-256" in notes[0]
 
 
@@ -151,7 +152,7 @@ def test_checkpoints_without_fingerprints_are_checked_by_opening_them(tmp_path):
         del state["files"]
         path.write_text(json.dumps(state))
     truncate(tmp_path / "last-epoch0002.weights.npz")
-    state, notes = checkpoint.find_resumable(tmp_path)
+    state, notes = checkpoint_files.find_resumable(tmp_path)
     assert state["epoch"] == 1 and "cannot be read" in notes[0]
 
 
@@ -159,23 +160,23 @@ def test_nothing_intact_starts_again_and_says_so(tmp_path):
     saved_epochs(tmp_path)
     for path in tmp_path.glob("*.weights.npz"):
         truncate(path)
-    state, notes = checkpoint.find_resumable(tmp_path)
+    state, notes = checkpoint_files.find_resumable(tmp_path)
     assert state is None
     assert "starts again at epoch 1" in notes[-1]
-    assert checkpoint.load_state(tmp_path) is None
-    assert checkpoint.find_resumable(tmp_path / "missing") == (None, [])
+    assert checkpoint_files.load_state(tmp_path) is None
+    assert checkpoint_files.find_resumable(tmp_path / "missing") == (None, [])
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "metrics.json"
-    checkpoint.write_json(target, {"ok": 1})
+    files.write_json(target, {"ok": 1})
 
     def crash(tmp):
         tmp.write_text("half")
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.atomic_write(target, crash)
+        files.atomic_write(target, crash)
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
@@ -183,13 +184,13 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 def test_leftover_temporary_files_are_removed_on_resume(tmp_path):
     saved_epochs(tmp_path, epochs=(3,))
     (tmp_path / ".tmp-abc.weights.npz").write_bytes(b"partial")
-    assert checkpoint.load_state(tmp_path)["epoch"] == 3
+    assert checkpoint_files.load_state(tmp_path)["epoch"] == 3
     assert not list(tmp_path.glob(".tmp-*"))
 
 
 def test_temporary_files_are_removed_when_no_epoch_finished(tmp_path):
     (tmp_path / ".tmp-abc.weights.npz").write_bytes(b"partial")   # killed while saving epoch 1
-    assert checkpoint.load_state(tmp_path) is None
+    assert checkpoint_files.load_state(tmp_path) is None
     assert not list(tmp_path.iterdir())
 
 
@@ -197,7 +198,7 @@ def test_temporary_files_are_removed_when_no_epoch_finished(tmp_path):
 def test_atomic_files_get_the_umask_modes_not_mkstemps_0600(tmp_path, mask):
     old = os.umask(mask)
     try:
-        checkpoint.write_json(tmp_path / "run.json", {})
+        files.write_json(tmp_path / "run.json", {})
         plain = tmp_path / "plain"
         plain.write_text("")
     finally:

@@ -192,7 +192,7 @@ def model_tensors(model) -> dict[str, np.ndarray]:
 def read_keras_model(path: Path) -> dict[str, np.ndarray]:
     """Weights of a ``.keras`` model, loaded in safe mode (no code from the file runs)."""
     from restransfer.errors import ConfigError
-    from restransfer.runs import load_model_file
+    from restransfer.models.loading import load_model_file
 
     try:
         model = load_model_file(path)
