@@ -136,8 +136,7 @@ def test_bad_uploads_are_refused_with_a_message_not_a_crash(server, tmp_path):
 def test_onnx_export_demo_shows_the_top_k_of_predict(run_dir, digit):
     from gradio_client import Client, handle_file
 
-    from restransfer import predict
-    from restransfer import export_run
+    from restransfer import export_run, predict
     from restransfer.recipe.demo import demo
 
     export = export_run(run_dir, "onnx", run_dir / "exported", verify=False).path
