@@ -3,7 +3,7 @@
 A run's ``checkpoints/`` folder holds, per finished epoch, ``last-epochNNNN.weights.npz`` (every
 variable by position), ``last-epochNNNN.optimizer.npz`` and ``last-epochNNNN.state.json`` (the
 training state with each file's size and SHA-256); ``state.json`` is the newest state, written
-last; ``best.weights.h5`` holds the kept epoch's weights. ``restransfer.training.checkpoint``
+last; ``best.weights.npz`` holds the kept epoch's weights. ``restransfer.training.checkpoint``
 writes and restores them with Keras; finding which epoch a run can resume from needs no Keras,
 so the run folder (``restransfer.runs``) reads them here.
 
@@ -21,7 +21,11 @@ from pathlib import Path
 from restransfer.files import read_json, remove_temporaries, sha256_file
 
 STATE = "state.json"
-BEST = "best.weights.h5"  # Keras' own format: ``model.load_weights`` reads it without restransfer
+BEST = "best.weights.npz"
+# What runs of earlier versions wrote instead (Keras' .weights.h5). It is no longer written: h5py
+# reports a full disk only when its file object is freed, by crashing the process, after
+# save_weights has returned as if it had succeeded.
+LEGACY_BEST = "best.weights.h5"
 # An epoch's weights, for resuming: every variable by position with its path. Much faster to
 # write than Keras' .weights.h5 for a small model (it walks the object graph on every save),
 # which matters when epochs take a second.
@@ -131,5 +135,5 @@ def _unreadable(path: Path) -> str | None:
     return None
 
 
-__all__ = ["BEST", "GENERATION", "KEEP", "STATE", "WEIGHTS", "find_resumable", "fingerprint", "load_state",
+__all__ = ["BEST", "GENERATION", "KEEP", "LEGACY_BEST", "STATE", "WEIGHTS", "find_resumable", "fingerprint", "load_state",
            "weights_name"]

@@ -7,7 +7,7 @@ quick commands all read run folders through it (``restransfer.models.loading`` l
 ```
 RUN/
   recipe.yaml  run.json  class_names.json  model.keras  train.log  thresholds.json (multi-label)
-  checkpoints/ (state.json, last-epochNNNN.*, best.weights.h5, phase_reports.json)
+  checkpoints/ (state.json, last-epochNNNN.*, best.weights.npz, phase_reports.json)
   history.csv  metrics.json  logs/ (TensorBoard)  plots/*.png
 ```
 """
@@ -48,7 +48,7 @@ RUN_FILES = ("recipe.yaml", "run.json", "class_names.json", "thresholds.json", "
 # Folders, with what a run writes inside them (glob patterns of paths below the folder). An
 # ``export/`` subfolder is a run's when it holds export.json (written last, after verification).
 RUN_FOLDERS = {
-    "checkpoints": ("state.json", "best.weights.h5", "last-epoch*", "phase_reports.json"),
+    "checkpoints": ("state.json", "best.weights.npz", "best.weights.h5", "last-epoch*", "phase_reports.json"),
     "logs": ("train", "validation", "train/events.out.tfevents.*", "validation/events.out.tfevents.*"),
     "plots": ("*.png", "*.csv"),
     "cache": ("train-*", "val-*", "test-*"),

@@ -484,7 +484,7 @@ def _phase_end(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
         return best, False
     best = {"epoch": rows[-1]["epoch"], "phase": phase.index, "monitor": monitor, "after_precise_bn": True,
             **scores}
-    atomic_write(session.folder.checkpoints / checkpoint.BEST, model.save_weights)
+    checkpoint.save_best(model, session.folder.checkpoints)
     return best, True
 
 
@@ -505,10 +505,7 @@ def _keep_best(session: _Session, model: keras.Model, bundle, history: list[dict
     if best["epoch"] == history[-1]["epoch"]:
         session.say(f"Kept epoch {best['epoch']}, the last: best on {value}.")
         return
-    with warnings.catch_warnings():
-        # best.weights.h5 also holds the optimizer of the phase that wrote it; only the weights matter here.
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model.load_weights(session.run.checkpoints / checkpoint.BEST)
+    checkpoint.restore_best(model, session.run.checkpoints)
     phase = session.plan.phases[int(best.get("phase", _phase_of(session.plan, best["epoch"])))]
     session.say(f"Kept epoch {best['epoch']} (phase '{phase.name}'), best on {value}, instead of the last, epoch "
                 f"{history[-1]['epoch']}; checkpoint.keep: last keeps the last.")

@@ -11,7 +11,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from restransfer.files import atomic_write
 from restransfer.training import checkpoint
 from restransfer.training.best_epoch import better, should_stop
 from restransfer.training.seeds import reseed
@@ -128,7 +127,7 @@ class EpochRecorder(keras.callbacks.Callback):
         if better(value, self.best.get(self.monitor), self.monitor):
             self.best = {"epoch": epoch + 1, "phase": self.state["phase"], "monitor": self.monitor,
                          **{k: v for k, v in logs.items() if k.startswith("val_")}}
-            atomic_write(self.folder / checkpoint.BEST, (self.saved or self.model).save_weights)
+            checkpoint.save_best(self.saved or self.model, self.folder)
         saved_epoch = epoch + 1
         if self.early_stopping is not None and self.end_epoch is not None and epoch + 1 < self.end_epoch:
             patience, min_delta = self.early_stopping

@@ -12,6 +12,7 @@ weights and optimizer files, and the two newest epochs are kept
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import keras
@@ -21,6 +22,7 @@ from restransfer.checkpoint_files import (
     BEST,
     GENERATION,
     KEEP,
+    LEGACY_BEST,
     STATE,
     WEIGHTS,
     fingerprint,
@@ -30,8 +32,8 @@ from restransfer.errors import TrainingError
 from restransfer.files import atomic_write, write_json
 
 # The files' names and their reading without Keras are in ``restransfer.checkpoint_files``.
-__all__ = ["BEST", "STATE", "save_checkpoint", "save_weights", "load_weights", "restore_weights",
-           "restore_optimizer"]
+__all__ = ["BEST", "STATE", "save_checkpoint", "save_best", "restore_best", "save_weights", "load_weights",
+           "restore_weights", "restore_optimizer"]
 
 
 def save_checkpoint(model: keras.Model, folder: Path, state: dict,
@@ -66,6 +68,23 @@ def save_checkpoint(model: keras.Model, folder: Path, state: dict,
         if epoch != state["epoch"]:
             for path in generations[epoch]:
                 path.unlink(missing_ok=True)
+
+
+def save_best(model: keras.Model, folder: Path) -> None:
+    """Write ``model``'s weights as the kept epoch's (``BEST``), atomically."""
+    atomic_write(Path(folder) / BEST, lambda tmp: save_weights(model, tmp))
+
+
+def restore_best(model: keras.Model, folder: Path) -> None:
+    """Load the kept epoch's weights into ``model`` (a run of an earlier version: its .weights.h5)."""
+    path = Path(folder) / BEST
+    if path.exists() or not (Path(folder) / LEGACY_BEST).exists():
+        load_weights(model, path)
+        return
+    with warnings.catch_warnings():
+        # The legacy file also holds the optimizer of the phase that wrote it; only the weights matter.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(Path(folder) / LEGACY_BEST)
 
 
 def save_weights(model: keras.Model, path: Path) -> None:

@@ -83,7 +83,7 @@ def finished(tmp_path_factory):
 def test_run_folder_follows_the_contract(finished):
     run_dir = finished.run_dir
     for name in ("recipe.yaml", "run.json", "class_names.json", "model.keras", "history.csv", "metrics.json",
-                 "train.log", "checkpoints/state.json", "checkpoints/best.weights.h5",
+                 "train.log", "checkpoints/state.json", "checkpoints/best.weights.npz",
                  "checkpoints/last-epoch0002.weights.npz", "plots/training_curves.png", "plots/confusion_matrix.png"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "logs").rglob("events.out.tfevents*"))

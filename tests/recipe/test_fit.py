@@ -11,6 +11,7 @@ import pytest
 from restransfer.bench.imbalance import write_digit_folders
 from restransfer.errors import DataError
 from restransfer.recipe.fit import choose_recipe
+from restransfer.training import checkpoint
 
 pytestmark = pytest.mark.tensorflow
 
@@ -83,7 +84,7 @@ def test_posthoc_adjustment_is_folded_into_model_keras_only(folders, tmp_path):
     # model.keras is the kept checkpoint with log(prior) taken off the classifier's bias, nothing else.
     saved = load_model_file(tmp_path / "run/model.keras")
     kept = load_model_file(tmp_path / "run/model.keras")
-    kept.load_weights(tmp_path / "run/checkpoints/best.weights.h5")
+    checkpoint.restore_best(kept, tmp_path / "run/checkpoints")
     kernel, bias = saved.get_layer("predictions").get_weights()
     kept_kernel, kept_bias = kept.get_layer("predictions").get_weights()
     np.testing.assert_allclose(kernel, kept_kernel)

@@ -15,6 +15,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
 
 from restransfer.bench.imbalance import write_digit_folders
+from restransfer.training import checkpoint
 from restransfer.training.best_epoch import best_row
 
 pytestmark = [pytest.mark.slow, pytest.mark.tensorflow]
@@ -91,7 +92,7 @@ def test_kill_9_and_resume_keeps_patience_best_epoch_and_class_weights(tmp_path)
     # model.keras holds the kept epoch's weights, and the final scores are its own, as scikit-learn scores them.
     model = keras.saving.load_model(out / "model.keras", compile=False)
     kept = keras.models.clone_model(model)
-    kept.load_weights(out / "checkpoints/best.weights.h5")
+    checkpoint.restore_best(kept, out / "checkpoints")
     for a, b in zip(model.get_weights(), kept.get_weights()):
         np.testing.assert_array_equal(a, b)
     bundle = load_data(source="folder", path=data["train"], val_path=data["val"], image_size=16, batch_size=4)

@@ -99,6 +99,54 @@ def test_a_checkpoint_an_earlier_version_wrote_as_weights_h5_still_resumes(tmp_p
         np.testing.assert_array_equal(np.array(a), np.array(b), err_msg=a.path)
 
 
+def test_the_kept_epoch_round_trips_and_an_earlier_versions_h5_still_loads(tmp_path):
+    model = compiled_model()
+    model.fit(*data(), epochs=1, verbose=0)
+    checkpoint.save_best(model, tmp_path)
+    restored = compiled_model(seed=5)
+    checkpoint.restore_best(restored, tmp_path)
+    for a, b in zip(model.weights, restored.weights):
+        np.testing.assert_array_equal(np.array(a), np.array(b), err_msg=a.path)
+    (tmp_path / checkpoint_files.BEST).unlink()
+    model.save_weights(tmp_path / checkpoint_files.LEGACY_BEST)
+    legacy = compiled_model(seed=6)
+    checkpoint.restore_best(legacy, tmp_path)
+    for a, b in zip(model.weights, legacy.weights):
+        np.testing.assert_array_equal(np.array(a), np.array(b), err_msg=a.path)
+
+
+_SAVE_UNDER_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+import keras
+from restransfer.training import checkpoint
+inputs = keras.Input((64,))
+model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Dense(4)(inputs)))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+try:
+    checkpoint.save_best(model, sys.argv[1])
+except OSError as error:
+    print("OSError", error.errno)
+"""
+
+
+def test_a_failed_write_of_the_kept_epoch_raises_and_the_process_lives(tmp_path):
+    """A full disk is an OSError the run reports, never a native crash (issue 27).
+
+    A file-size limit stands in for the full disk (no root needed). Keras' own ``save_weights``
+    (h5py) returns as if it had succeeded and the process then dies with SIGSEGV when h5py frees
+    the file; the kept epoch is therefore written with NumPy's writer.
+    """
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _SAVE_UNDER_A_FILE_SIZE_LIMIT, str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "OSError 27"  # EFBIG: the file-size limit
+    assert list(tmp_path.iterdir()) == []  # no partial file left behind
+
+
 def saved_epochs(tmp_path, epochs=(1, 2)):
     model = compiled_model()
     x, y = data()
