@@ -667,6 +667,8 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
     metrics["final"]["epoch"] = kept or (history[-1]["epoch"] if history else 0)
     metrics["final"]["tta"] = [view.name for view in views] if views else None
     metrics["final"]["train_counts"] = bundle.counts.get("train")
+    if bundle.test is not None:
+        metrics["test"] = _test_report(model, bundle.test, class_names, views, report)
     for index, row in enumerate(metrics["phases"]):
         row.update(session.phase_reports.get(index, {}))
     decisions = plan.decisions
@@ -688,6 +690,11 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
               f"val_macro_f1 {final['val_macro_f1']:.4f}")
     say(f"Finished: {scores}, val_loss {final['val_loss']:.4f} (epoch {final['epoch']}); {final['epochs']} epochs in "
         f"{final['seconds']:.1f} s ({final['images_per_s']:.0f} images/s).")
+    if "test" in metrics:
+        flatters = (f"; the validation scores are of the images epoch {final['epoch']} was kept on, so they flatter "
+                    "the model" if kept else "")
+        say(f"Test split ({metrics['test']['num_images']} images, used for nothing before this): "
+            f"{_scores(metrics['test'])}{flatters}.")
     if session.dist.is_chief:
         from restransfer.recipe.report import report as run_report
 
@@ -769,6 +776,30 @@ def _record_drops(session: _Session, bundle) -> None:
     write_json(session.folder.path / "data_dropped.json", {
         "dropped": dropped, "note": "image reads that failed during training, summed over every pass "
                                     "(epochs, validation); the files passed the data check before training"})
+
+
+def _scores(report: dict) -> str:
+    if report.get("task") == "multi_label":
+        average_precision = "n/a" if report["map"] is None else f"{report['map']:.4f}"
+        return (f"mAP {average_precision}, macro_f1 {report['macro_f1']:.4f}, micro_f1 {report['micro_f1']:.4f}, "
+                f"exact_match {report['exact_match']:.4f}")
+    return (f"accuracy {report['accuracy']:.4f}, balanced_accuracy {report['balanced_accuracy']:.4f}, "
+            f"macro_f1 {report['macro_f1']:.4f}")
+
+
+def _test_report(model: keras.Model, dataset, class_names: list[str], views, val_report: dict) -> dict:
+    """The final model on the test split, scored as the validation images were.
+
+    Nothing was chosen on these images: not the weights, the kept epoch, the temperature nor a
+    multi-label run's thresholds (the validation images' are applied).
+    """
+    thresholds = val_report.get("thresholds")
+    report, _, _ = evaluate_model(
+        model, dataset, class_names, views, task=val_report.get("task", "single_label"),
+        thresholds=None if thresholds is None else list(thresholds.values()),
+        thresholds_from=None if thresholds is None else "chosen on the validation images (thresholds.json)")
+    report["tta"] = [view.name for view in views] if views else None
+    return report
 
 
 def _metrics(plan: Plan, report: dict, history: list[dict], best: dict, bundle,

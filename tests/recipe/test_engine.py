@@ -247,3 +247,33 @@ def test_predict_explain_saves_a_gradcam_overlay(finished, tmp_path, capsys):
     assert "Grad-CAM (conv4)" in capsys.readouterr().out
     assert Image.open(tmp_path / "cam.png").size[0] > 200
     assert main(["predict", str(finished.run_dir), str(path), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_a_test_split_is_scored_by_the_final_model_and_logged(tmp_path):
+    """metrics.json's ``test`` is scikit-learn's scores of model.keras on the test images."""
+    from sklearn.datasets import load_digits
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+    from restransfer.data import load_data
+    from restransfer.models.loading import load_model_file
+
+    digits = load_digits()
+    keep = digits.target < 3
+    images, labels = (digits.images[keep] * (255 / 16)).astype("float32"), digits.target[keep]
+    recipe = {**TINY, "data": {"source": "arrays", "x_train": images[:30], "y_train": labels[:30],
+                               "x_val": images[30:45], "y_val": labels[30:45], "x_test": images[45:75],
+                               "y_test": labels[45:75], "image_size": 16, "batch_size": 8},
+              "phases": TINY["phases"][:1]}
+    run = rt.train(recipe, out=tmp_path / "run", verbose=0)
+    test = json.loads((run.run_dir / "metrics.json").read_text())["test"]
+    bundle = load_data(**run.plan.data_options(augment={}), run_dir=None)
+    batches = list(bundle.test.as_numpy_iterator())
+    x, y = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+    y = y.argmax(-1) if y.ndim == 2 else y
+    predicted = load_model_file(run.run_dir / "model.keras").predict(x, verbose=0).argmax(-1)
+    assert test["num_images"] == 30 and test["tta"] is None
+    assert test["accuracy"] == pytest.approx(accuracy_score(y, predicted), abs=1e-9)
+    assert test["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, predicted), abs=1e-9)
+    assert test["macro_f1"] == pytest.approx(f1_score(y, predicted, average="macro"), abs=1e-9)
+    assert f"Test split (30 images, used for nothing before this): accuracy {test['accuracy']:.4f}" in (
+        run.run_dir / "train.log").read_text()

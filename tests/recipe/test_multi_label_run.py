@@ -78,6 +78,11 @@ def test_evaluate_run_gives_the_metrics_json_figures_and_the_multi_label_files(r
     assert report["thresholds"] == metrics["thresholds"] and "thresholds.json" in report["thresholds_from"]
     test = rt.evaluate(run.run_dir, split="test")
     assert test["num_images"] == 8 and test["thresholds"] == metrics["thresholds"]
+    # Training's end scored the test split the same way, with the validation images' thresholds.
+    at_training = json.loads((run.run_dir / "metrics.json").read_text())["test"]
+    for key in ("map", "macro_f1", "micro_f1", "exact_match", "loss"):
+        assert at_training[key] == pytest.approx(test[key], abs=1e-6), key
+    assert at_training["thresholds"] == metrics["thresholds"]
     p, y = _val_predictions(run)
     rows = list(csv.DictReader((run.run_dir / "plots" / "top_losses.csv").open()))
     clipped = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
