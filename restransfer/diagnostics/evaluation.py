@@ -42,6 +42,13 @@ def quiet_predict(model, images) -> np.ndarray:
         return model.predict(images, verbose=0)
 
 
+def quiet_evaluate(model, dataset) -> dict:
+    """``model.evaluate`` over a dataset (its compiled metrics by name), without the end-of-data warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        return model.evaluate(dataset, verbose=0, return_dict=True)
+
+
 def predict(model, dataset, views: Sequence | None = None, multi_label: bool = False
             ) -> tuple[np.ndarray, np.ndarray]:
     """``(probabilities, labels)`` of a dataset: plain, or the mean over test-time augmentation ``views``.
@@ -202,4 +209,4 @@ def _balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
 
 __all__ = ["confusion_matrix", "evaluate_model", "evaluation_report", "headline", "multi_label_evaluation", "per_image_loss",
            "predict",
-           "predict_dataset", "quiet_predict"]
+           "predict_dataset", "quiet_evaluate", "quiet_predict"]

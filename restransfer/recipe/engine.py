@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from restransfer.diagnostics.evaluation import evaluate_model, headline, predict_dataset
+from restransfer.diagnostics.evaluation import evaluate_model, headline, predict_dataset, quiet_evaluate
 from restransfer.errors import ConfigError, DataError, TrainingError
 from restransfer.files import atomic_write, read_json, write_json
 from restransfer.models.heads import classifier
@@ -429,10 +429,10 @@ def _precise_bn(session: _Session, model: keras.Model, phase: PhasePlan, bundle,
     layers = trainable_batch_norms(model)
     if not layers:
         return None
-    before = model.evaluate(bundle.val, verbose=0, return_dict=True) if model.compiled else {}
+    before = quiet_evaluate(model, bundle.val) if model.compiled else {}
     done = precise_bn(model, bundle.train_unaugmented, layers=layers,
                       steps=precise_bn_steps(bundle.num_train, session.plan.data.batch_size))
-    after = model.evaluate(bundle.val, verbose=0, return_dict=True) if model.compiled else {}
+    after = quiet_evaluate(model, bundle.val) if model.compiled else {}
     change = (f"; val_accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}"
               if "accuracy" in before and "accuracy" in after else "")
     session.say(f"Precise BN ({decision.reason}): moving statistics of {len(done.layers)} BatchNorm layers "

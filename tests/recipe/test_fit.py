@@ -42,6 +42,8 @@ def test_not_a_class_folder_is_named(tmp_path):
         choose_recipe(tmp_path / "missing.txt")
 
 
+# Keras warns when a dataset of unknown length ends; the engine's own evaluations silence it (issue 26).
+@pytest.mark.filterwarnings("error:Your input ran out of data:UserWarning")
 def test_fit_trains_and_its_recipe_reproduces_the_run(folders, tmp_path):
     import restransfer as rt
     from restransfer.recipe.plan import load_plan
@@ -69,6 +71,7 @@ def test_fit_trains_and_its_recipe_reproduces_the_run(folders, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.filterwarnings("error:Your input ran out of data:UserWarning")
 def test_posthoc_adjustment_is_folded_into_model_keras_only(folders, tmp_path):
     import restransfer as rt
     from restransfer.models.loading import load_model_file
