@@ -7,6 +7,11 @@ measure the expected calibration error (equal-width and equal-mass bins), NLL an
 its training nor its validation split holds: before (the model's logits times the temperature,
 i.e. what training left) and after (``model.keras`` as saved). Seeds are independent runs, so
 results are quoted as mean +- sd over seeds.
+
+``task="imbalance"`` measures the same on the imbalance benchmark's folders instead
+(`restransfer.bench.imbalance`: digits 5-9 with 36/18/9/5/3 training images, balanced validation
+and test folders of 30 per class, one source run of seed 0): the target is trained as a user's
+folder is, ``data.class_weight: auto`` included, and the held-out images are the test folder.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ METRICS = ("temperature", "val_ece_before", "val_ece_after", "heldout_ece_before
            "heldout_brier_before", "heldout_brier_after", "heldout_accuracy")
 
 
+TASKS = ("quickstart", "imbalance")
+
+
 @dataclasses.dataclass(frozen=True)
 class CalibrationSettings:
     """What the benchmark runs: one source pretraining and one calibrated target run per seed.
@@ -34,15 +42,21 @@ class CalibrationSettings:
     Attributes:
         seeds: the seeds (each sets both recipes' ``seed``).
         source_overrides, target_overrides: ``--set``-style overrides of the two recipes.
+        task: ``quickstart`` (the held-out digits of the quickstart's classes) or ``imbalance``
+            (the imbalance benchmark's folders; the held-out images are its test folder).
     """
 
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     source_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     target_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
+    task: str = "quickstart"
+
     def __post_init__(self):
         if not self.seeds:
             raise ConfigError("The calibration benchmark needs at least one seed.")
+        if self.task not in TASKS:
+            raise ConfigError(f"The calibration benchmark's task is one of {', '.join(TASKS)}; received {self.task!r}.")
 
 
 def run_calibration(settings: CalibrationSettings, workdir: str | Path, *,
@@ -53,6 +67,8 @@ def run_calibration(settings: CalibrationSettings, workdir: str | Path, *,
     from restransfer.recipe.shipped import shipped_recipe
 
     workdir = Path(workdir).expanduser().resolve()
+    if settings.task == "imbalance":
+        return _run_on_folders(settings, workdir, on_record)
     records = []
     for seed in settings.seeds:
         start = time.perf_counter()
@@ -72,6 +88,43 @@ def run_calibration(settings: CalibrationSettings, workdir: str | Path, *,
     return records
 
 
+def _run_on_folders(settings: CalibrationSettings, workdir: Path,
+                    on_record: Callable[[dict], None] | None) -> list[dict]:
+    import shutil
+
+    from restransfer.bench import imbalance
+    from restransfer.data import load_data
+    from restransfer.recipe.engine import train
+    from restransfer.recipe.plan import load_plan
+    from restransfer.recipe.shipped import shipped_recipe
+
+    records = []
+    with shipped_recipe("quickstart_source.yaml") as source_file, \
+            shipped_recipe("quickstart_target.yaml") as target_file:
+        source_plan = load_plan(source_file, {**settings.source_overrides, "seed": 0})
+        source = _finished_source(source_plan, workdir / "source") or train(
+            source_plan, out=workdir / "source", force=True, verbose=0)
+        for seed in settings.seeds:
+            start = time.perf_counter()
+            folder = workdir / f"seed{seed}"
+            shutil.rmtree(folder / "data", ignore_errors=True)
+            data = imbalance.write_digit_folders(folder / "data", val_per_class=30, test_per_class=30, seed=seed)
+            overrides = {**imbalance.target_overrides_for(data), **settings.target_overrides, "seed": seed,
+                         "model.weights": str(getattr(source, "run_dir", source)), "calibration": "temperature"}
+            target, _ = imbalance.train_recipe(target_file, overrides, folder / "target")
+            test = load_data(source="folder", path=data["test"], val_path=data["test"], cache="none",
+                             image_size=list(target.plan.image_size), resize=target.plan.data.resize,
+                             batch_size=256).val
+            record = {"seed": seed, **calibration_record(target, test),
+                      "class_weights": target.metrics.get("class_weights"),
+                      "logit_adjustment": target.metrics.get("logit_adjustment"),
+                      "seconds": round(time.perf_counter() - start, 1)}
+            records.append(record)
+            if on_record is not None:
+                on_record(record)
+    return records
+
+
 def _finished_source(plan, out: Path):
     """A finished source run of the same resolved recipe in ``out`` (kept: the source is the same for
     every target setting of a seed), else None."""
@@ -85,18 +138,8 @@ def _finished_source(plan, out: Path):
 
 def heldout_record(run) -> dict:
     """Calibration of a finished digits run on its classes' digits outside its training and validation splits."""
-    from sklearn.metrics import brier_score_loss
-
     from restransfer.data import load_data
     from restransfer.data.sources import digits_indices, digits_split, optical_counts_to_rgb
-    from restransfer.diagnostics.evaluation import predict_dataset
-    from restransfer.training.calibration import (
-        adaptive_calibration_error,
-        expected_calibration_error,
-        logits_model,
-        negative_log_likelihood,
-        softmax,
-    )
 
     data = run.plan.data
     if data.source != "digits":
@@ -110,6 +153,23 @@ def heldout_record(run) -> dict:
     images = optical_counts_to_rgb(load_digits().images)[indices]
     heldout = load_data(source="arrays", x_train=images, y_train=labels, x_val=images, y_val=labels,
                         class_names=run.class_names, image_size=list(run.plan.image_size), batch_size=256).val
+    return calibration_record(run, heldout)
+
+
+def calibration_record(run, heldout) -> dict:
+    """A calibrated run's scores on ``heldout`` (a dataset of images and labels it never saw), before and
+    after its temperature, beside its validation ones."""
+    from sklearn.metrics import brier_score_loss
+
+    from restransfer.diagnostics.evaluation import predict_dataset
+    from restransfer.training.calibration import (
+        adaptive_calibration_error,
+        expected_calibration_error,
+        logits_model,
+        negative_log_likelihood,
+        softmax,
+    )
+
     calibration = run.metrics["calibration"]
     temperature = calibration["temperature"]
     calibrated, seen = predict_dataset(logits_model(run.model), heldout)

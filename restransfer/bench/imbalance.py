@@ -123,7 +123,7 @@ def run_imbalance(settings: ImbalanceSettings, workdir: str | Path, *, progress:
     records: list[dict] = []
     with shipped_recipe("quickstart_source.yaml") as source_recipe, \
             shipped_recipe("quickstart_target.yaml") as target_recipe:
-        source, seconds = _train(source_recipe, {**settings.source_overrides, "seed": settings.source_seed},
+        source, seconds = train_recipe(source_recipe, {**settings.source_overrides, "seed": settings.source_seed},
                                  workdir / "source")
         progress(f"source (seed {settings.source_seed}): val_accuracy {source.metrics['final']['val_accuracy']:.3f} "
                  f"({seconds:.0f} s)")
@@ -140,7 +140,7 @@ def run_imbalance(settings: ImbalanceSettings, workdir: str | Path, *, progress:
                 overrides = {
                     **target_overrides_for(data), **settings.target_overrides, "seed": seed,
                     "model.weights": str(source.run_dir), "data.class_weight": weighting}
-                run, seconds = _train(target_recipe, overrides, folder / f"target-{weighting}")
+                run, seconds = train_recipe(target_recipe, overrides, folder / f"target-{weighting}")
                 for tta, report in _test_reports(run, data["test"], settings.tta_crops):
                     record = _record(run, report, seed=seed, weighting=weighting, tta=tta, seconds=seconds)
                     records.append(record)
@@ -222,7 +222,8 @@ def target_overrides_for(data: Mapping[str, Path]) -> dict[str, Any]:
     return overrides
 
 
-def _train(recipe: Path, overrides: dict, out: Path):
+def train_recipe(recipe: Path, overrides: dict, out: Path):
+    """Train ``recipe`` (a folder recipe after `folder_recipe`) with ``overrides`` into ``out``: ``(run, seconds)``."""
     from restransfer.recipe.engine import train
     from restransfer.recipe.load import load_recipe
     from restransfer.recipe.plan import resolve

@@ -141,6 +141,9 @@ def _register_calibration(sub) -> None:
                     "calibration: temperature (fitted on its validation images), then measure the expected "
                     "calibration error and NLL on the target classes' digits that neither split holds.")
     calibration.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    calibration.add_argument("--task", choices=["quickstart", "imbalance"], default="quickstart",
+                             help="imbalance: the imbalance benchmark's digit folders (36 to 3 training images, "
+                                  "data.class_weight auto), scored on their test folder")
     calibration.add_argument("--set", dest="target_overrides", action="append", default=[], metavar="KEY=VALUE",
                              help="override the target recipe")
     calibration.add_argument("--source-set", dest="source_overrides", action="append", default=[],
@@ -157,7 +160,7 @@ def _calibration(args) -> int:
     from restransfer.bench.results import write_results
     from restransfer.recipe.load import parse_overrides
 
-    settings = CalibrationSettings(seeds=tuple(args.seeds),
+    settings = CalibrationSettings(seeds=tuple(args.seeds), task=args.task,
                                    source_overrides=dict(parse_overrides(args.source_overrides)),
                                    target_overrides=dict(parse_overrides(args.target_overrides)))
 
@@ -185,7 +188,9 @@ _CALIBRATION_NOTES = (
     "its training nor its validation split: before = the saved model's logits times the temperature (the "
     "trained model), after = model.keras as saved. ECE: 15 equal-width confidence bins (Guo et al.); "
     "adaptive ECE: 15 equal-mass bins (Nixon et al. 2019), steadier on a few hundred images; Brier: "
-    "scikit-learn's multiclass brier_score_loss. summary.*_after_minus_before pairs each seed's values."
+    "scikit-learn's multiclass brier_score_loss. summary.*_after_minus_before pairs each seed's values. "
+    "With task imbalance the target is trained on the imbalance benchmark's digit folders of that seed "
+    "(one source run of seed 0, data.class_weight as the recipe says: auto) and heldout_* are its test folder."
 )
 
 
