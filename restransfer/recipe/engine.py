@@ -647,7 +647,8 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
 
     plan, folder, say = session.plan, session.folder, session.say
     adjust_posthoc(model, plan.decisions.posthoc_adjustment, say)
-    calibration = calibrate(model, evaluation_data, plan.calibration, folder.plots, say)
+    calibration = calibrate(model, evaluation_data, plan.calibration, folder.plots, say,
+                            epoch_kept_on_data=plan.checkpoint.keep == "best")
     views = views_of(plan.tta)
     if views:
         say(f"Test-time augmentation (tta): {describe_views(views)}.")
@@ -739,10 +740,15 @@ def adjust_posthoc(model: keras.Model, decision, say=print) -> None:
         f"prior {shares}; model.keras and every evaluation below predict with it.")
 
 
-def calibrate(model: keras.Model, data, method: str, plots_dir: Path, say=print):
+def calibrate(model: keras.Model, data, method: str, plots_dir: Path, say=print, *,
+              epoch_kept_on_data: bool = False):
     """Fit ``method``'s temperature on ``data`` (held-out images), fold it into ``model``, plot the reliability.
 
     Returns the ``Calibration`` (None for ``none``); ``plots_dir/reliability.png`` shows before and after.
+    A temperature below 1 (sharpening) is fitted where the model looks under-confident on ``data``;
+    when the kept epoch was also picked on ``data`` (``epoch_kept_on_data``) that is mostly the
+    pick's luck, and held-out images rarely agree (benchmarks/results/calibration_imbalance.json),
+    so the log says so.
     """
     if method == "none":
         return None
@@ -761,6 +767,12 @@ def calibrate(model: keras.Model, data, method: str, plots_dir: Path, say=print)
                      names=("uncalibrated", f"temperature {result.temperature:.3f}"),
                      title=f"reliability on the {result.images} validation images the temperature was fitted on")
     say(f"Calibration: {result.describe()}.")
+    if result.temperature < 1:
+        say(f"Warning: the temperature {result.temperature:.3f} is below 1: it makes the model more confident, "
+            f"fitted on {result.images} validation images" + (
+                " that also picked the kept epoch, where the model looks better than on new images" if
+                epoch_kept_on_data else "") + ". On new images this is rarely right; with few validation images "
+            "prefer calibration: none, or fit on more held-out images (restransfer cv).")
     return result
 
 

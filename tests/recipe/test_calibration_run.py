@@ -86,3 +86,24 @@ def test_mlflow_store_holds_params_metrics_and_artifacts(run, tmp_path):
     assert tracked.info.artifact_uri.startswith((folder.path.parent / "mlartifacts").as_uri())
     saved = client.download_artifacts(tracked.info.run_id, "model.keras", str(tmp_path))
     assert open(saved, "rb").read() == (folder.path / "model.keras").read_bytes()
+
+
+def test_a_sharpening_temperature_on_the_epoch_picking_images_is_flagged(tmp_path):
+    """A model that is right on every validation image but unsure looks under-confident there: T < 1."""
+    import keras
+    import tensorflow as tf
+
+    from restransfer.models.heads import classifier
+    from restransfer.recipe.engine import calibrate
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, classifier(keras.layers.Dense(8, activation="relu")(inputs), 3))
+    x = np.random.default_rng(0).normal(0, 1, (60, 6)).astype("float32")
+    labels = np.eye(3, dtype="float32")[model.predict(x, verbose=0).argmax(-1)]
+    lines = []
+    result = calibrate(model, tf.data.Dataset.from_tensor_slices((x, labels)).batch(16), "temperature", tmp_path,
+                       lines.append, epoch_kept_on_data=True)
+    assert result.temperature < 1
+    assert any(line.startswith(f"Warning: the temperature {result.temperature:.3f} is below 1") and
+               "also picked the kept epoch" in line for line in lines), lines
