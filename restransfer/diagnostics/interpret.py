@@ -268,9 +268,11 @@ def interpret_model(model, dataset, class_names: Sequence[str], *, out_dir: str 
     """:func:`interpret_predictions` of a model on an unshuffled dataset of ``(images, one-hot labels)`` batches.
 
     Example:
-        >>> data = load_data(source="digits", image_size=32)
-        >>> result = interpret_model(model, data.val, data.class_names, out_dir="plots")
-        >>> result.top_losses[0].loss
+        >>> from restransfer.data import load_data
+        >>> data = load_data(source="digits", classes=[0, 1, 2], image_size=32)
+        >>> result = interpret_model(model, data.val, data.class_names, out_dir="plots")  # a trained model
+        >>> result.files["top_losses_png"].name
+        'top_losses.png'
     """
     probabilities, labels = predict_dataset(model, dataset)
     return interpret_predictions(probabilities, labels, class_names,
