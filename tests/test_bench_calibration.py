@@ -33,3 +33,10 @@ def test_the_imbalance_task_scores_model_keras_on_the_test_folder(tmp_path):
     assert record["logit_adjustment"] is not None and record["class_weights"] is None
     with pytest.raises(Exception, match="task is one of quickstart, imbalance"):
         CalibrationSettings(task="cifar")
+
+
+def test_the_commands_task_choices_are_the_benchmarks():
+    from restransfer.bench.calibration import TASKS
+    from restransfer.commands import bench as command
+
+    assert command.CALIBRATION_TASKS == TASKS

@@ -93,7 +93,6 @@ def _run_on_folders(settings: CalibrationSettings, workdir: Path,
     import shutil
 
     from restransfer.bench import imbalance
-    from restransfer.data import load_data
     from restransfer.recipe.engine import train
     from restransfer.recipe.plan import load_plan
     from restransfer.recipe.shipped import shipped_recipe
@@ -112,9 +111,7 @@ def _run_on_folders(settings: CalibrationSettings, workdir: Path,
             overrides = {**imbalance.target_overrides_for(data), **settings.target_overrides, "seed": seed,
                          "model.weights": str(getattr(source, "run_dir", source)), "calibration": "temperature"}
             target, _ = imbalance.train_recipe(target_file, overrides, folder / "target")
-            test = load_data(source="folder", path=data["test"], val_path=data["test"], cache="none",
-                             image_size=list(target.plan.image_size), resize=target.plan.data.resize,
-                             batch_size=256).val
+            test = imbalance.folder_test_split(target, data["test"], batch_size=256)
             record = {"seed": seed, **calibration_record(target, test),
                       "class_weights": target.metrics.get("class_weights"),
                       "logit_adjustment": target.metrics.get("logit_adjustment"),

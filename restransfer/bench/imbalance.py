@@ -198,19 +198,26 @@ def logreg_records(data: Mapping[str, Path], *, seed: int) -> list[dict]:
     return records
 
 
-def _test_reports(run, test_folder: Path, tta_crops: int):
-    """``(tta, report)`` of the run's kept model on the test folder, without and with TTA."""
+def folder_test_split(run, test_folder: Path, batch_size: int | None = None):
+    """The test folder's images and labels, as the run's validation images are read (size, resize)."""
     from restransfer.data import load_data
-    from restransfer.diagnostics.evaluation import evaluate_model
-    from restransfer.recipe.tta import views_of
 
     data = run.plan.data
     bundle = load_data(source="folder", path=test_folder, val_path=test_folder, image_size=list(run.plan.image_size),
-                       resize=data.resize, batch_size=data.batch_size, cache="none")
+                       resize=data.resize, batch_size=batch_size or data.batch_size, cache="none")
     if list(bundle.class_names) != list(run.class_names):
         raise ConfigError(f"The test folder's classes {bundle.class_names} differ from the run's {run.class_names}.")
-    yield False, evaluate_model(run.model, bundle.val, run.class_names)[0]
-    yield True, evaluate_model(run.model, bundle.val, run.class_names, views_of(True, tta_crops or None))[0]
+    return bundle.val
+
+
+def _test_reports(run, test_folder: Path, tta_crops: int):
+    """``(tta, report)`` of the run's kept model on the test folder, without and with TTA."""
+    from restransfer.diagnostics.evaluation import evaluate_model
+    from restransfer.recipe.tta import views_of
+
+    test = folder_test_split(run, test_folder)
+    yield False, evaluate_model(run.model, test, run.class_names)[0]
+    yield True, evaluate_model(run.model, test, run.class_names, views_of(True, tta_crops or None))[0]
 
 
 def target_overrides_for(data: Mapping[str, Path]) -> dict[str, Any]:

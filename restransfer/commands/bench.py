@@ -6,6 +6,7 @@ from __future__ import annotations
 # package would load Keras.
 TRANSFER_FREEZES = ("none", "conv1", "conv1-2", "conv1-3", "all_but_head")
 TRANSFER_INITS = ("transfer", "scratch")
+CALIBRATION_TASKS = ("quickstart", "imbalance")  # restransfer.bench.calibration.TASKS
 _BOOL = {"true": True, "false": False, "auto": "auto", "on": True, "off": False}
 
 
@@ -141,7 +142,7 @@ def _register_calibration(sub) -> None:
                     "calibration: temperature (fitted on its validation images), then measure the expected "
                     "calibration error and NLL on the target classes' digits that neither split holds.")
     calibration.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    calibration.add_argument("--task", choices=["quickstart", "imbalance"], default="quickstart",
+    calibration.add_argument("--task", choices=CALIBRATION_TASKS, default="quickstart",
                              help="imbalance: the imbalance benchmark's digit folders (36 to 3 training images, "
                                   "data.class_weight auto), scored on their test folder")
     calibration.add_argument("--set", dest="target_overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -11,6 +11,7 @@ precision, F1 at per-label thresholds chosen on validation data, exact match).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 
@@ -34,18 +35,25 @@ def predict_dataset(model, dataset, multi_label: bool = False) -> tuple[np.ndarr
     return np.asarray(probabilities, dtype=np.float32), np.concatenate(labels)
 
 
+@contextlib.contextmanager
+def end_of_data_quiet():
+    """Keras' "Your input ran out of data" warning silenced: file datasets have no known length (a
+    file broken after the data check is dropped, and counted), so Keras learns a pass's end from
+    the data running out and warns each time."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        yield
+
+
 def quiet_predict(model, images) -> np.ndarray:
     """``model.predict`` over a dataset of image batches, without Keras' end-of-data warning."""
-    with warnings.catch_warnings():
-        # File datasets have no known length, so Keras learns their end from the data running out.
-        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+    with end_of_data_quiet():
         return model.predict(images, verbose=0)
 
 
 def quiet_evaluate(model, dataset) -> dict:
     """``model.evaluate`` over a dataset (its compiled metrics by name), without the end-of-data warning."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+    with end_of_data_quiet():
         return model.evaluate(dataset, verbose=0, return_dict=True)
 
 
@@ -207,6 +215,6 @@ def _balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
         return float(balanced_accuracy_score(labels, predicted))
 
 
-__all__ = ["confusion_matrix", "evaluate_model", "evaluation_report", "headline", "multi_label_evaluation", "per_image_loss",
+__all__ = ["confusion_matrix", "end_of_data_quiet", "evaluate_model", "evaluation_report", "headline", "multi_label_evaluation", "per_image_loss",
            "predict",
            "predict_dataset", "quiet_evaluate", "quiet_predict"]

@@ -25,7 +25,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from restransfer.diagnostics.evaluation import evaluate_model, headline, predict_dataset, quiet_evaluate
+from restransfer.diagnostics.evaluation import (
+    end_of_data_quiet,
+    evaluate_model,
+    headline,
+    predict_dataset,
+    quiet_evaluate,
+)
 from restransfer.errors import ConfigError, DataError, TrainingError
 from restransfer.files import atomic_write, read_json, write_json
 from restransfer.models.heads import classifier
@@ -575,10 +581,7 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
         verbose = 0
         callbacks.append(EpochLine(plan.epochs, phase.name, write=say))
     try:
-        with warnings.catch_warnings():
-            # File datasets have no known length (a file broken after the check is dropped, and
-            # counted), so Keras learns an epoch's end from the data running out and warns each time.
-            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        with end_of_data_quiet():
             train_data, val_data = (cache.train, cache.val) if cache else (bundle.train, bundle.val)
             train_data = weigh_batches(train_data, _class_weight_vector(plan))
             trainer.fit(train_data, validation_data=val_data, epochs=phase.end_epoch, initial_epoch=first,
@@ -684,11 +687,8 @@ def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, clas
                            paths=bundle.paths.get("val"), title=f"validation: {headline(report)}")
     save_inference_model(model, folder.model_file)
     final = metrics["final"]
-    scores = (f"val_map {final['val_map']:.4f}, val_macro_f1 {final['val_macro_f1']:.4f}, val_micro_f1 "
-              f"{final['val_micro_f1']:.4f}, val_exact_match {final['val_exact_match']:.4f} (F1 at per-label "
-              "thresholds chosen on these validation images, thresholds.json)" if multi else
-              f"val_accuracy {final['val_accuracy']:.4f}, val_balanced_accuracy {final['val_balanced_accuracy']:.4f}, "
-              f"val_macro_f1 {final['val_macro_f1']:.4f}")
+    scores = _scores(report, "val_") + (
+        " (F1 at per-label thresholds chosen on these validation images, thresholds.json)" if multi else "")
     say(f"Finished: {scores}, val_loss {final['val_loss']:.4f} (epoch {final['epoch']}); {final['epochs']} epochs in "
         f"{final['seconds']:.1f} s ({final['images_per_s']:.0f} images/s).")
     if "test" in metrics:
@@ -790,13 +790,14 @@ def _record_drops(session: _Session, bundle) -> None:
                                     "(epochs, validation); the files passed the data check before training"})
 
 
-def _scores(report: dict) -> str:
+def _scores(report: dict, prefix: str = "") -> str:
+    """An evaluation report's main figures for the log, named as in metrics.json (``prefix``: ``val_``)."""
     if report.get("task") == "multi_label":
         average_precision = "n/a" if report["map"] is None else f"{report['map']:.4f}"
-        return (f"mAP {average_precision}, macro_f1 {report['macro_f1']:.4f}, micro_f1 {report['micro_f1']:.4f}, "
-                f"exact_match {report['exact_match']:.4f}")
-    return (f"accuracy {report['accuracy']:.4f}, balanced_accuracy {report['balanced_accuracy']:.4f}, "
-            f"macro_f1 {report['macro_f1']:.4f}")
+        return (f"{prefix}map {average_precision}, {prefix}macro_f1 {report['macro_f1']:.4f}, {prefix}micro_f1 "
+                f"{report['micro_f1']:.4f}, {prefix}exact_match {report['exact_match']:.4f}")
+    return (f"{prefix}accuracy {report['accuracy']:.4f}, {prefix}balanced_accuracy {report['balanced_accuracy']:.4f}, "
+            f"{prefix}macro_f1 {report['macro_f1']:.4f}")
 
 
 def _test_report(model: keras.Model, dataset, class_names: list[str], views, val_report: dict) -> dict:
