@@ -246,6 +246,7 @@ def train(recipe: Plan | Recipe | str | Path | Mapping[str, Any],
             shutil.rmtree(folder.path, ignore_errors=True)
         if session.lock is not None:
             session.lock.release()
+    dist.leave()
     return result
 
 

@@ -72,6 +72,17 @@ class Distribution:
         finally:
             keras.distribution.set_distribution(previous)
 
+    def leave(self) -> None:
+        """Leave a JAX multi-process job in order, once this process's run has finished.
+
+        JAX's coordination service lives in process 0, and a process still connected when it
+        stops aborts at exit ("Failed to disconnect from coordination service"), which the
+        chief's longer end (report, exports) made likely. So every other process disconnects
+        first and process 0 waits until they all have. Elsewhere this does nothing.
+        """
+        if self.strategy == "multi_worker":
+            _leave_jax_job()
+
     def per_replica_batch(self, global_batch: int) -> int:
         """The share of one replica; the global batch must split evenly."""
         if global_batch % self.num_replicas:
@@ -180,6 +191,20 @@ def _jax_multi_worker(config: dict) -> Distribution:
     chief = _is_chief(config)
     return Distribution("multi_worker", num_replicas=len(devices), is_chief=chief,
                         worker="chief" if chief else f"{task['type']} {task['index']}")
+
+
+def _leave_jax_job() -> None:
+    import jax
+    from jax._src import distributed as jax_distributed  # the coordination client has no public handle
+
+    client = jax_distributed.global_state.client
+    if client is not None and jax.process_index() == 0:
+        # Returns when every listed process has called it too or is gone. The others never call
+        # it: they disconnect, so this waits until all have left (a dead one: until the
+        # service's heartbeat timeout).
+        with contextlib.suppress(Exception):  # the run is finished and saved whatever a peer did
+            client.get_live_nodes(list(range(jax.process_count())))
+    jax.distributed.shutdown()
 
 
 def _tf_strategy(strategy: str, devices: list[str] | None) -> Distribution:

@@ -14,6 +14,8 @@ import textwrap
 
 import pytest
 
+from tests.conftest import TWO_HOST_DEVICES
+
 RECIPE = {
     "model": {"name": "cifar_resnet20", "norm": "layer"},
     "data": {"source": "digits", "classes": [0, 1, 2], "per_class": 16, "val_per_class": 8,
@@ -72,8 +74,7 @@ def test_jax_data_parallel_on_two_host_devices_matches_one_device(tmp_path):
         diffs = [float(np.max(np.abs(a - np.asarray(b)))) for a, b in zip(weights, parallel.model.get_weights())]
         print(json.dumps({{"max_diff": max(diffs)}}))
     """
-    out = run_python(code, tmp_path, {"KERAS_BACKEND": "jax",
-                                      "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    out = run_python(code, tmp_path, TWO_HOST_DEVICES)
     result = json.loads(out.strip().splitlines()[-1])
     assert result["max_diff"] < 1e-4
 
@@ -134,8 +135,8 @@ def test_multi_worker_trains_writes_once_and_resumes_after_a_worker_is_killed(tm
     assert 1 <= epoch_saved < 3
 
     workers = _start_workers(recipe_path, out, tmp_path)  # the same command on both resumes
-    for w in workers:
-        assert w.wait(timeout=600) == 0, (tmp_path / "worker0.log").read_text()[-3000:]
+    for index, w in enumerate(workers):  # both exit cleanly, the chief's longer end (report) or not
+        assert w.wait(timeout=600) == 0, (tmp_path / f"worker{index}.log").read_text()[-3000:]
     log = (out / "train.log").read_text()
     assert f"Resuming {out} after epoch {epoch_saved}" in log
     assert "distribution multi_worker: 2 replica(s), global batch 16, 8 per replica" in log

@@ -16,6 +16,7 @@ import pytest
 from restransfer.errors import ConfigError
 from restransfer.models.layers import DropPath
 from restransfer.training.precise_bn import precise_bn, trainable_batch_norms
+from tests.conftest import TWO_HOST_DEVICES
 
 EPS = 1e-3
 
@@ -191,8 +192,7 @@ def test_under_jax_data_parallel_on_two_host_devices_without_tensorflow():
     pytest.importorskip("jax")
     before = "import jax; assert len(jax.devices()) == 2, jax.devices()"
     enable = "import keras; keras.distribution.set_distribution(keras.distribution.DataParallel())"
-    out = _run_distributed(before, enable, "if True:", {"KERAS_BACKEND": "jax",
-                                               "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    out = _run_distributed(before, enable, "if True:", TWO_HOST_DEVICES)
     assert not out["tensorflow"], "precise BN on JAX imported TensorFlow"
     assert out["images"] == 48
     assert out["mean"] < 1e-5 and out["var"] < 1e-4
