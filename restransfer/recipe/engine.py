@@ -569,13 +569,9 @@ def _fit_phase(session: _Session, model: keras.Model, phase: PhasePlan, bundle, 
         early_stopping=(phase.early_stopping.patience, phase.early_stopping.min_delta) if phase.early_stopping else None,
     )
     callbacks = [recorder, epoch_tensorboard(folder.logs), *session.callbacks]
-    if session.dist.strategy != "multi_worker":
-        # First: the epoch's order, augmentation and dropout are set before anything else runs.
-        # Not yet under multi_worker: with it, a worker of a resumed run aborted at its end
-        # (tests/recipe/test_distribution.py); there the data counter advances by itself, so a
-        # resumed multi_worker run is not epoch-exact (issue 27 item 7).
-        callbacks.insert(0, EpochSeeds(plan.seed, counters=[bundle.epoch],
-                                       owners=[bundle.augment.random_parts if bundle.augment is not None else None]))
+    # First: the epoch's order, augmentation and dropout are set before anything else runs.
+    callbacks.insert(0, EpochSeeds(plan.seed, counters=[bundle.epoch],
+                                   owners=[bundle.augment.random_parts if bundle.augment is not None else None]))
     verbose = session.verbose
     if verbose == "auto" and not sys.stdout.isatty():
         # A log, not a terminal: one line per epoch (Keras' verbose=2 prints two), also in train.log.

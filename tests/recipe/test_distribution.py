@@ -6,12 +6,14 @@ batch is split, so one replica and two must agree to float32 rounding; BatchNorm
 over a split batch would not (see norm: sync_batch).
 """
 
+import csv
 import json
 import os
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from tests.conftest import TWO_HOST_DEVICES
@@ -108,7 +110,10 @@ def test_multi_worker_trains_writes_once_and_resumes_after_a_worker_is_killed(tm
 
     import yaml
 
-    recipe = {**RECIPE, "phases": [{**RECIPE["phases"][0], "epochs": 3}],
+    # Shuffled and with dropout, so that a resume could only repeat the uninterrupted run's
+    # epochs by setting each epoch's order and masks from its number.
+    data = {key: value for key, value in RECIPE["data"].items() if key != "shuffle_buffer"}
+    recipe = {**RECIPE, "data": data, "head": {"dropout": 0.3}, "phases": [{**RECIPE["phases"][0], "epochs": 3}],
               "distribution": {"strategy": "multi_worker"}}
     recipe_path = tmp_path / "recipe.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe))
@@ -145,3 +150,18 @@ def test_multi_worker_trains_writes_once_and_resumes_after_a_worker_is_killed(tm
     assert len((out / "history.csv").read_text().strip().splitlines()) == 1 + 3
     # Only the chief wrote: nothing else appeared beside the run folder and the logs.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml", "run", "worker0.log", "worker1.log"]
+
+    # The resumed run ends where an uninterrupted one does, epoch by epoch.
+    straight = tmp_path / "uninterrupted"
+    straight.mkdir()
+    workers = _start_workers(recipe_path, straight / "run", straight)
+    for index, w in enumerate(workers):
+        assert w.wait(timeout=600) == 0, (straight / f"worker{index}.log").read_text()[-3000:]
+    rows = [list(csv.DictReader(open(folder / "history.csv"))) for folder in (out, straight / "run")]
+    for column in ("loss", "val_loss", "accuracy"):
+        np.testing.assert_allclose([float(r[column]) for r in rows[0]], [float(r[column]) for r in rows[1]],
+                                   rtol=1e-6, err_msg=column)
+    weights = [np.load(folder / "checkpoints" / "last-epoch0003.weights.npz") for folder in (out, straight / "run")]
+    np.testing.assert_array_equal(weights[0]["paths"], weights[1]["paths"])  # the same variables, in order
+    for name in sorted(set(weights[0].files) - {"paths"}):
+        np.testing.assert_allclose(weights[0][name], weights[1][name], rtol=1e-6, atol=1e-7, err_msg=name)
