@@ -16,7 +16,6 @@ import pytest
 from restransfer.errors import ConfigError
 from restransfer.models.layers import DropPath
 from restransfer.training.precise_bn import precise_bn, trainable_batch_norms
-from tests.conftest import TWO_HOST_DEVICES
 
 EPS = 1e-3
 
@@ -189,6 +188,10 @@ def test_under_mirrored_strategy_on_two_logical_cpus():
 
 
 def test_under_jax_data_parallel_on_two_host_devices_without_tensorflow():
+    # Here, not at the top: the subprocesses import this module, and tests/conftest.py's imports
+    # must not follow TensorFlow's there.
+    from tests.conftest import TWO_HOST_DEVICES
+
     pytest.importorskip("jax")
     before = "import jax; assert len(jax.devices()) == 2, jax.devices()"
     enable = "import keras; keras.distribution.set_distribution(keras.distribution.DataParallel())"
