@@ -118,6 +118,41 @@ def shuffled_per_epoch(ds: tf.data.Dataset, buffer: int, seed: int,
     return tf.data.Dataset.range(1).flat_map(one_pass)
 
 
+_UNROLLED_BLOCKS = 16
+
+
+def shuffled_range(count: int, buffer: int, seed: int, epoch: tf.Variable | int) -> tf.data.Dataset:
+    """``0 .. count - 1`` (int64) in the order `shuffled_per_epoch` gives ``Dataset.range(count)``.
+
+    The same permutations, drawn in one pass function instead of a dataset per block: every
+    pass of a nested dataset instantiates its functions again, which cost a small epoch (a few
+    batches of images in the store, or of cached features) more than its training steps.
+    """
+    seed_pair = tf.constant([seed, 0], tf.int64)
+    full, rest = divmod(count, buffer)
+
+    @do_not_convert
+    def one_pass(_: tf.Tensor) -> tf.data.Dataset:
+        number = epoch.assign_add(1) - 1 if isinstance(epoch, tf.Variable) else tf.constant(epoch, tf.int64)
+        pass_seed = tf.random.experimental.stateless_fold_in(seed_pair, number)
+
+        def block(index: tf.Tensor, size: int) -> tf.Tensor:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(size), tf.random.experimental.stateless_fold_in(pass_seed, index))
+            return tf.cast(order, tf.int64) + index * buffer
+
+        if full <= _UNROLLED_BLOCKS:  # a loop costs more than a few blocks written out
+            parts = [block(tf.constant(i, tf.int64), buffer) for i in range(full)]
+        else:
+            parts = [tf.reshape(tf.map_fn(lambda i: block(i, buffer), tf.range(full, dtype=tf.int64),
+                                          fn_output_signature=tf.int64), [-1])]
+        if rest:
+            parts.append(block(tf.constant(full, tf.int64), rest))
+        return tf.data.Dataset.from_tensor_slices(tf.concat(parts, 0))
+
+    return tf.data.Dataset.range(1).flat_map(one_pass)
+
+
 def fill_store(store: ImageStore, indices: Sequence[int],
                load: Callable[[tf.Tensor], tf.Tensor], batch_size: int = 64) -> list[int]:
     """Load slots ``indices`` into ``store`` (in parallel, any order); return those that failed.
@@ -166,8 +201,7 @@ def stored_training_dataset(store: ImageStore, labels: np.ndarray,
     count = store.count
     buffer = max(1, min(shuffle_buffer or count, count))
     labels = tf.constant(np.asarray(labels, np.int64))
-    order = shuffled_per_epoch(tf.data.Dataset.range(count), buffer, seed,
-                               epoch_counter() if epoch is None else epoch)
+    order = shuffled_range(count, buffer, seed, epoch_counter() if epoch is None else epoch)
 
     @do_not_convert
     def decode(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -261,11 +261,11 @@ def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, *
     ``drop_small_last`` leaves out an epoch's last batch by the training pipeline's rule
     (``restransfer.data.pipeline.training_batches``). ``epoch``: the image pipeline's epoch
     counter (``DataBundle.epoch``), so that both take an epoch's order from its number
-    (``restransfer.data.memory_store.shuffled_per_epoch``); None makes a counter of its own.
+    (``restransfer.data.memory_store.shuffled_range``); None makes a counter of its own.
     """
     import tensorflow as tf
 
-    from restransfer.data.memory_store import do_not_convert, epoch_counter, shuffled_per_epoch
+    from restransfer.data.memory_store import do_not_convert, epoch_counter, shuffled_range
     from restransfer.data.pipeline import training_batches
 
     count = len(features)
@@ -275,7 +275,7 @@ def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, *
     order = tf.data.Dataset.range(count)
     if shuffle:
         buffer = max(1, min(shuffle_buffer or count, count))
-        order = shuffled_per_epoch(order, buffer, seed, epoch_counter() if epoch is None else epoch)
+        order = shuffled_range(count, buffer, seed, epoch_counter() if epoch is None else epoch)
     batches = training_batches(count, batch_size)[0] if drop_small_last else -(-count // batch_size)
     order = order.batch(batch_size).take(batches)
     ds = order.map(do_not_convert(lambda i: (tf.gather(values, i), tf.gather(targets, i))),

@@ -4,7 +4,13 @@ import tensorflow as tf
 
 from restransfer.data import load_data
 from restransfer.data.image_ops import decode_image, resize_for_eval
-from restransfer.data.memory_store import ImageStore, epoch_counter, stored_training_dataset
+from restransfer.data.memory_store import (
+    ImageStore,
+    epoch_counter,
+    shuffled_per_epoch,
+    shuffled_range,
+    stored_training_dataset,
+)
 from tests.data.conftest import make_folder
 
 
@@ -96,6 +102,22 @@ def _stored_images(data) -> np.ndarray:
     images = np.concatenate([x.numpy() for x, _ in data.train_unaugmented])  # every image once
     assert images.dtype == np.float32 and len(images) == data.num_train
     return images
+
+
+@pytest.mark.parametrize("count, buffer", [(15, 15), (16, 4), (15, 4), (1, 1), (200, 3)])
+def test_index_order_is_the_order_of_shuffled_images(count, buffer):
+    # The store and the feature cache shuffle indices, the other pipelines the images
+    # themselves: the same seed and epoch must give both the same order.
+    for epoch in (0, 5):
+        images = shuffled_per_epoch(tf.data.Dataset.range(count), buffer, 7, epoch)
+        indices = shuffled_range(count, buffer, 7, epoch)
+        assert [int(i) for i in indices] == [int(i) for i in images]
+    counters = epoch_counter(), epoch_counter()
+    passes = shuffled_per_epoch(tf.data.Dataset.range(count), buffer, 7, counters[0]), \
+        shuffled_range(count, buffer, 7, counters[1])
+    orders = [[[int(i) for i in ds] for _ in range(3)] for ds in passes]
+    assert orders[0] == orders[1] and int(counters[1].numpy()) == 3
+    assert count < 4 or len({tuple(o) for o in orders[1]}) > 1  # each pass a new order
 
 
 @pytest.mark.parametrize("run", ["first", "later"])
