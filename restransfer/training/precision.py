@@ -28,16 +28,21 @@ def has_accelerator() -> bool:
     return False
 
 
-def resolve_jit_compile(setting: bool | str, *, accelerator: bool | None = None) -> tuple[bool, str]:
+def resolve_jit_compile(setting: bool | str, *, accelerator: bool | None = None,
+                        backend: str | None = None) -> tuple[bool, str]:
     """``(jit_compile, reason)`` for a recipe's ``jit_compile: auto | true | false``.
 
-    ``auto`` is on with an accelerator and off on CPU, where XLA-compiled convolutions run
-    several times slower than TensorFlow's oneDNN kernels. ``accelerator`` is the machine's
-    answer when known (default: ask the backend).
+    ``auto`` is on with an accelerator. On a CPU it is off under TensorFlow, whose oneDNN kernels
+    run convolutions several times faster than XLA's, and on under JAX, which has no kernels but
+    XLA's: without ``jit`` it compiles and dispatches every op on its own, and one compiled step is
+    faster (benchmarks/results/cpu-jax-train-xla-on-off.json). ``accelerator`` and ``backend`` are
+    the machine's answers when known (default: ask Keras).
     """
     if setting == "auto":
         if has_accelerator() if accelerator is None else accelerator:
             return True, "auto: accelerator found"
+        if (backend or keras.backend.backend()) == "jax":
+            return True, "auto: CPU under JAX, where every op is an XLA computation; one compiled step is faster"
         return False, "auto: CPU only, XLA convolutions are slower there"
     return bool(setting), "set in the recipe"
 

@@ -39,8 +39,14 @@ def test_policy_is_restored_after_an_error():
     assert keras.config.dtype_policy().name == before
 
 
-def test_jit_compile_auto_follows_the_hardware():
+def test_jit_compile_auto_follows_the_hardware_and_the_backend():
     on, reason = resolve_jit_compile("auto")
-    assert on == has_accelerator() and reason.startswith("auto")
+    assert on == (has_accelerator() or keras.backend.backend() == "jax") and reason.startswith("auto")
+    assert resolve_jit_compile("auto", accelerator=True, backend="tensorflow")[0] is True
+    assert resolve_jit_compile("auto", accelerator=False, backend="tensorflow") == (
+        False, "auto: CPU only, XLA convolutions are slower there")
+    # JAX has no kernels but XLA's: without jit every op is compiled and dispatched on its own.
+    on, reason = resolve_jit_compile("auto", accelerator=False, backend="jax")
+    assert on is True and "CPU under JAX" in reason
     assert resolve_jit_compile(False) == (False, "set in the recipe")
     assert resolve_jit_compile(True) == (True, "set in the recipe")
