@@ -40,9 +40,10 @@ from restransfer.data.sources import (
     csv_listing,
     digits_listing,
     folder_listing,
+    held_out_per_class,
     tfds_listing,
 )
-from restransfer.errors import ConfigError
+from restransfer.errors import ConfigError, DataError
 
 # A shuffled epoch's last training batch smaller than this share of the batch size is left out.
 SMALL_LAST_BATCH = 0.5
@@ -81,6 +82,11 @@ class DataBundle:
     train_batches: int = 0
     train_left_out: int = 0
     train_unaugmented: tf.data.Dataset | None = None
+    # With ``calibration_holdout``: the validation images split in two (each class's share held
+    # out, seeded); ``val`` stays all of them.
+    val_monitor: tf.data.Dataset | None = None
+    val_calibration: tf.data.Dataset | None = None
+    num_val_calibration: int = 0
     counters: dict[str, _DropCounter] = field(default_factory=dict, repr=False)
     counts: dict[str, list[int]] = field(default_factory=dict)  # part -> images per class, as loaded
     # Labels are 0/1 rows (several labels per image) rather than one-hot classes.
@@ -136,12 +142,16 @@ def training_batches(num_images: int, batch_size: int) -> tuple[int, int]:
     return full + (rest > 0), 0
 
 
-def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any) -> DataBundle:
+def load_data(*, seed: int = 0, run_dir: Path | str | None = None, calibration_holdout: float = 0.0,
+              **kwargs: Any) -> DataBundle:
     """Load a dataset as batched tf.data pipelines, after checking every file.
 
     Args:
         seed: seed of the split, the shuffle and the augmentation.
         run_dir: the run folder: file cache (``cache: file``) and ``data_skipped.json`` go here.
+        calibration_holdout: the share of each class's validation images held out in
+            ``val_calibration`` (the rest in ``val_monitor``), so that a temperature is fitted on
+            images that did not choose the kept epoch; 0 splits nothing. Listed sources only.
         **kwargs: the fields of :class:`DataConfig` (``source``, ``image_size``, ...); for
             ``source="arrays"`` also ``x_train, y_train, x_val, y_val, class_names``.
 
@@ -215,6 +225,18 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
         cache_path=_cache_path(run_dir, "train", train, size, config) if cache == "file" else None,
         shuffle_buffer=config.shuffle_buffer, seed=seed, epoch=0, as_uint8=as_uint8, store=store)
     batches, left_out = training_batches(len(train), config.batch_size)
+    halves = {}
+    if calibration_holdout:
+        val = listing.parts["val"]
+        held = _calibration_mask(val, calibration_holdout, seed)
+        cache, as_uint8 = plans["val"]
+        for name, keep in (("val_monitor", ~held), ("val_calibration", held)):
+            part = val.subset(keep)
+            halves[name] = build_dataset(
+                part, load_file if part.paths is not None else _array_loader(size, config.resize), num_classes, size,
+                config.batch_size, training=False, cache=cache, as_uint8=as_uint8, counter=counters["val"],
+                cache_path=_cache_path(run_dir, name, part, size, config) if cache == "file" else None)
+        halves["num_val_calibration"] = int(held.sum())
     return DataBundle(
         train=datasets["train"], val=datasets["val"], test=datasets.get("test"),
         class_names=listing.class_names, num_train=len(listing.parts["train"]),
@@ -222,7 +244,23 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, **kwargs: Any
         report=report, image_size=size, cache={name: plan[0] for name, plan in plans.items()},
         counters={k: v for k, v in counters.items() if v is not None}, paths=_relative_paths(listing),
         train_batches=batches, train_left_out=left_out, train_unaugmented=unaugmented, counts=listing.counts(),
-        multi_label=listing.multi_label, epoch=epoch, augment=augment)
+        multi_label=listing.multi_label, epoch=epoch, augment=augment, **halves)
+
+
+def _calibration_mask(val: Part, share: float, seed: int) -> np.ndarray:
+    """`held_out_per_class` of the validation part; errors name what cannot be split and the fix."""
+    if val.dataset is not None:
+        raise ConfigError("calibration_holdout needs validation images that are listed (folder, csv, digits, glyphs, "
+                          "arrays); a TFDS source streams them. Fit the temperature on all of them (checkpoint.keep: "
+                          "last) or use calibration: none.")
+    if val.labels.ndim != 1:
+        raise ConfigError("calibration_holdout splits single-label validation images by class; these are multi-label.")
+    held = held_out_per_class(val.labels, share, seed)
+    if not held.any():
+        raise DataError(f"Holding out {share:g} of each class's {len(val)} validation images for the temperature "
+                        "leaves none: every class has a single validation image. Add validation images (val_path, "
+                        "validation_split, val_per_class), set checkpoint.keep: last, or use calibration: none.")
+    return held
 
 
 def _relative_paths(listing: Listing) -> dict[str, list[str] | None]:

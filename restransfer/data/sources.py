@@ -95,6 +95,25 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int,
     return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
 
 
+def held_out_per_class(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """A boolean mask holding out ``floor(share * n)`` seeded images of each class (``n`` its images).
+
+    A class of one image keeps it on the other side. The draw is independent of
+    `stratified_split`'s with the same seed.
+
+    Example:
+        >>> held_out_per_class(np.array([0, 0, 1, 1, 1, 2]), 0.5, seed=0).sum()
+        2
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 1])
+    held = np.zeros(len(labels), bool)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        held[members[:int(share * len(members))]] = True
+    return held
+
+
 def multi_label_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Training indices of a seeded random split of a 0/1 label matrix, ``round(fraction * n)`` to validation.
 

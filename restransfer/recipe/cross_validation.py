@@ -12,7 +12,8 @@ folder whose recipe holds ``data.fold``, so ``evaluate``, ``report`` and ``expor
 
 A killed ``cv`` reruns only what is unfinished: finished folds are kept, an interrupted fold
 resumes from its last epoch. Under ``calibration: temperature`` each fold fits its temperature on
-its own held-out fold, i.e. on out-of-fold predictions.
+its own held-out fold (the half of it that did not choose the fold's kept epoch, where one is
+chosen: the plan's ``calibration_holdout``).
 
 Example:
     >>> result = cross_validate("recipes/quickstart_target.yaml", folds=5, out="runs/cv")

@@ -146,6 +146,9 @@ class RunDecisions:
     posthoc_adjustment: Decision[Mapping[str, float] | None] | None = None
     # The validation metric that picks the kept epoch and stops phases early.
     checkpoint_monitor: Decision[str] | None = None
+    # The share of each class's validation images that fit the temperature and do not choose the
+    # kept epoch (0: the temperature, if any, is fitted on all of them).
+    calibration_holdout: Decision[float] | None = None
     # The head's output activation: softmax (one class per image) or sigmoid (labels independent).
     head_activation: Decision[str] | None = None
     # The training loss (each phase's label smoothing applies to it).
@@ -181,6 +184,7 @@ def decide(plan: Plan, facts: DataFacts | None = None, *, model: keras.Model | N
         logit_adjustment=(adjustment := _logit_adjustment(plan, facts)),
         posthoc_adjustment=(posthoc := _logit_adjustment(plan, facts, posthoc=True)),
         checkpoint_monitor=_checkpoint_monitor(plan, weights, adjustment, posthoc),
+        calibration_holdout=_calibration_holdout(plan),
         head_activation=Decision(*head_activation(plan.task)),
         loss=Decision(*loss_name(plan.task)),
         metrics=_metrics(plan, facts),
@@ -222,6 +226,22 @@ def _jit_compile(plan: Plan, accelerator: bool | None) -> Decision[bool] | None:
     if accelerator is None:
         return None
     return Decision(*resolve_jit_compile("auto", accelerator=accelerator))
+
+
+def _calibration_holdout(plan: Plan) -> Decision[float]:
+    if plan.calibration == "none":
+        return Decision(0.0, "calibration none")
+    chosen = [what for what, used in (("checkpoint.keep best", plan.checkpoint.keep == "best"),
+                                      ("early stopping", any(p.early_stopping for p in plan.phases))) if used]
+    if not chosen:
+        return Decision(0.0, "checkpoint.keep last without early stopping: no epoch is chosen on the validation "
+                             "images, so the temperature is fitted on all of them")
+    if plan.data.source == "tfds":
+        return Decision(0.0, "a TFDS source streams its validation images, which cannot be split: the temperature "
+                             f"is fitted on the images that also chose the kept epoch ({', '.join(chosen)})")
+    return Decision(0.5, f"{' and '.join(chosen)} choose an epoch on the validation images, where the model then "
+                         "looks better than on new ones; half of each class's images (seeded) choose it, the other "
+                         "half fit the temperature")
 
 
 def _lr_scale(plan: Plan) -> Decision[float]:

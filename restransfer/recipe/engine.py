@@ -283,7 +283,9 @@ def _train(session: _Session) -> Run:
     keras.utils.set_random_seed(session.plan.seed)
     bundle, class_names = _load_data(session)
     model = _build(session, len(class_names))
-    evaluation_data = bundle.val
+    evaluation_data, calibration_data = bundle.val, bundle.val_calibration
+    if bundle.val_monitor is not None:
+        bundle.val = bundle.val_monitor  # every choice while training: best epoch, early stopping, phase ends
     if session.dist.strategy == "multi_worker":
         _fixed_size_batches(bundle, session.plan.data.batch_size, say)
     plan = session.plan = _decide(session, bundle, model)
@@ -319,7 +321,8 @@ def _train(session: _Session) -> Run:
             session.outcomes[phase.index] = PhaseOutcome(precise_bn=precise)
     _keep_best(session, model, bundle, history, best)
     with session.dist.local(model) as local_model:
-        run = _finish(session, local_model, bundle, evaluation_data, class_names, history, best)
+        run = _finish(session, local_model, bundle, evaluation_data, class_names, history, best,
+                      calibration_data=calibration_data)
     run.model = model
     return run
 
@@ -343,7 +346,8 @@ def _load_data(session: _Session):
     from restransfer.data import load_data
 
     plan, folder = session.plan, session.folder
-    bundle = load_data(**plan.data_options(), run_dir=folder.path)
+    holdout = plan.decisions.calibration_holdout.value
+    bundle = load_data(**plan.data_options(), run_dir=folder.path, calibration_holdout=holdout)
     if problem := task_data_problem(plan.task, bundle.multi_label, f"The {plan.data.source} data"):
         raise DataError(problem)
     class_names = list(bundle.class_names)
@@ -356,6 +360,10 @@ def _load_data(session: _Session):
     batch = plan.data.batch_size
     session.say(f"Data: {bundle.num_train} training and {bundle.num_val} validation images, {len(class_names)} "
                 f"classes, {plan.image_size[0]}x{plan.image_size[1]} px, batch {batch}.")
+    if bundle.val_calibration is not None:
+        held = bundle.num_val_calibration
+        session.say(f"Validation images: {bundle.num_val - held} choose the kept epoch, the other {held} fit the "
+                    "temperature (calibration_holdout); the final evaluation scores all of them.")
     if bundle.train_left_out:
         left = bundle.train_left_out
         session.say(f"Training batches: {bundle.train_batches} of {batch} per epoch; the last {left} image(s) of "
@@ -640,15 +648,21 @@ def _feature_cache(session: _Session, model: keras.Model, phase: PhasePlan, bund
 
 
 def _finish(session: _Session, model: keras.Model, bundle, evaluation_data, class_names: list[str],
-            history: list[dict], best: dict) -> Run:
-    """Evaluate on the whole validation set, write metrics, plots and ``model.keras``, then export."""
+            history: list[dict], best: dict, *, calibration_data=None) -> Run:
+    """Evaluate on the whole validation set, write metrics, plots and ``model.keras``, then export.
+
+    The temperature is fitted on ``calibration_data`` where the plan held images out for it, else
+    on ``evaluation_data``.
+    """
     from restransfer.diagnostics.interpret import write_evaluation_plots
     from restransfer.recipe.tta import describe_views, views_of
 
     plan, folder, say = session.plan, session.folder, session.say
     adjust_posthoc(model, plan.decisions.posthoc_adjustment, say)
-    calibration = calibrate(model, evaluation_data, plan.calibration, folder.plots, say,
-                            epoch_kept_on_data=plan.checkpoint.keep == "best")
+    held_out = calibration_data is not None
+    calibration = calibrate(model, calibration_data if held_out else evaluation_data, plan.calibration,
+                            folder.plots, say, epoch_kept_on_data=plan.checkpoint.keep == "best" and not held_out,
+                            fitted_on="held-out validation" if held_out else "validation")
     views = views_of(plan.tta)
     if views:
         say(f"Test-time augmentation (tta): {describe_views(views)}.")
@@ -738,14 +752,14 @@ def adjust_posthoc(model: keras.Model, decision, say=print) -> None:
 
 
 def calibrate(model: keras.Model, data, method: str, plots_dir: Path, say=print, *,
-              epoch_kept_on_data: bool = False):
+              epoch_kept_on_data: bool = False, fitted_on: str = "validation"):
     """Fit ``method``'s temperature on ``data`` (held-out images), fold it into ``model``, plot the reliability.
 
     Returns the ``Calibration`` (None for ``none``); ``plots_dir/reliability.png`` shows before and after.
     A temperature below 1 (sharpening) is fitted where the model looks under-confident on ``data``;
     when the kept epoch was also picked on ``data`` (``epoch_kept_on_data``) that is mostly the
-    pick's luck, and held-out images rarely agree (benchmarks/results/calibration_imbalance.json),
-    so the log says so.
+    pick's luck, and held-out images rarely agree, so the log says so (the plan's
+    ``calibration_holdout`` keeps the two apart where it can).
     """
     if method == "none":
         return None
@@ -758,15 +772,15 @@ def calibrate(model: keras.Model, data, method: str, plots_dir: Path, say=print,
     )
 
     logits, labels = predict_dataset(logits_model(model), data)
-    result = fit_temperature(logits, labels)
+    result = fit_temperature(logits, labels, fitted_on=fitted_on)
     fold_temperature(model, result.temperature)
     plot_reliability([softmax(logits), softmax(logits / result.temperature)], labels, plots_dir / "reliability.png",
                      names=("uncalibrated", f"temperature {result.temperature:.3f}"),
-                     title=f"reliability on the {result.images} validation images the temperature was fitted on")
+                     title=f"reliability on the {result.images} {fitted_on} images the temperature was fitted on")
     say(f"Calibration: {result.describe()}.")
     if result.temperature < 1:
         say(f"Warning: the temperature {result.temperature:.3f} is below 1: it makes the model more confident, "
-            f"fitted on {result.images} validation images" + (
+            f"fitted on {result.images} {fitted_on} images" + (
                 " that also picked the kept epoch, where the model looks better than on new images" if
                 epoch_kept_on_data else "") + ". On new images this is rarely right; with few validation images "
             "prefer calibration: none, or fit on more held-out images (restransfer cv).")

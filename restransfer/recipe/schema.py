@@ -223,8 +223,10 @@ class Recipe(_Strict):
     feature_cache: Literal["auto"] | StrictBool = "auto"
     seed: StrictInt = Field(0, ge=0, lt=2**31)
     calibration: Literal[CALIBRATIONS] = Field(
-        "none", description="temperature: fit one temperature on the validation predictions (minimum NLL) and "
-        "fold it into the classifier, so every output and export is calibrated; the argmax never changes")
+        "none", description="temperature: fit one temperature on validation predictions (minimum NLL) and "
+        "fold it into the classifier, so every output and export is calibrated; the argmax never changes. "
+        "Where an epoch is chosen on the validation images (checkpoint.keep best, early stopping), half of "
+        "each class's images choose it and the other half fit the temperature (calibration_holdout)")
     export: list[Literal[FORMATS]] = Field(default_factory=list, max_length=len(FORMATS))
     distribution: DistributionConfig = Field(default_factory=DistributionConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

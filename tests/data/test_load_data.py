@@ -320,3 +320,25 @@ def test_an_augmented_epoch_depends_on_its_number_not_on_the_passes_before(cache
     assert int(again.epoch.numpy()) == 3  # a pass advances the counter: unset, the next epoch follows
     unaugmented = [_epoch(again.train_unaugmented)[0] for _ in range(2)]
     np.testing.assert_array_equal(unaugmented[0], unaugmented[1])  # the precise-BN pass keeps one order
+
+
+def test_calibration_holdout_splits_each_class_of_the_validation_images_in_two():
+    data = load_data(source="digits", classes=[5, 6, 7], per_class=4, val_per_class=7, image_size=16, batch_size=4,
+                     seed=1, calibration_holdout=0.5)
+    everything, everything_labels = _epoch(data.val)
+    halves = [_epoch(ds) for ds in (data.val_monitor, data.val_calibration)]
+    assert data.num_val == 21 and data.num_val_calibration == 9
+    assert [labels.sum(0).tolist() for _, labels in halves] == [[4, 4, 4], [3, 3, 3]]  # floor(7 / 2) held out
+    # Disjoint, and together every validation image once.
+    rows = [{image.tobytes() for image in images} for images, _ in halves]
+    assert not rows[0] & rows[1] and rows[0] | rows[1] == {image.tobytes() for image in everything}
+    again = load_data(source="digits", classes=[5, 6, 7], per_class=4, val_per_class=7, image_size=16, batch_size=4,
+                      seed=1, calibration_holdout=0.5)
+    np.testing.assert_array_equal(_epoch(again.val_calibration)[0], halves[1][0])  # seeded: a resume reads the same
+    assert load_data(source="digits", classes=[5, 6], per_class=2, val_per_class=2, image_size=16).val_monitor is None
+
+
+def test_calibration_holdout_with_one_validation_image_per_class_names_the_fix():
+    with pytest.raises(DataError, match="every class has a single validation image.*calibration: none"):
+        load_data(source="digits", classes=[5, 6], per_class=2, val_per_class=1, image_size=16,
+                  calibration_holdout=0.5)
