@@ -117,6 +117,8 @@ class Calibration:
         bins: the number of ECE bins.
         fitted_on: which predictions (``validation``, ``out-of-fold`` ...).
         at_bound: the search ended at a bound of ``LOG_T_BOUNDS`` (too few or degenerate predictions).
+        no_minimum: every held-out image is classified correctly, so the NLL falls without bound as
+            ``T -> 0`` and has no minimum; the temperature stays 1.
     """
 
     method: str
@@ -129,11 +131,16 @@ class Calibration:
     bins: int = ECE_BINS
     fitted_on: str = "validation"
     at_bound: bool = False
+    no_minimum: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def describe(self) -> str:
+        if self.no_minimum:
+            return (f"temperature 1 (unscaled): all {self.images} {self.fitted_on} images are classified correctly, "
+                    "so the NLL falls without bound as the temperature goes to 0 and has no minimum to fit; "
+                    f"ECE {self.ece_before:.4f}, NLL {self.nll_before:.4f}")
         bound = " (at the search bound: too few or too easy held-out images to fit it)" if self.at_bound else ""
         return (f"temperature {self.temperature:.4f} fitted on {self.images} {self.fitted_on} images{bound}; "
                 f"ECE {self.ece_before:.4f} -> {self.ece_after:.4f}, NLL {self.nll_before:.4f} -> "
@@ -159,6 +166,13 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, fitted_on: str = 
                           f"{logits.shape} and {len(labels)} labels.")
     if not np.all(np.isfinite(logits)):
         raise ConfigError("Temperature scaling received non-finite logits; the model's outputs hold NaN or inf.")
+    top = logits.max(axis=-1)
+    if np.all(logits[np.arange(len(labels)), labels] == top) and np.all((logits == top[:, None]).sum(-1) == 1):
+        # Each image's NLL term, log(1 + sum_j exp((z_j - z_y) / T)) with every z_j < z_y, shrinks as
+        # T -> 0: fitting would make the model as sharp as the search allows, on no evidence of that.
+        ece, nll = expected_calibration_error(softmax(logits), labels, bins), negative_log_likelihood(logits, labels)
+        return Calibration(method="temperature", temperature=1.0, ece_before=ece, ece_after=ece, nll_before=nll,
+                           nll_after=nll, images=len(labels), bins=bins, fitted_on=fitted_on, no_minimum=True)
     found = minimize_scalar(lambda log_t: negative_log_likelihood(logits, labels, float(np.exp(log_t))),
                             bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
     log_t = float(found.x)

@@ -40,6 +40,21 @@ def test_temperature_is_the_nll_minimum_of_a_fine_grid():
     assert result.images == 400 and result.bins == 15 and not result.at_bound
 
 
+def test_held_out_images_all_classified_correctly_leave_the_temperature_at_1():
+    logits, _ = overconfident(n=20)
+    labels = logits.argmax(-1)
+    # The NLL keeps falling as T -> 0: there is no minimum to fit.
+    nll = [negative_log_likelihood(logits, labels, t) for t in (1.0, 0.5, 0.1, 0.05)]
+    assert all(a > b for a, b in zip(nll, nll[1:]))
+    result = fit_temperature(logits, labels, fitted_on="held-out validation")
+    assert result.temperature == 1.0 and result.no_minimum and not result.at_bound
+    assert result.nll_after == result.nll_before and result.ece_after == result.ece_before
+    assert "all 20 held-out validation images are classified correctly" in result.describe()
+    # One mistake gives the NLL a minimum again.
+    labels[0] = (labels[0] + 1) % 4
+    assert not fit_temperature(logits, labels).no_minimum
+
+
 def test_nll_matches_keras_crossentropy():
     logits, labels = overconfident(n=50)
     reference = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, (logits / 2.0).astype("float32"))
