@@ -2,7 +2,8 @@
 
 On the quickstart task, for every seed: pretrain the source (``quickstart_source.yaml``), fine-tune
 the target (``quickstart_target.yaml``) with ``calibration: temperature`` exactly as a user runs it
-(the temperature is fitted on the target's validation images and folded into ``model.keras``), then
+(the temperature is fitted on the half of the target's validation images that did not choose the
+kept epoch, the plan's ``calibration_holdout``, and folded into ``model.keras``), then
 measure the expected calibration error (equal-width and equal-mass bins), NLL and Brier score on the digits of the target's classes that neither
 its training nor its validation split holds: before (the model's logits times the temperature,
 i.e. what training left) and after (``model.keras`` as saved). Seeds are independent runs, so

@@ -139,7 +139,8 @@ def _register_calibration(sub) -> None:
     calibration = sub.add_parser(
         "calibration", help="temperature scaling on the quickstart task: held-out ECE before and after, 5 seeds",
         description="For every seed: pretrain recipes/quickstart_source.yaml, fine-tune quickstart_target with "
-                    "calibration: temperature (fitted on its validation images), then measure the expected "
+                    "calibration: temperature (fitted on the half of its validation images that did not choose "
+                    "the kept epoch), then measure the expected "
                     "calibration error and NLL on the target classes' digits that neither split holds.")
     calibration.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     calibration.add_argument("--task", choices=CALIBRATION_TASKS, default="quickstart",
@@ -184,8 +185,9 @@ def _calibration(args) -> int:
 
 _CALIBRATION_NOTES = (
     "Each seed is one restransfer.train run of quickstart_source.yaml and one of quickstart_target.yaml with "
-    "calibration: temperature, which fits the temperature on the target's validation images (val_ece_* are "
-    "on those, in-sample). heldout_* are measured on the digits of the target's classes that are in neither "
+    "calibration: temperature, which fits the temperature on the half of each class's validation images that "
+    "did not choose the kept epoch (calibration_holdout 0.5; val_ece_* and val_images are on that half, "
+    "in-sample). heldout_* are measured on the digits of the target's classes that are in neither "
     "its training nor its validation split: before = the saved model's logits times the temperature (the "
     "trained model), after = model.keras as saved. ECE: 15 equal-width confidence bins (Guo et al.); "
     "adaptive ECE: 15 equal-mass bins (Nixon et al. 2019), steadier on a few hundred images; Brier: "

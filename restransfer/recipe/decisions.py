@@ -239,7 +239,8 @@ def _calibration_holdout(plan: Plan) -> Decision[float]:
     if plan.data.source == "tfds":
         return Decision(0.0, "a TFDS source streams its validation images, which cannot be split: the temperature "
                              f"is fitted on the images that also chose the kept epoch ({', '.join(chosen)})")
-    return Decision(0.5, f"{' and '.join(chosen)} choose an epoch on the validation images, where the model then "
+    verb = "choose" if len(chosen) > 1 else "chooses"
+    return Decision(0.5, f"{' and '.join(chosen)} {verb} an epoch on the validation images, where the model then "
                          "looks better than on new ones; half of each class's images (seeded) choose it, the other "
                          "half fit the temperature")
 
