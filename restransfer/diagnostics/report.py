@@ -175,7 +175,9 @@ def _metrics_section(metrics: Mapping[str, Any]) -> str:
                 f"expected calibration error ({_number(calibration.get('bins'))} bins) "
                 f"{_number(calibration.get('ece_before'))} &rarr; {_number(calibration.get('ece_after'))}, "
                 f"NLL {_number(calibration.get('nll_before'))} &rarr; {_number(calibration.get('nll_after'))} "
-                "(on the images it was fitted on).</p>")
+                "(on the images it was fitted on)"
+                + (": all of them are classified correctly, so the NLL has no minimum and the temperature stays 1"
+                   if calibration.get("no_minimum") else "") + ".</p>")
     elif final and final.get("val_ece") is not None:
         out += f"<p>Expected calibration error (15 bins, uncalibrated): {_number(final['val_ece'])}.</p>"
     per_class = (final or {}).get("per_class") or metrics.get("per_class")

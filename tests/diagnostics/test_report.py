@@ -179,3 +179,13 @@ def test_report_command_writes_the_page_of_a_run_folder(tmp_path):
     assert ["conv2", "32x32x16", "14,208", "frozen", "trainable"] in rows
     assert ["5/x.png", "train", "empty"] in rows and len(page.images) == 1
     assert "skipping it" in (run / "report.html").read_text()
+
+
+def test_report_says_why_a_temperature_stayed_1(report_values):
+    calibration = {"temperature": 1.0, "images": 20, "fitted_on": "held-out validation", "bins": 15,
+                   "ece_before": 0.01, "ece_after": 0.01, "nll_before": 0.02, "nll_after": 0.02}
+    fitted = render_report(**{**report_values, "metrics": {**METRICS, "calibration": calibration}})
+    assert "fitted on 20 held-out validation images" in fitted and "no minimum" not in fitted
+    stayed = render_report(**{**report_values, "metrics": {**METRICS, "calibration": {**calibration,
+                                                                                      "no_minimum": True}}})
+    assert "all of them are classified correctly, so the NLL has no minimum and the temperature stays 1" in stayed
