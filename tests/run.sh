@@ -29,8 +29,9 @@ fi
 .venv/bin/python -m pip install -q -e ".[dev,jax,litert,keras-cv,sweep,mlflow,docs,onnx,demo]"
 # The documentation site: generated references and the Benchmarks page must build without a warning.
 NO_MKDOCS_2_WARNING=1 .venv/bin/python -m mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
-# Two workers: much of the suite is single-threaded Python (model building, notebook kernels).
-.venv/bin/python -m pytest -n 2 --durations=25 "$@"
+# Two workers: much of the suite is single-threaded Python (model building, notebook kernels). worksteal:
+# an idle worker takes queued tests from the busy one, so a few long tests do not leave it idle at the end.
+.venv/bin/python -m pytest -n 2 --dist worksteal --durations=25 "$@"
 
 [ -x .venv-jax/bin/python ] || "$PY" -m venv .venv-jax
 .venv-jax/bin/python -m pip install -q --upgrade pip
