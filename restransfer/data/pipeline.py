@@ -206,13 +206,16 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, calibration_h
     augment = build_augment(config.augment, size, seed)
     epoch = epoch_counter()
     num_classes = len(listing.class_names)
+
+    def loader(part: Part) -> Callable[[tf.Tensor], tf.Tensor]:
+        return load_file if part.paths is not None else _array_loader(size, config.resize)
+
     datasets, counters = {}, {}
     for name, part in listing.parts.items():
         counters[name] = _DropCounter() if part.paths is not None else None
         cache, as_uint8 = plans[name]
-        load = load_file if part.paths is not None else _array_loader(size, config.resize)
         datasets[name] = build_dataset(
-            part, load, num_classes, size, config.batch_size, training=name == "train",
+            part, loader(part), num_classes, size, config.batch_size, training=name == "train",
             augment=augment if name == "train" else None, cache=cache,
             cache_path=_cache_path(run_dir, name, part, size, config) if cache == "file" else None,
             shuffle_buffer=config.shuffle_buffer, seed=seed, epoch=epoch, counter=counters[name],
@@ -220,7 +223,7 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, calibration_h
     train = listing.parts["train"]
     cache, as_uint8 = plans["train"]
     unaugmented = build_dataset(
-        train, load_file if train.paths is not None else _array_loader(size, config.resize), num_classes, size,
+        train, loader(train), num_classes, size,
         config.batch_size, training=True, cache="none" if cache == "memory" and store is None else cache,
         cache_path=_cache_path(run_dir, "train", train, size, config) if cache == "file" else None,
         shuffle_buffer=config.shuffle_buffer, seed=seed, epoch=0, as_uint8=as_uint8, store=store)
@@ -233,7 +236,7 @@ def load_data(*, seed: int = 0, run_dir: Path | str | None = None, calibration_h
         for name, keep in (("val_monitor", ~held), ("val_calibration", held)):
             part = val.subset(keep)
             halves[name] = build_dataset(
-                part, load_file if part.paths is not None else _array_loader(size, config.resize), num_classes, size,
+                part, loader(part), num_classes, size,
                 config.batch_size, training=False, cache=cache, as_uint8=as_uint8, counter=counters["val"],
                 cache_path=_cache_path(run_dir, name, part, size, config) if cache == "file" else None)
         halves["num_val_calibration"] = int(held.sum())
